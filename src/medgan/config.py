@@ -1,0 +1,356 @@
+"""Typed, frozen run configuration <-> YAML.
+
+A run is described by one ``RunConfig`` made of small section dataclasses. Values come, in order, from a
+named recipe (``medgan`` default or classic ``dcgan``), a YAML file, and ``section.key=value`` overrides.
+Unknown keys and bad values raise ``ConfigError`` naming the offending key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from medgan.errors import ConfigError
+
+RESOLUTIONS = (32, 64, 128, 256)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where images come from and how they become [-1, 1] tensors."""
+
+    source: str = "mni152"  # a file, a folder, or an embedded source name ("mni152", "ct-phantom")
+    resolution: int = 64  # square side of training images; one of 32, 64, 128, 256
+    axis: int = 2  # volume axis to slice along (2 = axial for RAS-oriented NIfTI)
+    min_foreground: float = 0.15  # skip slices whose foreground fraction is below this
+    modality: str = "auto"  # "auto" (DICOM tag / file hints), "mri" or "ct"
+    normalize: str = "percentile"  # MRI: "percentile" clip-and-scale or "zscore"
+    percentiles: tuple[float, float] = (0.5, 99.5)  # MRI percentile clip range
+    window: str = "abdomen"  # CT window preset name, used unless level/width are given
+    window_level: float | None = None  # CT window centre in HU (overrides the preset)
+    window_width: float | None = None  # CT window width in HU (overrides the preset)
+    fit: str = "resize"  # how a slice becomes square: "resize" (pad to square, then resample), "crop", "pad"
+    nan_policy: str = "error"  # "error" reports NaN/Inf voxels; "clean" replaces them with the finite minimum
+    flip: bool = True  # classic augmentation: random left-right flip
+    rotate_degrees: float = 5.0  # classic augmentation: random rotation range (+/- degrees)
+    scale: float = 0.05  # classic augmentation: random zoom range (+/- fraction)
+    labels: str | None = None  # CSV of per-image labels (conditional tasks)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Generator and discriminator architecture."""
+
+    name: str = "resnet"  # registered architecture: "dcgan" (classic) or "resnet" (SN residual, default)
+    latent_dim: int = 128  # size of the noise vector z
+    generator_channels: int = 64  # width multiplier of G (ngf)
+    discriminator_channels: int = 64  # width multiplier of D (ndf)
+    spectral_norm: bool = True  # spectral normalization on D's layers
+    num_classes: int = 0  # >0 makes G and D class-conditional
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Adversarial objective and regularizers."""
+
+    adversarial: str = "hinge"  # "nonsaturating" (classic BCE), "hinge", "lsgan", "wasserstein"
+    r1_gamma: float = 0.0  # weight of the R1 penalty on real images (0 = off)
+    r1_interval: int = 16  # apply R1 every this many D steps (lazy regularization)
+    gradient_penalty: float = 0.0  # WGAN-GP weight (0 = off); use with "wasserstein"
+    instance_noise: float = 0.0  # std of Gaussian noise added to D's inputs, annealed linearly to 0
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Differentiable augmentation applied to every image D sees (real and fake)."""
+
+    policy: tuple[str, ...] = ("translation", "cutout", "brightness", "contrast")  # greyscale-safe ops
+    probability: float = 1.0  # chance each op is applied to a batch
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Adam optimizers, schedule and step ratios."""
+
+    lr_generator: float = 2e-4  # Adam learning rate of G
+    lr_discriminator: float = 2e-4  # Adam learning rate of D
+    betas: tuple[float, float] = (0.0, 0.99)  # Adam betas, shared by G and D
+    schedule: str = "constant"  # "constant", "linear" (decay to 0) or "cosine"
+    warmup_steps: int = 0  # linear LR warm-up steps
+    d_steps: int = 1  # discriminator steps per generator step
+    grad_clip: float = 0.0  # max gradient norm for G and D (0 = off)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Budget, precision, logging and snapshots."""
+
+    steps: int = 2000  # generator steps (ignored when minutes > 0 ends training first)
+    minutes: float = 0.0  # wall-clock budget in minutes (0 = use steps only)
+    batch_size: int = 64  # images per step
+    seed: int = 0  # seed for every RNG
+    ema: float = 0.999  # generator EMA decay (0 = off)
+    ema_start: int = 100  # steps before EMA starts tracking (it copies G until then)
+    precision: str = "auto"  # "auto" (bf16 where the CPU/GPU supports it), "bf16" or "fp32"
+    channels_last: bool = True  # NHWC memory format for conv layers
+    device: str = "auto"  # "auto", "cpu" or "cuda"
+    log_every: int = 25  # steps between metrics/log lines
+    sample_every: int = 250  # steps between sample grids
+    checkpoint_every: int = 250  # steps between checkpoints
+    eval_every: int = 0  # steps between evaluations into metrics.jsonl (0 = off)
+    threads: int = 0  # torch CPU threads (0 = torch default)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The whole, resolved configuration of a run; saved as ``config.yaml`` in the run directory."""
+
+    task: str = "unconditional"  # registered task: "unconditional" or "conditional"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+RECIPES = ("medgan", "dcgan")
+
+
+def recipe(name: str) -> RunConfig:
+    """The starting configuration of a named recipe.
+
+    Args:
+        name: ``"medgan"`` (data-efficient default: SN residual nets, hinge loss, DiffAugment, EMA) or
+            ``"dcgan"`` (the classic recipe: DCGAN nets, BCE, Adam 2e-4 / beta1 0.5, no augmentation, no EMA).
+    """
+    if name == "medgan":
+        return RunConfig()
+    if name == "dcgan":
+        return RunConfig(
+            model=ModelConfig(name="dcgan", latent_dim=100, spectral_norm=False),
+            loss=LossConfig(adversarial="nonsaturating"),
+            augment=AugmentConfig(policy=()),
+            optim=OptimConfig(betas=(0.5, 0.999)),
+            train=TrainConfig(ema=0.0),
+            data=DataConfig(flip=False, rotate_degrees=0.0, scale=0.0),
+        )
+    raise ConfigError(f"unknown recipe {name!r}; choose one of: {', '.join(RECIPES)}")
+
+
+# --------------------------------------------------------------------------------------------------------
+# dict <-> dataclass with type checking
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A plain, YAML-safe dict of a config dataclass (tuples become lists)."""
+
+    def plain(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return {f.name: plain(getattr(value, f.name)) for f in fields(value)}
+        if isinstance(value, (tuple, list)):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(config)
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Checks ``value`` against a field annotation and converts YAML-ish values (lists -> tuples, int -> float)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, key)
+            except ConfigError as error:
+                errors.append(error)
+        raise errors[0]
+    if origin is tuple:
+        args = typing.get_args(annotation)
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key {key!r} must be a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], key) for v in value)
+        if len(value) != len(args):
+            raise ConfigError(f"config key {key!r} must have {len(args)} values, got {list(value)!r}")
+        return tuple(_coerce(v, a, key) for v, a in zip(value, args))
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0", "on", "off"):
+            return value.lower() in ("true", "yes", "1", "on")
+        raise ConfigError(f"config key {key!r} must be true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"config key {key!r} must be an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"config key {key!r} must be an integer, got {value!r}")
+    if annotation is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"config key {key!r} must be a number, got {value!r}")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"config key {key!r} must be a number, got {value!r}")
+    if annotation is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"config key {key!r} must be a string, got {value!r}")
+    raise TypeError(f"unsupported config annotation {annotation!r} for {key}")  # a bug, not user input
+
+
+def _merge(config: Any, values: Mapping[str, Any], prefix: str = "") -> Any:
+    """A copy of dataclass ``config`` with ``values`` (a nested mapping) applied; unknown keys raise."""
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"config section {prefix.rstrip('.') or 'root'!r} must be a mapping, got {values!r}")
+    hints = typing.get_type_hints(type(config))
+    known = {f.name for f in fields(config)}
+    changes = {}
+    for key, value in values.items():
+        full = f"{prefix}{key}"
+        if key not in known:
+            raise ConfigError(f"unknown config key {full!r}; valid keys here: {', '.join(sorted(known))}")
+        current = getattr(config, key)
+        if dataclasses.is_dataclass(current):
+            changes[key] = _merge(current, value or {}, f"{full}.")
+        else:
+            changes[key] = _coerce(value, hints[key], full)
+    return replace(config, **changes)
+
+
+def from_dict(values: Mapping[str, Any], base: RunConfig | None = None) -> RunConfig:
+    """A validated RunConfig from a nested mapping applied on top of ``base`` (default: the medgan recipe)."""
+    config = _merge(base or RunConfig(), values)
+    validate(config)
+    return config
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Reads a YAML config file into a mapping; a missing or malformed file raises ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("config file not found", path)
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        problem = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ConfigError(f"not valid YAML ({problem})", path) from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError("a config file must hold a mapping of sections", path)
+    return values
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """Turns ``["train.steps=10", "optim.betas=[0.5, 0.9]"]`` into a nested mapping (values parsed as YAML)."""
+    nested: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        node = nested
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r} conflicts with another override")
+        node[parts[-1]] = value
+    return nested
+
+
+def deep_update(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of nested dict ``base`` with nested ``update`` merged in."""
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = deep_update(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def save_yaml(config: RunConfig, path: str | Path) -> None:
+    """Writes the resolved config atomically as YAML."""
+    from medgan.utils import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+def _check(condition: bool, key: str, problem: str) -> None:
+    if not condition:
+        raise ConfigError(f"config key {key!r} {problem}")
+
+
+def validate(config: RunConfig) -> None:
+    """Raises ConfigError naming the first key whose value is out of range or not one of the allowed names."""
+    data, model, loss, optim, train = config.data, config.model, config.loss, config.optim, config.train
+    _check(data.resolution in RESOLUTIONS, "data.resolution", f"must be one of {RESOLUTIONS}, got {data.resolution}")
+    _check(data.axis in (0, 1, 2), "data.axis", f"must be 0, 1 or 2, got {data.axis}")
+    _check(0.0 <= data.min_foreground < 1.0, "data.min_foreground", "must be in [0, 1)")
+    _check(data.modality in ("auto", "mri", "ct"), "data.modality", "must be auto, mri or ct")
+    _check(data.normalize in ("percentile", "zscore"), "data.normalize", "must be percentile or zscore")
+    low, high = data.percentiles
+    _check(0.0 <= low < high <= 100.0, "data.percentiles", "must satisfy 0 <= low < high <= 100")
+    _check(data.fit in ("resize", "crop", "pad"), "data.fit", "must be resize, crop or pad")
+    _check(data.nan_policy in ("error", "clean"), "data.nan_policy", "must be error or clean")
+    _check(data.window_width is None or data.window_width > 0, "data.window_width", "must be positive")
+    _check(0.0 <= data.rotate_degrees <= 180.0, "data.rotate_degrees", "must be in [0, 180]")
+    _check(0.0 <= data.scale < 1.0, "data.scale", "must be in [0, 1)")
+    _check(model.latent_dim > 0, "model.latent_dim", "must be positive")
+    _check(model.generator_channels >= 4, "model.generator_channels", "must be at least 4")
+    _check(model.discriminator_channels >= 4, "model.discriminator_channels", "must be at least 4")
+    _check(model.num_classes >= 0, "model.num_classes", "must be >= 0")
+    _check(loss.r1_gamma >= 0, "loss.r1_gamma", "must be >= 0")
+    _check(loss.r1_interval >= 1, "loss.r1_interval", "must be >= 1")
+    _check(loss.gradient_penalty >= 0, "loss.gradient_penalty", "must be >= 0")
+    _check(loss.instance_noise >= 0, "loss.instance_noise", "must be >= 0")
+    _check(0.0 <= config.augment.probability <= 1.0, "augment.probability", "must be in [0, 1]")
+    _check(optim.lr_generator > 0, "optim.lr_generator", "must be positive")
+    _check(optim.lr_discriminator > 0, "optim.lr_discriminator", "must be positive")
+    _check(all(0.0 <= b < 1.0 for b in optim.betas), "optim.betas", "must be in [0, 1)")
+    _check(optim.schedule in ("constant", "linear", "cosine"), "optim.schedule", "must be constant, linear or cosine")
+    _check(optim.warmup_steps >= 0, "optim.warmup_steps", "must be >= 0")
+    _check(optim.d_steps >= 1, "optim.d_steps", "must be >= 1")
+    _check(optim.grad_clip >= 0, "optim.grad_clip", "must be >= 0")
+    _check(train.steps >= 1, "train.steps", "must be >= 1")
+    _check(train.minutes >= 0, "train.minutes", "must be >= 0")
+    _check(train.batch_size >= 1, "train.batch_size", "must be >= 1")
+    _check(0.0 <= train.ema < 1.0, "train.ema", "must be in [0, 1)")
+    _check(train.precision in ("auto", "bf16", "fp32"), "train.precision", "must be auto, bf16 or fp32")
+    _check(train.device in ("auto", "cpu", "cuda"), "train.device", "must be auto, cpu or cuda")
+    for key in ("log_every", "sample_every", "checkpoint_every"):
+        _check(getattr(train, key) >= 1, f"train.{key}", "must be >= 1")
+    _check(train.eval_every >= 0, "train.eval_every", "must be >= 0")
+    # Name checks against the registries happen where the registries live (networks, losses, augment, tasks),
+    # so this module stays import-light; see medgan.training.loop.check_names.
