@@ -71,7 +71,7 @@ class AugmentConfig:
     """Differentiable augmentation applied to every image D sees (real and fake)."""
 
     policy: tuple[str, ...] = ("translation", "cutout", "brightness", "contrast")  # greyscale-safe ops
-    probability: float = 1.0  # chance each op is applied to a batch
+    probability: float = 1.0  # chance that each image gets each op (ADA-style, per image)
 
 
 @dataclass(frozen=True)
