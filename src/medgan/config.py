@@ -40,7 +40,10 @@ class DataConfig:
     flip: bool = True  # classic augmentation: random left-right flip
     rotate_degrees: float = 5.0  # classic augmentation: random rotation range (+/- degrees)
     scale: float = 0.05  # classic augmentation: random zoom range (+/- fraction)
-    labels: str | None = None  # CSV of per-image labels (conditional tasks)
+    labels: str | None = None  # CSV of file,label[,attributes...] (conditional tasks)
+    extract: str = "slices"  # CT layouts (LiTS/MSD): "slices", "liver-slices", "liver-crops" or "lesion-rois"
+    roi_size: int = 64  # side in pixels of "lesion-rois" regions (native pixels) and of "ct-lesions" ROIs
+    split: str = "train"  # MedMNIST .npz split: "train", "val", "test" or "all"
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,8 @@ class AugmentConfig:
 
     policy: tuple[str, ...] = ("translation", "cutout", "brightness", "contrast")  # greyscale-safe ops
     probability: float = 1.0  # chance that each image gets each op (ADA-style, per image)
+    adaptive: bool = False  # ADA: tune the probability from sign(D(real)) towards ada_target (starts at 0)
+    ada_target: float = 0.6  # ADA's target for E[sign(D(real))]
 
 
 @dataclass(frozen=True)
@@ -325,6 +330,10 @@ def validate(config: RunConfig) -> None:
     _check(data.fit in ("resize", "crop", "pad"), "data.fit", "must be resize, crop or pad")
     _check(data.nan_policy in ("error", "clean"), "data.nan_policy", "must be error or clean")
     _check(data.window_width is None or data.window_width > 0, "data.window_width", "must be positive")
+    _check(data.extract in ("slices", "liver-slices", "liver-crops", "lesion-rois"), "data.extract",
+           "must be slices, liver-slices, liver-crops or lesion-rois")
+    _check(data.roi_size >= 8, "data.roi_size", "must be at least 8")
+    _check(data.split in ("train", "val", "test", "all"), "data.split", "must be train, val, test or all")
     _check(0.0 <= data.rotate_degrees <= 180.0, "data.rotate_degrees", "must be in [0, 180]")
     _check(0.0 <= data.scale < 1.0, "data.scale", "must be in [0, 1)")
     _check(model.latent_dim > 0, "model.latent_dim", "must be positive")
@@ -336,6 +345,7 @@ def validate(config: RunConfig) -> None:
     _check(loss.gradient_penalty >= 0, "loss.gradient_penalty", "must be >= 0")
     _check(loss.instance_noise >= 0, "loss.instance_noise", "must be >= 0")
     _check(0.0 <= config.augment.probability <= 1.0, "augment.probability", "must be in [0, 1]")
+    _check(0.0 < config.augment.ada_target < 1.0, "augment.ada_target", "must be in (0, 1)")
     _check(optim.lr_generator > 0, "optim.lr_generator", "must be positive")
     _check(optim.lr_discriminator > 0, "optim.lr_discriminator", "must be positive")
     _check(all(0.0 <= b < 1.0 for b in optim.betas), "optim.betas", "must be in [0, 1)")

@@ -1,0 +1,119 @@
+"""The classic DCGAN (Radford et al. 2016) generalized to square resolutions 32..256.
+
+Generator: transposed convolutions with BatchNorm and ReLU, Tanh output. Discriminator: strided convolutions
+with LeakyReLU(0.2) and BatchNorm after the first layer; it returns logits (no Sigmoid: losses take logits).
+Weights are initialized from N(0, 0.02) (BatchNorm scale from N(1, 0.02)) as in the paper.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from medgan.networks.common import ProjectionHead, class_embedding, maybe_spectral_norm
+from medgan.networks.registry import DISCRIMINATORS, GENERATORS
+
+
+def num_doublings(resolution: int) -> int:
+    """How many x2 steps lead from 4x4 to ``resolution`` (32 -> 3, 64 -> 4, ..., 256 -> 6)."""
+    steps = int(math.log2(resolution // 4))
+    if 4 * 2**steps != resolution:
+        raise ValueError(f"resolution must be 4 * 2^k, got {resolution}")
+    return steps
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """N(0, 0.02) for conv weights, N(1, 0.02) for BatchNorm scales, zero biases (DCGAN paper, section 4)."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+@GENERATORS.register("dcgan")
+class DCGANGenerator(nn.Module):
+    """z (optionally with a class) -> image in [-1, 1].
+
+    Args:
+        resolution: output side (32, 64, 128 or 256).
+        latent_dim: size of z.
+        channels: width multiplier (ngf); the 4x4 stage has ``channels * min(8, 2^(k-1))`` maps.
+        out_channels: image channels (1 for greyscale).
+        num_classes: >0 concatenates a learned class embedding to z.
+    """
+
+    def __init__(self, resolution: int = 64, latent_dim: int = 100, channels: int = 64, out_channels: int = 1,
+                 num_classes: int = 0) -> None:
+        super().__init__()
+        steps = num_doublings(resolution)
+        self.latent_dim = latent_dim
+        self.embedding = class_embedding(num_classes, latent_dim)
+        input_dim = latent_dim * (2 if num_classes else 1)
+        widths = [channels * min(8, 2 ** (steps - 1 - i)) for i in range(steps)]  # 64x64: [8, 4, 2, 1] * ngf
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(input_dim, widths[0], 4, 1, 0, bias=False),  # (ngf*8) x 4 x 4
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(True),
+        ]
+        for i in range(1, steps):
+            layers += [
+                nn.ConvTranspose2d(widths[i - 1], widths[i], 4, 2, 1, bias=False),  # widths[i] x 2^(i+2) x 2^(i+2)
+                nn.BatchNorm2d(widths[i]),
+                nn.ReLU(True),
+            ]
+        layers += [
+            nn.ConvTranspose2d(widths[-1], out_channels, 4, 2, 1, bias=False),  # out_channels x R x R
+            nn.Tanh(),
+        ]
+        self.main = nn.Sequential(*layers)
+        self.apply(dcgan_init)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Maps z [N, latent_dim] (and labels [N]) to images [N, C, R, R]."""
+        if self.embedding is not None:
+            z = torch.cat([z, self.embedding(labels)], dim=1)
+        return self.main(z[:, :, None, None])
+
+
+@DISCRIMINATORS.register("dcgan")
+class DCGANDiscriminator(nn.Module):
+    """image -> one real/fake logit per image.
+
+    Args:
+        resolution: input side (32..256).
+        channels: width multiplier (ndf).
+        in_channels: image channels.
+        num_classes: >0 adds a projection term <embed(y), features> (Miyato & Koyama 2018).
+        spectral_norm: wrap every conv in spectral normalization (BatchNorm is then dropped: the two fight).
+    """
+
+    def __init__(self, resolution: int = 64, channels: int = 64, in_channels: int = 1, num_classes: int = 0,
+                 spectral_norm: bool = False) -> None:
+        super().__init__()
+        steps = num_doublings(resolution)
+        widths = [channels * min(8, 2**i) for i in range(steps)]  # 64x64: [1, 2, 4, 8] * ndf
+        sn = maybe_spectral_norm(spectral_norm)
+        layers: list[nn.Module] = [
+            sn(nn.Conv2d(in_channels, widths[0], 4, 2, 1, bias=False)),  # ndf x R/2 x R/2
+            nn.LeakyReLU(0.2, inplace=True),
+        ]
+        for i in range(1, steps):
+            layers.append(sn(nn.Conv2d(widths[i - 1], widths[i], 4, 2, 1, bias=False)))  # widths[i] x R/2^(i+1)
+            if not spectral_norm:
+                layers.append(nn.BatchNorm2d(widths[i]))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+        self.features = nn.Sequential(*layers)  # (ndf*8) x 4 x 4
+        self.output = sn(nn.Conv2d(widths[-1], 1, 4, 1, 0, bias=False))  # 1 x 1 x 1
+        self.projection = ProjectionHead(num_classes, widths[-1], spectral_norm)
+        self.apply(dcgan_init)
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Maps images [N, C, R, R] (and labels [N]) to logits [N]."""
+        features = self.features(images)
+        logits = self.output(features).flatten(1).sum(1)
+        return logits + self.projection(features.sum(dim=(2, 3)), labels)

@@ -1,0 +1,132 @@
+"""Residual generator and spectrally normalized residual discriminator (SNGAN / BigGAN-lite family).
+
+Generator blocks: BN -> ReLU -> nearest x2 -> conv3 -> BN -> ReLU -> conv3, plus a (x2 -> conv1) shortcut.
+Nearest upsampling followed by a conv avoids the checkerboard artefacts of strided transposed convolutions.
+Discriminator blocks: ReLU -> conv3 -> ReLU -> conv3 -> avgpool, plus a (conv1 -> avgpool) shortcut, every
+layer spectrally normalized; global sum pooling, a linear logit, and a projection term for classes.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from medgan.networks.common import ProjectionHead, class_embedding, maybe_spectral_norm
+from medgan.networks.dcgan import num_doublings
+from medgan.networks.registry import DISCRIMINATORS, GENERATORS
+
+
+class GeneratorBlock(nn.Module):
+    """[N, in, H, W] -> [N, out, 2H, 2W]."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.norm1 = nn.BatchNorm2d(in_channels)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, 1, 1)
+        self.norm2 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1)
+        self.shortcut = nn.Conv2d(in_channels, out_channels, 1, 1, 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.interpolate(F.relu(self.norm1(x)), scale_factor=2, mode="nearest")  # in x 2H x 2W
+        h = self.conv2(F.relu(self.norm2(self.conv1(h))))  # out x 2H x 2W
+        return h + self.shortcut(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
+class DiscriminatorBlock(nn.Module):
+    """[N, in, H, W] -> [N, out, H/2, W/2]; ``first`` skips the leading ReLU (raw image input)."""
+
+    def __init__(self, in_channels: int, out_channels: int, spectral_norm: bool, first: bool = False) -> None:
+        super().__init__()
+        sn = maybe_spectral_norm(spectral_norm)
+        self.first = first
+        self.conv1 = sn(nn.Conv2d(in_channels, out_channels, 3, 1, 1))
+        self.conv2 = sn(nn.Conv2d(out_channels, out_channels, 3, 1, 1))
+        self.shortcut = sn(nn.Conv2d(in_channels, out_channels, 1, 1, 0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x if self.first else F.relu(x)
+        h = self.conv2(F.relu(self.conv1(h)))  # out x H x W
+        h = F.avg_pool2d(h, 2)  # out x H/2 x W/2
+        # The first block pools before its shortcut conv (cheaper, as in SNGAN's optimized block).
+        skip = self.shortcut(F.avg_pool2d(x, 2)) if self.first else F.avg_pool2d(self.shortcut(x), 2)
+        return h + skip
+
+
+def _init(module: nn.Module) -> None:
+    """Xavier-uniform convs and linears (SNGAN / BigGAN practice), zero biases."""
+    if isinstance(module, (nn.Conv2d, nn.Linear)):
+        weight = module.parametrizations.weight.original if hasattr(module, "parametrizations") else module.weight
+        nn.init.xavier_uniform_(weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+@GENERATORS.register("resnet")
+class ResNetGenerator(nn.Module):
+    """z (optionally with a class) -> image in [-1, 1].
+
+    Args:
+        resolution: output side (32..256).
+        latent_dim: size of z.
+        channels: width multiplier; the 4x4 stage has ``channels * min(8, 2^(k-1))`` maps.
+        out_channels: image channels.
+        num_classes: >0 concatenates a learned class embedding to z.
+    """
+
+    def __init__(self, resolution: int = 64, latent_dim: int = 128, channels: int = 64, out_channels: int = 1,
+                 num_classes: int = 0) -> None:
+        super().__init__()
+        steps = num_doublings(resolution)
+        self.latent_dim = latent_dim
+        self.embedding = class_embedding(num_classes, latent_dim)
+        widths = [channels * min(8, 2 ** max(steps - 1 - i, 0)) for i in range(steps + 1)]  # 64: [8, 4, 2, 1, 1]
+        self.start_channels = widths[0]
+        input_dim = latent_dim * (2 if num_classes else 1)
+        self.linear = nn.Linear(input_dim, widths[0] * 16)  # (ch*8) x 4 x 4 after reshape
+        self.blocks = nn.Sequential(*[GeneratorBlock(widths[i], widths[i + 1]) for i in range(steps)])
+        self.output = nn.Sequential(
+            nn.BatchNorm2d(widths[-1]),
+            nn.ReLU(True),
+            nn.Conv2d(widths[-1], out_channels, 3, 1, 1),  # out_channels x R x R
+            nn.Tanh(),
+        )
+        self.apply(_init)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Maps z [N, latent_dim] (and labels [N]) to images [N, C, R, R]."""
+        if self.embedding is not None:
+            z = torch.cat([z, self.embedding(labels)], dim=1)
+        h = self.linear(z).view(z.shape[0], self.start_channels, 4, 4)  # (ch*8) x 4 x 4
+        return self.output(self.blocks(h))
+
+
+@DISCRIMINATORS.register("resnet")
+class ResNetDiscriminator(nn.Module):
+    """image -> one real/fake logit per image.
+
+    Args:
+        resolution: input side (32..256).
+        channels: width multiplier; block i has ``channels * min(8, 2^i)`` maps.
+        in_channels: image channels.
+        num_classes: >0 adds a projection term.
+        spectral_norm: spectral normalization on every layer (on by default in the recipe).
+    """
+
+    def __init__(self, resolution: int = 64, channels: int = 64, in_channels: int = 1, num_classes: int = 0,
+                 spectral_norm: bool = True) -> None:
+        super().__init__()
+        steps = num_doublings(resolution)
+        widths = [channels * min(8, 2**i) for i in range(steps)]  # 64: [1, 2, 4, 8] * ch, ending at 4x4
+        blocks = [DiscriminatorBlock(in_channels, widths[0], spectral_norm, first=True)]
+        blocks += [DiscriminatorBlock(widths[i - 1], widths[i], spectral_norm) for i in range(1, steps)]
+        self.blocks = nn.Sequential(*blocks)  # widths[-1] x 4 x 4
+        self.linear = maybe_spectral_norm(spectral_norm)(nn.Linear(widths[-1], 1))
+        self.projection = ProjectionHead(num_classes, widths[-1], spectral_norm)
+        self.apply(_init)
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Maps images [N, C, R, R] (and labels [N]) to logits [N]."""
+        pooled = F.relu(self.blocks(images)).sum(dim=(2, 3))  # [N, ch*8]
+        return self.linear(pooled).squeeze(1) + self.projection(pooled, labels)

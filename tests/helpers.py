@@ -1,0 +1,24 @@
+"""Small builders shared by the training and CLI tests."""
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+TINY = [
+    "--resolution", "32", "--batch-size", "8",
+    "--set", "model.generator_channels=4", "--set", "model.discriminator_channels=4",
+    "--set", "model.latent_dim=8", "--set", "train.log_every=1", "--set", "train.sample_every=2",
+    "--set", "train.checkpoint_every=2", "--set", "train.ema_start=1", "--quiet",
+]
+
+
+def write_tiny_brain(path: Path, seed: int = 0) -> Path:
+    """A 32 x 32 x 12 NIfTI 'head': an ellipsoid skull ring with a brighter core, 2 mm voxels."""
+    rng = np.random.default_rng(seed)
+    x, y, z = np.meshgrid(np.linspace(-1, 1, 32), np.linspace(-1, 1, 32), np.linspace(-1, 1, 12), indexing="ij")
+    radius = np.sqrt((x / 0.85) ** 2 + (y / 0.95) ** 2 + (z / 1.3) ** 2)
+    volume = np.where(radius < 0.95, 300.0, 0.0) + np.where(radius < 0.8, 400.0, 0.0) + rng.normal(0, 5, x.shape)
+    volume = np.clip(volume, 0, None).astype(np.float32)
+    nib.save(nib.Nifti1Image(volume, np.diag([2.0, 2.0, 2.0, 1.0])), str(path))
+    return path
