@@ -30,7 +30,11 @@ def test_mni152_gives_about_a_hundred_upright_axial_slices(mni):
     assert mni.images.dtype == torch.float32 and mni.images.min() == -1.0 and mni.images.max() <= 1.0
     assert mni.mapping.kind == "percentile" and mni.mapping.unit == "a.u." and len(set(mni.subjects)) == 1
     assert mni.sources[0].startswith("mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz#")
-    assert mni.spacing == pytest.approx((233 / 64, 233 / 64))
+    # Cropped to the volume's foreground box (plus a 5% margin) before resizing: finer than the 233 mm FOV.
+    assert 2.8 < mni.spacing[0] == mni.spacing[1] < 233 / 64
+    uncropped = load_slices(DataConfig(crop_foreground=False), progress=False)
+    assert uncropped.spacing == pytest.approx((233 / 64, 233 / 64))
+    assert (uncropped.images > -0.9).float().mean() < (mni.images > -0.9).float().mean()
     foreground = (mni.images[:, 0] > -0.9).float()
     rows = torch.arange(64.0)
     centre_row = (foreground.sum(2) * rows).sum(1) / foreground.sum((1, 2))
@@ -105,11 +109,11 @@ def test_missing_source_names_embedded_sources():
 
 def test_layouts_and_sources_are_consulted_first(tmp_path, monkeypatch, mni):
     def lits_like(path, config):
-        return mni if (path / "volume-0.nii").exists() else None
+        return mni if (path / "layout-marker.txt").exists() else None
 
-    monkeypatch.setitem(LAYOUTS._items, "zz-test-layout", lits_like)
+    monkeypatch.setitem(LAYOUTS._items, "aa-test-layout", lits_like)
     monkeypatch.setitem(SOURCES._items, "zz-test-source", lambda config: mni)
-    (tmp_path / "volume-0.nii").write_text("detected by name only")
+    (tmp_path / "layout-marker.txt").write_text("detected by name only")
     assert load_slices(replace(SMALL, source=str(tmp_path)), progress=False) is mni
     assert load_slices(replace(SMALL, source="zz-test-source"), progress=False) is mni
 

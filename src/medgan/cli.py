@@ -120,20 +120,110 @@ def command_info(args: argparse.Namespace) -> int:
     return 0
 
 
+DEMOS = {
+    # name: (source, task, what the grid shows)
+    "brain": ("mni152", "unconditional", "axial T1 brain MRI slices (MNI152 template)"),
+    "liver": ("ct-lesions", "conditional", "liver lesion CT ROIs per class (simulated phantom)"),
+}
+
+
 def command_demo(args: argparse.Namespace) -> int:
     from medgan.config import from_dict, recipe
+    from medgan.sampling import generate, load_generator
     from medgan.training.loop import train
+    from medgan.visuals import save_grid
 
-    out = Path(args.out)
-    config = from_dict({"data": {"source": "mni152"}, "train": {"minutes": args.minutes, "steps": 10**9}},
-                       base=recipe("medgan"))
-    print(f"medgan demo: training the default recipe on the embedded MNI152 brain template for "
-          f"{args.minutes:g} minutes (CPU is fine)")
+    name = "liver" if args.ct else args.name
+    source, task, what = DEMOS[name]
+    out = Path(args.out or f"medgan-demo-{name}")
+    config = from_dict({"task": task, "data": {"source": source},
+                        "train": {"minutes": args.minutes, "steps": 10**9}}, base=recipe("medgan"))
+    print(f"medgan demo ({name}): training the default recipe on {what} for {args.minutes:g} minutes")
     started = time.monotonic()
     result = train(config, out, progress=not args.quiet)
     _print_result(result)
+    loaded = load_generator(out)
+    for index, class_name in enumerate(loaded.class_names):
+        images, _ = generate(out, 16, seed=index, class_name=class_name, loaded=loaded)
+        path = save_grid(images, out / "samples" / f"class_{class_name}.png", columns=8, scale=2)
+        print(f"class {class_name:<13} : {path}")
     print(f"demo finished in {time.monotonic() - started:.0f} s; sample more with: "
           f"medgan sample --run {out} --n 16 --out {out}/exported")
+    return 0
+
+
+def command_evaluate(args: argparse.Namespace) -> int:
+    from medgan.metrics.evaluate import evaluate, headline
+
+    metrics = evaluate(args.real, args.fake, args.out, features=args.features, train=args.train,
+                       progress=not args.quiet, max_images=args.max_images)
+    for key, value in headline(metrics).items():
+        if value is not None:
+            print(f"{key:<28}: {value:.4g}")
+    print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'report.html'}")
+    return 0
+
+
+def _run_data_config(run_dir: str, source: str | None):
+    """The data config of a run (from its config.yaml), with the source replaced when given."""
+    from dataclasses import replace
+
+    from medgan.sampling import load_generator
+
+    loaded = load_generator(run_dir)
+    data = loaded.config.data if source is None else replace(loaded.config.data, source=source)
+    return loaded, data
+
+
+def synthetic_set(run_dir: str, per_class: int, seed: int):
+    """A labelled SliceSet of ``per_class`` samples of every class of a conditional run."""
+    import torch
+
+    from medgan.data import SliceSet
+    from medgan.errors import ConfigError
+    from medgan.sampling import generate, load_generator
+
+    loaded = load_generator(run_dir)
+    if not loaded.class_names:
+        raise ConfigError("the synthetic run is not class-conditional; train it with --task conditional", run_dir)
+    images, labels = [], []
+    for index, name in enumerate(loaded.class_names):
+        batch, _ = generate(run_dir, per_class, seed=seed + index, class_name=name, loaded=loaded)
+        images.append(batch)
+        labels.append(torch.full((per_class,), index, dtype=torch.int64))
+    count = per_class * len(loaded.class_names)
+    return SliceSet(images=torch.cat(images), mapping=loaded.mapping, spacing=loaded.spacing,
+                    subjects=[f"synthetic-{i}" for i in range(count)], sources=["synthetic"] * count,
+                    labels=torch.cat(labels), class_names=loaded.class_names)
+
+
+def command_utility(args: argparse.Namespace) -> int:
+    import json
+
+    from medgan.data import load_slices
+    from medgan.metrics.utility import UtilityConfig, format_utility, run_utility, utility_html
+    from medgan.utils import atomic_write_text
+
+    _, data_config = _run_data_config(args.synthetic, args.real)
+    real = load_slices(data_config, progress=not args.quiet)
+    test = None
+    if args.test:
+        from dataclasses import replace
+
+        test = load_slices(replace(data_config, source=args.test), progress=not args.quiet)
+    if real.labels is None:
+        raise MedganError("the real data has no class labels (use a labelled source, layout or labels CSV)",
+                          data_config.source)
+    per_class = args.per_class or int(real.labels.bincount().max())
+    synthetic = synthetic_set(args.synthetic, per_class, args.seed)
+    config = UtilityConfig(seeds=args.seeds, epochs=args.epochs, seed=args.seed, threads=args.threads)
+    result = run_utility(real, test, synthetic, config, progress=not args.quiet)
+    out = Path(args.out)
+    atomic_write_text(out / "metrics.json", json.dumps({"utility": result}, indent=2))
+    page = f"<!doctype html><meta charset='utf-8'><title>medgan utility</title><body>{utility_html(result)}</body>"
+    atomic_write_text(out / "utility.html", page)
+    print(format_utility(result))
+    print(f"wrote {out / 'metrics.json'} and {out / 'utility.html'}")
     return 0
 
 
@@ -168,11 +258,40 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also write a latent-interpolation grid with STEPS images per row (default 8)")
     sample.set_defaults(handler=command_sample)
 
-    demo = commands.add_parser("demo", help="train the default recipe on the embedded brain MRI template")
-    demo.add_argument("--out", default="medgan-demo", help="run directory (default: ./medgan-demo)")
+    demo = commands.add_parser("demo", help="train the default recipe on embedded data: brain MRI (default) or "
+                                            "liver lesion CT (--ct)")
+    demo.add_argument("name", nargs="?", default="brain", choices=sorted(DEMOS), help="which demo (default brain)")
+    demo.add_argument("--ct", action="store_true", help="the liver CT demo (same as 'medgan demo liver')")
+    demo.add_argument("--out", default=None, help="run directory (default: ./medgan-demo-<name>)")
     demo.add_argument("--minutes", type=float, default=8.0, help="training budget (default 8)")
     demo.add_argument("--quiet", action="store_true")
     demo.set_defaults(handler=command_demo)
+
+    evaluate = commands.add_parser("evaluate", help="fidelity, diversity and memorization audit with an HTML report")
+    evaluate.add_argument("--real", required=True, help="real images: path, embedded source or run directory")
+    evaluate.add_argument("--fake", required=True, help="synthetic images: folder or run directory")
+    evaluate.add_argument("--out", required=True, help="report folder (metrics.json, report.html)")
+    evaluate.add_argument("--features", default="offline", help="feature extractor: offline (default), "
+                          "inception[:weights.pth] or torchscript:model.pt")
+    evaluate.add_argument("--train", help="training images for the memorization audit (default: --real)")
+    evaluate.add_argument("--max-images", type=int, help="use at most this many images per set")
+    evaluate.add_argument("--quiet", action="store_true")
+    evaluate.set_defaults(handler=command_evaluate)
+
+    utility = commands.add_parser("utility", help="does synthetic data help a classifier? (real / real+synthetic / "
+                                                  "synthetic-only, tested on held-out real data)")
+    utility.add_argument("--synthetic", required=True, help="a class-conditional run directory")
+    utility.add_argument("--real", help="labelled real data (default: the run's own training data)")
+    utility.add_argument("--test", help="separate labelled real test data (default: patient-level split of --real)")
+    utility.add_argument("--out", required=True, help="output folder for metrics.json and utility.html")
+    utility.add_argument("--seeds", type=int, default=5, help="classifier runs per arm")
+    utility.add_argument("--epochs", type=int, default=30)
+    utility.add_argument("--per-class", type=int, default=0, help="synthetic images per class (default: as many as "
+                                                                  "the largest real class)")
+    utility.add_argument("--seed", type=int, default=0)
+    utility.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    utility.add_argument("--quiet", action="store_true")
+    utility.set_defaults(handler=command_utility)
 
     info = commands.add_parser("info", help="describe a data path: files, shapes, spacing, intensities, slices")
     info.add_argument("path", help="file, folder or embedded source name")

@@ -36,6 +36,7 @@ class DataConfig:
     window_level: float | None = None  # CT window centre in HU (overrides the preset)
     window_width: float | None = None  # CT window width in HU (overrides the preset)
     fit: str = "resize"  # how a slice becomes square: "resize" (pad to square, then resample), "crop", "pad"
+    crop_foreground: bool = True  # crop each volume's slices to their common foreground box before fitting
     nan_policy: str = "error"  # "error" reports NaN/Inf voxels; "clean" replaces them with the finite minimum
     flip: bool = True  # classic augmentation: random left-right flip
     rotate_degrees: float = 5.0  # classic augmentation: random rotation range (+/- degrees)

@@ -38,7 +38,14 @@ from medgan.data.readers import (
     read_volume,
     subject_of,
 )
-from medgan.data.slicing import fit_slices, foreground_fraction, in_plane_spacing, to_canonical, upright_slices
+from medgan.data.slicing import (
+    crop_to_foreground,
+    fit_slices,
+    foreground_fraction,
+    in_plane_spacing,
+    to_canonical,
+    upright_slices,
+)
 from medgan.errors import ConfigError, DataError
 
 
@@ -302,7 +309,10 @@ class _Builder:
         mapping = volume_mapping(volume.array, self.modality, self.config)
         self.mappings.append(mapping)
         slices, kept, spacing = kept_slices(volume, mapping, self.config)
-        self._append(slices[kept], spacing, volume, [int(k) for k in kept], label)
+        slices = slices[kept]
+        if self.config.crop_foreground:
+            slices = crop_to_foreground(slices)
+        self._append(slices, spacing, volume, [int(k) for k in kept], label)
 
     def _check_consistent(self, volume: Volume) -> None:
         modality, _ = dataset_modality(volume, self.config)

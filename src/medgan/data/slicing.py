@@ -162,3 +162,25 @@ def axis_name(axis: int, ndim: int = 3) -> str:
     """``"axial"``, ``"coronal"`` or ``"sagittal"`` for a 3D axis (in RAS order); ``"image"`` for 2D."""
     return AXIS_NAMES.get(axis, f"axis {axis}") if ndim == 3 else "image"
 
+
+
+def crop_to_foreground(slices: np.ndarray, threshold: float = -0.9, margin: float = 0.05) -> np.ndarray:
+    """Crops a stack of unit-space slices [S, H, W] to the union bounding box of their foreground.
+
+    One box for the whole stack keeps the physical scale identical across the slices of a volume, so
+    after fitting every slice has the same mm per pixel. Uses MONAI's CropForeground on the stack as if
+    its slices were channels (the box is then the union over slices).
+
+    Args:
+        slices: [S, H, W] float32 in [-1, 1].
+        threshold: pixels above this count as foreground (the same rule as ``foreground_fraction``).
+        margin: border kept around the box, as a fraction of the box's longer side.
+    """
+    from monai.transforms import CropForeground
+
+    if slices.size == 0 or not np.any(slices > threshold):
+        return slices
+    rows, columns = np.nonzero(np.any(slices > threshold, axis=0))
+    border = int(round(margin * max(np.ptp(rows) + 1, np.ptp(columns) + 1)))
+    cropper = CropForeground(select_fn=lambda x: x > threshold, margin=border, allow_smaller=True)
+    return np.asarray(cropper(slices), dtype=np.float32)

@@ -203,10 +203,16 @@ class AdversarialTask:
 
     @torch.no_grad()
     def _update_ema(self) -> None:
-        """ema <- decay * ema + (1 - decay) * G (a plain copy during the first ``ema_start`` steps)."""
+        """ema <- decay * ema + (1 - decay) * G, with the decay ramped up as ``min(ema, (1 + t) / (10 + t))``.
+
+        t counts steps after ``ema_start`` (before it the EMA is a plain copy). The ramp keeps the average's
+        horizon (about 1 / (1 - decay) steps) short early on: short CPU runs of a few thousand steps would
+        otherwise average mostly untrained weights (the same reason as StyleGAN2's EMA ramp-up).
+        """
         if not exists(self.ema):
             return
-        decay = self.config.train.ema if self.steps_done >= self.config.train.ema_start else 0.0
+        since = self.steps_done - self.config.train.ema_start
+        decay = 0.0 if since < 0 else min(self.config.train.ema, (1.0 + since) / (10.0 + since))
         for ema_param, param in zip(self.ema.parameters(), self.generator.parameters()):
             ema_param.lerp_(param, 1.0 - decay)
         for ema_buffer, buffer in zip(self.ema.buffers(), self.generator.buffers()):
