@@ -1,0 +1,58 @@
+"""medgan.metrics: features -> statistics -> scores, and the ``medgan evaluate`` pipeline.
+
+Public API:
+
+* ``evaluate(real, fake, out, ...)``: everything, written to ``metrics.json`` and ``report.html``.
+* ``training_score(real, fake)``: fast FID/KID/precision/recall/density/coverage for use during training.
+* ``compute_metrics(real, fake, mapping, extractor, train=None)``: every metric on tensors, no files.
+* features: ``EXTRACTORS``, ``get_extractor``, ``extract_features``, ``cached_features``, ``OfflineFeatures``.
+* scores: ``fid``, ``frechet_distance``, ``feature_statistics``, ``kid``, ``prdc``, ``ssim``, ``ms_ssim``,
+  ``psnr``, ``snr``, ``rms_contrast``, ``cnr``, ``diversity``, ``intensity_fidelity``, ``memorization_audit``.
+
+Heavy modules (the report, sampling) are imported lazily inside functions.
+"""
+
+from __future__ import annotations
+
+from medgan.metrics.diversity import diversity, pairwise_ms_ssim
+from medgan.metrics.evaluate import METRICS, compute_metrics, evaluate, training_score
+from medgan.metrics.features import (DEFAULT_FEATURES, EXTRACTORS, FeatureExtractor, OfflineFeatures, cached_features,
+                                     extract_features, get_extractor)
+from medgan.metrics.fid import feature_statistics, fid, frechet_distance
+from medgan.metrics.image import cnr, ms_ssim, paired_quality, psnr, rms_contrast, snr, ssim, unpaired_similarity
+from medgan.metrics.intensity import intensity_fidelity
+from medgan.metrics.kid import kid
+from medgan.metrics.memorization import NEAR_COPY_SSIM, memorization_audit
+from medgan.metrics.prdc import prdc
+
+__all__ = [
+    "DEFAULT_FEATURES",
+    "EXTRACTORS",
+    "FeatureExtractor",
+    "METRICS",
+    "NEAR_COPY_SSIM",
+    "OfflineFeatures",
+    "cached_features",
+    "cnr",
+    "compute_metrics",
+    "diversity",
+    "evaluate",
+    "extract_features",
+    "feature_statistics",
+    "fid",
+    "frechet_distance",
+    "get_extractor",
+    "intensity_fidelity",
+    "kid",
+    "memorization_audit",
+    "ms_ssim",
+    "paired_quality",
+    "pairwise_ms_ssim",
+    "prdc",
+    "psnr",
+    "rms_contrast",
+    "snr",
+    "ssim",
+    "training_score",
+    "unpaired_similarity",
+]

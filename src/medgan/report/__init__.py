@@ -1,0 +1,1 @@
+"""medgan.report: the self-contained HTML evaluation report (``html.render_report``) and its figures (``plots``)."""

@@ -1,0 +1,241 @@
+"""The self-contained HTML evaluation report: every figure is an embedded PNG (data URI), no external files."""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import string
+from datetime import datetime, timezone
+from importlib import resources
+from typing import Any, Iterable
+
+from medgan import __version__
+from medgan.report import plots
+
+FEATURE_NOTES = {
+    "offline": (
+        "Offline features (64-D, no downloaded weights): a fixed random-weight 4-stage convolutional network "
+        "(channel means and RMS per stage, plus a 2×2 layout pool, randomly projected to 48-D), log power in 8 "
+        "radial frequency bands, and the fractions of pixels above 8 intensity levels. Images are resized to "
+        "64×64. They capture texture, sharpness, noise, intensity distribution and coarse layout; nothing is "
+        "learned, so they know no anatomy or pathology. Values compare runs scored with the same extractor only, "
+        "not Inception FIDs from papers."
+    ),
+    "inception": (
+        "FID-Inception v3 pool3 features (2048-D, pytorch-fid weights): grey images repeated to 3 channels and "
+        "resized bilinearly to 299×299. ImageNet-trained, so comparable with published FIDs but not tuned to "
+        "medical images; needs more than 2048 images per set for FID."
+    ),
+    "torchscript": "User-supplied TorchScript feature model.",
+}
+
+IMAGE_NOTES = (
+    ("SSIM / MS-SSIM / PSNR", "Computed with MONAI on the [0, 1] display scale (data range 1): SSIM with an 11 px "
+     "Gaussian window (σ 1.5, K1 0.01, K2 0.03); MS-SSIM with as many of the 5 standard scales as the image size "
+     "allows (3 at 64 px, weights renormalised); PSNR = 10·log10(1/MSE), capped at 100 dB. Real and synthetic "
+     "sets are unpaired, so each is reported over random real–synthetic pairs beside random real–real pairs."),
+    ("SNR, RMS contrast, CNR", "Per image, on the display scale, foreground = pixels above −0.9 in model units "
+     "(5% above the window's low end): SNR = mean/std of foreground; RMS contrast = std of all pixels; "
+     "CNR = |μfg − μbg| / √(σfg² + σbg²). Real and synthetic distributions are compared with the 1-D "
+     "Wasserstein distance."),
+    ("Intensity fidelity", "Pixel intensities mapped back to physical units with the data set's intensity "
+     "mapping; 400-bin histograms over the mapping window compared with the 1-D Wasserstein distance."),
+    ("Diversity", "MS-SSIM over 500 random pairs of distinct images within each set; collapse is flagged when "
+     "the synthetic set keeps less than half of the real set's dissimilarity (1 − mean MS-SSIM), or when its "
+     "share of duplicate pairs (MS-SSIM ≥ 0.95) exceeds the real share by more than 0.1."),
+    ("Memorization", "For each synthetic image, the training image with the highest SSIM among candidates "
+     "nearest in pixel space (≤32 px) and feature space, and the nearest training feature. Near copy: SSIM ≥ 0.95 "
+     "(a copy with up to 1.5% noise or a 3% intensity change still scores ≥ 0.99; pixels below −0.9 are set "
+     "to −1 first, so an imperfect black background cannot hide a copy). Baseline: the same search from held-out "
+     "real images, or leave-one-out within the training set."),
+    ("FID / KID / precision-recall", "FID: Fréchet distance of Gaussian fits (needs more images than feature "
+     "dimensions). KID: unbiased polynomial-kernel MMD², mean ± std over 100 subsets of up to 1000. "
+     "Precision/recall (Kynkäänniemi 2019) and density/coverage (Naeem 2020) with k = 5 nearest neighbours."),
+)
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _figure(png: bytes | None, name: str, caption: str, plot: bool = False) -> str:
+    if png is None:
+        return ""
+    css = ' class="plot"' if plot else ""
+    return (f'<figure data-figure="{name}"><img{css} src="{_data_uri(png)}" alt="{html.escape(caption)}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def _section(title: str, content: str, anchor: str) -> str:
+    return f'<section id="{anchor}"><h2>{html.escape(title)}</h2>\n{content}\n</section>'
+
+
+def format_value(value: Any) -> str:
+    """A metric value for the table: 4 significant digits, booleans as yes/no, missing as an en dash."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (int, float)):
+        if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
+            return f"{value:.3e}"
+        return f"{value:.4g}"
+    return html.escape(str(value))
+
+
+def _lookup(metrics: dict, key: str) -> Any:
+    node: Any = metrics
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _metrics_table(metrics: dict, infos: Iterable[Any]) -> str:
+    rows = []
+    for info in infos:
+        context = ", ".join(f"{label} {format_value(_lookup(metrics, key))}" for label, key in info.context)
+        rows.append(
+            f"<tr><td>{html.escape(info.label)}</td><td class=\"value\">{format_value(_lookup(metrics, info.key))}</td>"
+            f"<td class=\"context\">{context}</td><td class=\"better\">{html.escape(info.better)}</td>"
+            f"<td>{html.escape(info.definition)}</td></tr>"
+        )
+    header = "<tr><th>Metric</th><th>Value</th><th>Compare with</th><th>Better</th><th>Definition</th></tr>"
+    return f'<table class="metrics">{header}{"".join(rows)}</table>'
+
+
+def _facts(metrics: dict) -> str:
+    inputs = metrics.get("inputs", {})
+    mapping = inputs.get("mapping") or {}
+    rows = [
+        ("Real images", f"{inputs.get('real', '?')} ({inputs.get('real_images', '?')} images)"),
+        ("Synthetic images", f"{inputs.get('synthetic', '?')} ({inputs.get('synthetic_images', '?')} images)"),
+        ("Training images (audit)", f"{inputs.get('train', '?')} ({inputs.get('train_images', '?')} images)"),
+        ("Resolution", f"{inputs.get('resolution', '?')} × {inputs.get('resolution', '?')} px"),
+        ("Features", f"{inputs.get('features', '?')} ({inputs.get('feature_dim', '?')}-D)"),
+        ("Intensity mapping", f"{mapping.get('kind', '–')} [{format_value(mapping.get('low'))}, "
+                              f"{format_value(mapping.get('high'))}] {mapping.get('unit', '')} → [−1, 1]"),
+        ("Evaluation time", f"{format_value((metrics.get('timings_s') or {}).get('total'))} s"),
+    ]
+    body = "".join(f"<tr><td>{html.escape(name)}</td><td>{html.escape(str(value))}</td></tr>" for name, value in rows)
+    return f'<table class="facts">{body}</table>'
+
+
+def _flags(metrics: dict) -> str:
+    items = []
+    diversity = metrics.get("diversity") or {}
+    relative = format_value(diversity.get("relative_diversity"))
+    duplicates = format_value(_lookup(diversity, "synthetic_ms_ssim.duplicate_fraction"))
+    real_duplicates = format_value(_lookup(diversity, "real_ms_ssim.duplicate_fraction"))
+    facts = (f"relative diversity {relative}; duplicate pairs {duplicates} synthetic vs {real_duplicates} real; "
+             f"rule: {diversity.get('collapse_rule', '')}")
+    if diversity.get("collapse"):
+        items.append(("warn", f"Mode collapse flagged: {facts}."))
+    else:
+        items.append(("ok", f"No mode collapse flagged ({facts})."))
+    memorization = metrics.get("memorization") or {}
+    fraction, baseline = memorization.get("near_copy_fraction"), memorization.get("baseline_near_copy_fraction")
+    if fraction is not None:
+        level = "warn" if fraction > (baseline or 0.0) + 0.05 else "info" if fraction > 0 else "ok"
+        items.append((level, f"{memorization.get('near_copies', 0)} synthetic images ({format_value(fraction)}) are "
+                             "near copies of a training image "
+                             f"(SSIM ≥ {memorization.get('near_copy_threshold_ssim')}); "
+                             f"real baseline: {format_value(baseline)} ({memorization.get('baseline', '')})."))
+    items.extend(("info", note) for note in metrics.get("notes") or [])
+    rows = "".join(f'<li class="{level}">{html.escape(text)}</li>' for level, text in items)
+    return f'<ul class="flags">{rows}</ul>'
+
+
+def _images_section(artefacts: Any) -> str:
+    figures = [
+        _figure(plots.grid_png(artefacts.real), "real-grid",
+                f"Real images ({min(64, len(artefacts.real))} of {len(artefacts.real)}, evenly spaced)"),
+        _figure(plots.grid_png(artefacts.fake), "synthetic-grid",
+                f"Synthetic images ({min(64, len(artefacts.fake))} of {len(artefacts.fake)}, evenly spaced)"),
+    ]
+    content = f'<div class="figures">{"".join(figures)}</div>'
+    if artefacts.interpolation is not None:
+        strip = _figure(plots.strip_png(artefacts.interpolation, columns=8), "interpolation",
+                        "Latent interpolation: each row walks a spherical path between two random latent vectors")
+        content += f'<h3>Latent interpolation</h3><div class="figures">{strip}</div>'
+    return content
+
+
+def _memorization_section(metrics: dict, artefacts: Any) -> str:
+    audit = artefacts.audit
+    if audit is None:
+        return '<p class="note">Not computed.</p>'
+    summary = metrics.get("memorization", {})
+    synthetic = format_value(_lookup(summary, "nearest_ssim.median"))
+    baseline = format_value(_lookup(summary, "baseline_nearest_ssim.median"))
+    text = (f'<p class="note">Nearest-training SSIM: synthetic median {synthetic}, real baseline median {baseline} '
+            f'({html.escape(summary.get("baseline", ""))}). Synthetic images far above the baseline are copies.</p>')
+    distribution = _figure(plots.nearest_distribution_png(audit), "nearest-distribution",
+                           "Nearest-training similarity of synthetic images against the real-to-real baseline",
+                           plot=True)
+    return text + f'<div class="figures">{distribution}</div>' + _gallery(artefacts, audit)
+
+
+def _gallery(artefacts: Any, audit: Any, count: int = 8) -> str:
+    """The closest synthetic/training pairs as a table of image tiles with their SSIM."""
+    columns = []
+    for fake_index, train_index, score in audit.closest_pairs(count):
+        flagged = score >= audit.threshold
+        label = f"SSIM {score:.3f}" + (" · copy" if flagged else "")
+        columns.append(
+            f'<td><img src="{_data_uri(plots.tile_png(artefacts.fake[fake_index]))}" alt="synthetic #{fake_index}">'
+            f'<img src="{_data_uri(plots.tile_png(artefacts.train[train_index]))}" alt="training #{train_index}">'
+            f'<div class="{"copy" if flagged else "pair"}">{label}</div>'
+            f'<div class="index">synthetic #{fake_index}<br>train #{train_index}</div></td>'
+        )
+    return (f'<figure data-figure="nearest-gallery"><table class="gallery"><tr>{"".join(columns)}</tr></table>'
+            "<figcaption>Closest synthetic/training pairs, most similar first: synthetic image on top, its nearest "
+            "training image below.</figcaption></figure>")
+
+
+def _definitions(metrics: dict) -> str:
+    features = str((metrics.get("inputs") or {}).get("features", "offline")).split(":")[0]
+    if features.endswith((".pt", ".pts")):
+        features = "torchscript"
+    items = [("Feature space", FEATURE_NOTES.get(features, FEATURE_NOTES["torchscript"]))] + list(IMAGE_NOTES)
+    body = "".join(f"<dt>{html.escape(name)}</dt><dd>{html.escape(text)}</dd>" for name, text in items)
+    return f'<dl class="definitions">{body}</dl>'
+
+
+def render_report(metrics: dict, artefacts: Any, infos: Iterable[Any]) -> str:
+    """The report page as one HTML string.
+
+    Args:
+        metrics: the JSON-ready metrics (as written to ``metrics.json``).
+        artefacts: ``medgan.metrics.evaluate.Artefacts`` (images, audit, histogram, run records).
+        infos: the metrics table rows (``medgan.metrics.evaluate.METRICS``).
+
+    Returns:
+        A complete, self-contained HTML document.
+    """
+    intensity = metrics.get("intensity") or {}
+    sections = [
+        _section("Summary", _facts(metrics) + _flags(metrics), "summary"),
+        _section("Metrics", _metrics_table(metrics, infos), "metrics"),
+        _section("Real and synthetic images", _images_section(artefacts), "images"),
+    ]
+    curves = plots.training_curves_png(artefacts.losses, artefacts.history)
+    if curves is not None:
+        caption = "Losses and in-training FID of the run" if artefacts.history else "Training losses of the run"
+        figure = _figure(curves, "training-curves", caption, plot=True)
+        sections.append(_section("Training curves", f'<div class="figures">{figure}</div>', "training"))
+    if artefacts.histogram is not None:
+        overlay = _figure(plots.histogram_png(artefacts.histogram, intensity.get("unit", "")), "intensity-histogram",
+                          f"Foreground intensities in physical units ({intensity.get('unit', '')}); "
+                          f"W1 = {format_value(intensity.get('wasserstein_foreground'))}", plot=True)
+        sections.append(_section("Intensity fidelity", f'<div class="figures">{overlay}</div>', "intensity"))
+    sections.append(_section("Memorization audit", _memorization_section(metrics, artefacts), "memorization"))
+    sections.append(_section("How each number is computed", _definitions(metrics), "definitions"))
+    inputs = metrics.get("inputs") or {}
+    template = string.Template(resources.files("medgan.report").joinpath("template.html").read_text(encoding="utf-8"))
+    subtitle = (f"{inputs.get('synthetic', 'synthetic images')} against {inputs.get('real', 'real images')} · "
+                f"generated {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
+    return template.substitute(title="medgan evaluation report", subtitle=html.escape(subtitle), version=__version__,
+                               body="\n".join(sections))

@@ -1,0 +1,215 @@
+"""``evaluate`` end to end: image folders, run directories (trained vs early vs collapsed), training_score, errors."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from medgan.config import DataConfig, RunConfig, save_yaml
+from medgan.errors import ConfigError, DataError
+from medgan.metrics import METRICS, evaluate, training_score
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: on a shared 2-core machine, two OpenMP threads spin-wait on each other (much slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+evaluate_module = importlib.import_module("medgan.metrics.evaluate")
+
+
+@pytest.fixture(autouse=True)
+def quick_settings(monkeypatch, tmp_path):
+    """Fewer random pairs and KID subsets keep each evaluation to a few seconds; the cache goes to tmp."""
+    monkeypatch.setattr(evaluate_module, "SIMILARITY_PAIRS", 60)
+    monkeypatch.setattr(evaluate_module, "DIVERSITY_PAIRS", 100)
+    monkeypatch.setattr(evaluate_module, "KID_SUBSETS", 10)
+    monkeypatch.setenv("MEDGAN_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def mni() -> torch.Tensor:
+    from medgan.data import load_slices
+
+    return load_slices(DataConfig(), progress=False).images  # 112 axial slices, 64 px
+
+
+def blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    radius = int(3 * sigma + 0.5)
+    kernel = torch.exp(-torch.arange(-radius, radius + 1.0) ** 2 / (2 * sigma**2))
+    kernel = (kernel / kernel.sum()).view(1, 1, 1, -1)
+    images = F.conv2d(F.pad(images, (radius, radius, 0, 0), mode="replicate"), kernel)
+    return F.conv2d(F.pad(images, (0, 0, radius, radius), mode="replicate"), kernel.transpose(2, 3))
+
+
+def no_nan_json(path: Path) -> dict:
+    def refuse(constant: str):
+        raise AssertionError(f"{path} holds {constant}")
+
+    return json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse)
+
+
+def test_evaluate_a_folder_of_png_and_npy_images(tmp_path, mni):
+    folder = tmp_path / "synthetic"
+    folder.mkdir()
+    generator = torch.Generator().manual_seed(0)
+    fake = (mni[torch.randint(len(mni), (90,), generator=generator)]
+            + 0.05 * torch.randn(90, 1, 64, 64, generator=generator)).clamp(-1, 1)
+    unit = ((fake[:, 0].numpy() + 1) / 2)
+    for index in range(30):
+        Image.fromarray(np.round(unit[index] * 255).astype(np.uint8)).save(folder / f"a{index:02d}.png")
+        Image.fromarray(np.round(unit[30 + index] * 65535).astype(np.uint16)).save(folder / f"b{index:02d}.png")
+    np.save(folder / "stack.npy", fake[60:, 0].numpy())
+    metrics = evaluate("mni152", folder, tmp_path / "report", progress=False)
+
+    written = no_nan_json(tmp_path / "report" / "metrics.json")
+    assert written == metrics
+    assert metrics["inputs"]["synthetic_images"] == 90 and metrics["inputs"]["real_images"] == 112
+    assert metrics["inputs"]["mapping"]["kind"] == "percentile"
+    for info in METRICS:
+        assert evaluate_module.lookup(metrics, info.key) is not None, info.key
+    assert metrics["distribution"]["fid"] > 0 and 0 <= metrics["distribution"]["precision"] <= 1
+    report = (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
+    assert report.count("data:image/png;base64,") >= 5
+    for figure in ("real-grid", "synthetic-grid", "intensity-histogram", "nearest-gallery", "nearest-distribution"):
+        assert f'data-figure="{figure}"' in report
+    assert "<script" not in report and "http://" not in report and "https://" not in report  # self-contained
+
+
+def test_synthetic_images_are_decoded_from_every_format(tmp_path, mni):
+    from medgan.data.intensity import IntensityMapping
+
+    images = mni[:4, 0].numpy()
+    mapping = IntensityMapping("percentile", 64.0, 234.0, "a.u.")
+    Image.fromarray(np.round((images[0] + 1) / 2 * 255).astype(np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(np.round((images[1] + 1) / 2 * 65535).astype(np.uint16)).save(tmp_path / "b.png")
+    np.save(tmp_path / "c.npy", images[2:3])  # model units
+    np.save(tmp_path / "d.npy", mapping.to_physical(images[3:4]))  # physical units
+    raw = evaluate_module.read_image_folder(tmp_path)
+    decoded = evaluate_module._to_unit_stack(raw, mapping, 64, tmp_path)
+    assert decoded.shape == (4, 1, 64, 64)
+    tolerances = (1.1 / 255, 1e-4, 1e-6, 1e-5)
+    for index, tolerance in enumerate(tolerances):
+        assert np.abs(decoded[index, 0].numpy() - images[index]).max() <= tolerance * 2 + 1e-6, index
+    small = evaluate_module._to_unit_stack(raw, mapping, 32, tmp_path)  # other resolutions are fitted
+    assert small.shape == (4, 1, 32, 32)
+
+
+def make_run(root: Path, name: str) -> Path:
+    run = root / name
+    (run / "checkpoints").mkdir(parents=True)
+    save_yaml(RunConfig(), run / "config.yaml")  # data: mni152 at 64 px
+    losses = [{"step": step, "loss_d": 1.0 / (1 + step / 50), "loss_g": 0.5 + step / 500} for step in range(0, 200, 25)]
+    (run / "losses.jsonl").write_text("".join(json.dumps(record) + "\n" for record in losses))
+    history = [{"step": step, "fid": 100.0 / (1 + step)} for step in (50, 100)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(record) + "\n" for record in history))
+    return run
+
+
+def fake_sampling(mni: torch.Tensor) -> types.ModuleType:
+    """A stand-in for medgan.sampling whose 'generators' are degraded real slices, by run name."""
+    from medgan.data.intensity import IntensityMapping
+
+    mapping = IntensityMapping("percentile", 64.0, 234.0, "a.u.")
+
+    def generate(run_dir, n, seed=0, class_name=None):
+        generator = torch.Generator().manual_seed(seed)
+        index = torch.randint(len(mni) - 1, (n,), generator=generator)
+        weight = torch.rand(n, 1, 1, 1, generator=generator)
+        noise = torch.randn(n, 1, 64, 64, generator=generator)
+        name = Path(run_dir).name
+        if name == "trained":  # between neighbouring slices, light noise: plausible and new
+            images = (1 - weight) * mni[index] + weight * mni[index + 1] + 0.02 * noise
+        elif name == "early":  # blobs and noise, as after a few hundred steps
+            images = blur(mni[index], 2.5) * 0.8 + 0.15 * noise
+        else:  # collapsed: one image, tiny variations
+            images = mni[40:41].expand(n, -1, -1, -1) + 0.01 * noise
+        return images.clamp(-1, 1), mapping
+
+    def interpolate(run_dir, steps=8, rows=4, seed=0):
+        start, end = mni[30:30 + rows], mni[70:70 + rows]
+        weights = torch.linspace(0, 1, steps).view(1, steps, 1, 1, 1)
+        return ((1 - weights) * start[:, None] + weights * end[:, None]).reshape(rows * steps, 1, 64, 64)
+
+    module = types.ModuleType("medgan.sampling")
+    module.generate, module.interpolate = generate, interpolate
+    return module
+
+
+def test_trained_run_beats_early_and_collapsed_runs(tmp_path, monkeypatch, mni):
+    monkeypatch.setitem(sys.modules, "medgan.sampling", fake_sampling(mni))
+    results = {}
+    for name in ("trained", "early", "collapsed"):
+        run = make_run(tmp_path, name)
+        real = str(run) if name == "trained" else "mni152"  # a run as --real means its own training data
+        results[name] = evaluate(real, run, tmp_path / f"report-{name}", progress=False, max_images=150)
+    trained, early, collapsed = results["trained"], results["early"], results["collapsed"]
+    for worse in (early, collapsed):
+        assert trained["distribution"]["fid"] < 0.5 * worse["distribution"]["fid"]
+        assert trained["distribution"]["kid_mean"] < worse["distribution"]["kid_mean"]
+        assert trained["distribution"]["coverage"] > worse["distribution"]["coverage"]
+    assert trained["distribution"]["precision"] > early["distribution"]["precision"]
+    assert collapsed["diversity"]["collapse"] and not trained["diversity"]["collapse"]
+    assert trained["inputs"]["synthetic_images"] == 150
+    assert trained["inputs"]["real"].endswith("(training data)") and trained["inputs"]["real_images"] == 112
+    report = (tmp_path / "report-trained" / "report.html").read_text(encoding="utf-8")
+    assert 'data-figure="interpolation"' in report and 'data-figure="training-curves"' in report
+
+
+def test_training_score_keys_speed_and_ordering(mni):
+    generator = torch.Generator().manual_seed(3)
+    real = mni.repeat(2, 1, 1, 1)[:200]
+    noise = 0.02 * torch.randn(200, 1, 64, 64, generator=generator)
+    good = (real[torch.randperm(200, generator=generator)] + noise).clamp(-1, 1)
+    bad = blur(good, 2.0)
+    started = time.perf_counter()
+    good_score = training_score(real, good)
+    elapsed = time.perf_counter() - started
+    assert set(good_score) == {"fid", "kid", "precision", "recall", "density", "coverage"}
+    assert all(isinstance(value, float) for value in good_score.values())
+    assert good_score["fid"] < training_score(real, bad)["fid"]
+    assert elapsed < 10.0  # under 1 s on an idle 2-core CPU; lenient for shared machines
+    with pytest.raises(DataError, match="more images than feature dimensions"):
+        training_score(real[:50], good[:50])
+
+
+def test_evaluate_reports_bad_inputs_clearly(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        evaluate("mni152", tmp_path / "missing", tmp_path / "out", progress=False)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match="empty folder"):
+        evaluate("mni152", empty, tmp_path / "out", progress=False)
+    with pytest.raises(ConfigError, match="unknown feature extractor"):
+        evaluate("mni152", empty, tmp_path / "out", features="vgg16", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_held_out_real_images_are_the_memorization_baseline(mni):
+    from medgan.metrics.features import OfflineFeatures
+
+    train, held_out = mni[::2], mni[1::2]  # 56 each: too few for a 64-D FID
+    generator = torch.Generator().manual_seed(4)
+    fake = torch.cat([train[:10], (held_out[:30] + 0.2 * torch.randn(30, 1, 64, 64, generator=generator)).clamp(-1, 1)])
+    metrics, artefacts = evaluate_module.compute_metrics(held_out, fake, None, OfflineFeatures(), train=train)
+    memorization = metrics["memorization"]
+    assert memorization["baseline"] == "held-out real images"
+    assert memorization["near_copies"] == 10 and set(np.flatnonzero(artefacts.audit.near_copies)) == set(range(10))
+    assert metrics["distribution"]["fid"] is None
+    assert any("FID not computed" in note for note in metrics["notes"])
+    assert metrics["distribution"]["kid_mean"] is not None
+    assert metrics["intensity"]["unit"] == "model units"
