@@ -22,6 +22,7 @@ extracts its features once.
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import math
 import os
@@ -55,7 +56,7 @@ LEVELS_WEIGHT = 2.0  # scale of the exceedance fractions relative to the network
 OFFLINE_SCALE = 10.0  # overall scale: per-dimension spread on real slices is then about 1
 
 
-class FeatureExtractor(nn.Module):
+class FeatureExtractor(nn.Module, metaclass=abc.ABCMeta):
     """Base class: ``prepare`` images (channels, size), then ``embed`` them into ``[N, dim]`` features.
 
     Subclasses set ``name`` (registry name), ``dim`` (feature length) and implement ``prepare``/``embed`` and
@@ -65,17 +66,17 @@ class FeatureExtractor(nn.Module):
     name: str = "base"
     dim: int = 0
 
+    @abc.abstractmethod
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         """[N, 1, H, W] in [-1, 1] -> the input the embedding expects."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def embed(self, prepared: torch.Tensor) -> torch.Tensor:
         """Prepared images -> [N, dim] features."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def fingerprint(self) -> str:
         """Identifies the feature space (name, version, weights)."""
-        raise NotImplementedError
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.embed(self.prepare(images))

@@ -755,3 +755,38 @@ def utility_html(result: dict[str, Any]) -> str:
     )
     parts.append("</section>")
     return "\n".join(parts)
+
+
+def class_fidelity(real: Any, synthetic: Any, config: UtilityConfig = UtilityConfig(), seed: int = 0) -> dict[str, Any]:
+    """How recognisable conditional samples are: a classifier trained on real images only labels the synthetic ones.
+
+    Args:
+        real: labelled real SliceSet (all of it trains the judge).
+        synthetic: labelled synthetic SliceSet (labels = the class each image was generated for).
+        config: classifier settings (epochs, width, augmentation...).
+        seed: classifier seed.
+
+    Returns:
+        ``{"accuracy", "balanced_accuracy", "chance", "per_class": {name: accuracy}, "confusion": [[...]],
+        "class_names", "n_synthetic"}``; rows of ``confusion`` are requested classes, columns predicted ones.
+    """
+    names, real_labels = _names_and_labels(real, "real")
+    synthetic_names, synthetic_labels = _names_and_labels(synthetic, "synthetic")
+    synthetic_labels = _aligned_labels(names, synthetic_names, synthetic_labels, "synthetic")
+    _require_every_class(real_labels, names, "real")
+    model = train_classifier(real.images.float(), real_labels, len(names), config, seed)
+    predicted = predict_probabilities(model, synthetic.images.float(), config).argmax(axis=1)
+    truth = synthetic_labels.numpy()
+    confusion = np.zeros((len(names), len(names)), dtype=int)
+    np.add.at(confusion, (truth, predicted), 1)
+    per_class = {name: float(confusion[i, i] / max(confusion[i].sum(), 1)) for i, name in enumerate(names)}
+    present = [per_class[name] for i, name in enumerate(names) if confusion[i].sum() > 0]
+    return {
+        "accuracy": float((predicted == truth).mean()),
+        "balanced_accuracy": float(np.mean(present)),
+        "chance": 1.0 / len(names),
+        "per_class": per_class,
+        "confusion": confusion.tolist(),
+        "class_names": list(names),
+        "n_synthetic": int(len(truth)),
+    }
