@@ -127,3 +127,14 @@ def head_volume() -> np.ndarray:
     x, y, z = np.meshgrid(np.linspace(-1, 1, 24), np.linspace(-1, 1, 20), np.linspace(-1, 1, 16), indexing="ij")
     inside = (x / 0.8) ** 2 + (y / 0.9) ** 2 + (z / 0.7) ** 2 < 1
     return np.where(inside, 150 + 50 * x, 0).astype(np.float32)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: on a shared 2-core machine two OpenMP threads can stall each other."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

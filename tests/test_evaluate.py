@@ -20,13 +20,7 @@ from medgan.errors import ConfigError, DataError
 from medgan.metrics import METRICS, evaluate, training_score
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine, two OpenMP threads spin-wait on each other (much slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 evaluate_module = importlib.import_module("medgan.metrics.evaluate")

@@ -16,13 +16,7 @@ from medgan.metrics.fid import fid
 from medgan.metrics.inception import FIDInceptionV3, download_inception_weights, load_fid_inception
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine, two OpenMP threads spin-wait on each other (much slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 features_module = importlib.import_module("medgan.metrics.features")

@@ -12,13 +12,7 @@ from medgan.metrics.fid import feature_statistics, fid, frechet_distance
 from medgan.metrics.kid import kid, polynomial_mmd
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine, two OpenMP threads spin-wait on each other (much slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def reference_fid(a: np.ndarray, b: np.ndarray) -> float:

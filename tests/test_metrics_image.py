@@ -15,13 +15,7 @@ from medgan.metrics.image import (cnr, compare_distributions, ms_ssim, ms_ssim_w
 from medgan.metrics.intensity import intensity_fidelity
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine, two OpenMP threads spin-wait on each other (much slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def smooth_images(count: int, size: int = 64, seed: int = 0) -> torch.Tensor:

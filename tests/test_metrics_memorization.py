@@ -14,13 +14,7 @@ from medgan.metrics.image import to_display
 from medgan.metrics.memorization import NEAR_COPY_SSIM, LocalMoments, candidate_ssim, memorization_audit
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine, two OpenMP threads spin-wait on each other (much slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

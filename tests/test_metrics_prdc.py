@@ -13,13 +13,7 @@ from medgan.errors import DataError
 from medgan.metrics.prdc import prdc
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine, two OpenMP threads spin-wait on each other (much slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # The package re-exports the function under the module's name, so fetch the module itself.

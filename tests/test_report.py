@@ -28,13 +28,7 @@ PROBE = ("<script>window.addEventListener('load', () => { const images = Array.f
          "});</script>")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine, two OpenMP threads spin-wait on each other (much slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

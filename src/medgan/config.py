@@ -56,6 +56,7 @@ class ModelConfig:
     generator_channels: int = 32  # width multiplier of G (ngf)
     discriminator_channels: int = 32  # width multiplier of D (ndf)
     spectral_norm: bool = True  # spectral normalization on D's layers
+    minibatch_std: bool = True  # minibatch standard-deviation feature in D (StyleGAN's guard against collapse)
     num_classes: int = 0  # >0 makes G and D class-conditional
 
 
@@ -68,6 +69,7 @@ class LossConfig:
     r1_interval: int = 16  # apply R1 every this many D steps (lazy regularization)
     gradient_penalty: float = 0.0  # WGAN-GP weight (0 = off); use with "wasserstein"
     instance_noise: float = 0.0  # std of Gaussian noise added to D's inputs, annealed linearly to 0
+    mode_seeking: float = 1.0  # conditional tasks: weight of MSGAN's mode-seeking term (0 = off)
 
 
 @dataclass(frozen=True)
@@ -143,7 +145,7 @@ def recipe(name: str) -> RunConfig:
     if name == "dcgan":
         return RunConfig(
             model=ModelConfig(name="dcgan", latent_dim=100, generator_channels=64, discriminator_channels=64,
-                              spectral_norm=False),
+                              spectral_norm=False, minibatch_std=False),
             loss=LossConfig(adversarial="nonsaturating"),
             augment=AugmentConfig(policy=()),
             optim=OptimConfig(betas=(0.5, 0.999)),
@@ -348,6 +350,7 @@ def validate(config: RunConfig) -> None:
     _check(loss.r1_interval >= 1, "loss.r1_interval", "must be >= 1")
     _check(loss.gradient_penalty >= 0, "loss.gradient_penalty", "must be >= 0")
     _check(loss.instance_noise >= 0, "loss.instance_noise", "must be >= 0")
+    _check(loss.mode_seeking >= 0, "loss.mode_seeking", "must be >= 0")
     _check(0.0 <= config.augment.probability <= 1.0, "augment.probability", "must be in [0, 1]")
     _check(0.0 < config.augment.ada_target < 1.0, "augment.ada_target", "must be in (0, 1)")
     _check(optim.lr_generator > 0, "optim.lr_generator", "must be positive")

@@ -27,5 +27,6 @@ def build_networks(model_config, resolution: int, channels: int = 1):
         in_channels=channels,
         num_classes=model_config.num_classes,
         spectral_norm=model_config.spectral_norm,
+        minibatch_std=model_config.minibatch_std,
     )
     return generator, discriminator

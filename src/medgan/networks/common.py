@@ -33,8 +33,9 @@ class ProjectionHead(nn.Module):
         super().__init__()
         self.embedding = None
         if num_classes > 0:
-            self.embedding = maybe_spectral_norm(spectral_norm)(nn.Embedding(num_classes, features))
-            nn.init.normal_(self.embedding.weight, 0.0, 0.02)
+            embedding = nn.Embedding(num_classes, features)
+            nn.init.normal_(embedding.weight, 0.0, 0.02)
+            self.embedding = maybe_spectral_norm(spectral_norm)(embedding)
 
     def forward(self, pooled: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """pooled [N, F], labels [N] -> class logit term [N]."""
@@ -43,3 +44,32 @@ class ProjectionHead(nn.Module):
         if labels is None:
             raise ValueError("a conditional discriminator needs labels")
         return (self.embedding(labels) * pooled).sum(dim=1)
+
+
+MINIBATCH_GROUP = 4  # images per minibatch-stddev group; conditional batches are built so groups share a class
+
+
+def minibatch_stddev(features: torch.Tensor, group_size: int = MINIBATCH_GROUP) -> torch.Tensor:
+    """One scalar per image: the mean standard deviation of features across its group (StyleGAN's layer).
+
+    Gives the discriminator a direct view of sample diversity, so a generator that collapses onto one output
+    is detected even when each image alone looks real.
+
+    Groups are strided, as in StyleGAN: group members are images i, i + N/G, i + 2N/G, ... For conditional
+    training the batch sampler lays batches out so that strided groups share a class; otherwise class
+    differences inside a group would hide a generator that ignores its noise within each class.
+
+    Args:
+        features: [N, C, H, W] discriminator features.
+        group_size: images per group (reduced to a divisor of N).
+
+    Returns:
+        [N, 1, H, W] feature map to concatenate to ``features``.
+    """
+    count, channels, height, width = features.shape
+    group = min(group_size, count)
+    while count % group:
+        group -= 1
+    grouped = features.float().reshape(group, -1, channels, height, width)  # G x (N/G) x C x H x W
+    deviation = (grouped.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # [N/G]
+    return deviation.repeat(group).reshape(count, 1, 1, 1).expand(count, 1, height, width).to(features.dtype)

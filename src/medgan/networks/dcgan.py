@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from medgan.networks.common import ProjectionHead, class_embedding, maybe_spectral_norm
+from medgan.networks.common import ProjectionHead, class_embedding, maybe_spectral_norm, minibatch_stddev
 from medgan.networks.registry import DISCRIMINATORS, GENERATORS
 
 
@@ -90,10 +90,11 @@ class DCGANDiscriminator(nn.Module):
         in_channels: image channels.
         num_classes: >0 adds a projection term <embed(y), features> (Miyato & Koyama 2018).
         spectral_norm: wrap every conv in spectral normalization (BatchNorm is then dropped: the two fight).
+        minibatch_std: append a minibatch standard-deviation map before the output layer (anti-collapse).
     """
 
     def __init__(self, resolution: int = 64, channels: int = 64, in_channels: int = 1, num_classes: int = 0,
-                 spectral_norm: bool = False) -> None:
+                 spectral_norm: bool = False, minibatch_std: bool = False) -> None:
         super().__init__()
         steps = num_doublings(resolution)
         widths = [channels * min(8, 2**i) for i in range(steps)]  # 64x64: [1, 2, 4, 8] * ndf
@@ -108,12 +109,14 @@ class DCGANDiscriminator(nn.Module):
                 layers.append(nn.BatchNorm2d(widths[i]))
             layers.append(nn.LeakyReLU(0.2, inplace=True))
         self.features = nn.Sequential(*layers)  # (ndf*8) x 4 x 4
-        self.output = sn(nn.Conv2d(widths[-1], 1, 4, 1, 0, bias=False))  # 1 x 1 x 1
+        self.minibatch_std = minibatch_std
+        self.output = sn(nn.Conv2d(widths[-1] + int(minibatch_std), 1, 4, 1, 0, bias=False))  # 1 x 1 x 1
         self.projection = ProjectionHead(num_classes, widths[-1], spectral_norm)
         self.apply(dcgan_init)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Maps images [N, C, R, R] (and labels [N]) to logits [N]."""
         features = self.features(images)
-        logits = self.output(features).flatten(1).sum(1)
+        head = torch.cat([features, minibatch_stddev(features)], dim=1) if self.minibatch_std else features
+        logits = self.output(head).flatten(1).sum(1)  # (ndf*8 [+1]) x 4 x 4 -> 1
         return logits + self.projection(features.sum(dim=(2, 3)), labels)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medgan.networks.common import ProjectionHead, class_embedding, maybe_spectral_norm
+from medgan.networks.common import ProjectionHead, class_embedding, maybe_spectral_norm, minibatch_stddev
 from medgan.networks.dcgan import num_doublings
 from medgan.networks.registry import DISCRIMINATORS, GENERATORS
 
@@ -112,21 +112,25 @@ class ResNetDiscriminator(nn.Module):
         in_channels: image channels.
         num_classes: >0 adds a projection term.
         spectral_norm: spectral normalization on every layer (on by default in the recipe).
+        minibatch_std: append the minibatch standard deviation to the pooled features (anti-collapse).
     """
 
     def __init__(self, resolution: int = 64, channels: int = 64, in_channels: int = 1, num_classes: int = 0,
-                 spectral_norm: bool = True) -> None:
+                 spectral_norm: bool = True, minibatch_std: bool = False) -> None:
         super().__init__()
         steps = num_doublings(resolution)
         widths = [channels * min(8, 2**i) for i in range(steps)]  # 64: [1, 2, 4, 8] * ch, ending at 4x4
         blocks = [DiscriminatorBlock(in_channels, widths[0], spectral_norm, first=True)]
         blocks += [DiscriminatorBlock(widths[i - 1], widths[i], spectral_norm) for i in range(1, steps)]
         self.blocks = nn.Sequential(*blocks)  # widths[-1] x 4 x 4
-        self.linear = maybe_spectral_norm(spectral_norm)(nn.Linear(widths[-1], 1))
+        self.minibatch_std = minibatch_std
+        self.linear = maybe_spectral_norm(spectral_norm)(nn.Linear(widths[-1] + int(minibatch_std), 1))
         self.projection = ProjectionHead(num_classes, widths[-1], spectral_norm)
         self.apply(_init)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Maps images [N, C, R, R] (and labels [N]) to logits [N]."""
-        pooled = F.relu(self.blocks(images)).sum(dim=(2, 3))  # [N, ch*8]
-        return self.linear(pooled).squeeze(1) + self.projection(pooled, labels)
+        features = F.relu(self.blocks(images))  # (ch*8) x 4 x 4
+        pooled = features.sum(dim=(2, 3))  # [N, ch*8]
+        head = torch.cat([pooled, minibatch_stddev(features)[:, :, 0, 0]], dim=1) if self.minibatch_std else pooled
+        return self.linear(head).squeeze(1) + self.projection(pooled, labels)

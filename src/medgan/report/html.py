@@ -11,6 +11,7 @@ from importlib import resources
 from typing import Any, Iterable
 
 from medgan import __version__
+from medgan.metrics.evaluate import lookup
 from medgan.report import plots
 
 FEATURE_NOTES = {
@@ -84,21 +85,12 @@ def format_value(value: Any) -> str:
     return html.escape(str(value))
 
 
-def _lookup(metrics: dict, key: str) -> Any:
-    node: Any = metrics
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def _metrics_table(metrics: dict, infos: Iterable[Any]) -> str:
     rows = []
     for info in infos:
-        context = ", ".join(f"{label} {format_value(_lookup(metrics, key))}" for label, key in info.context)
+        context = ", ".join(f"{label} {format_value(lookup(metrics, key))}" for label, key in info.context)
         rows.append(
-            f"<tr><td>{html.escape(info.label)}</td><td class=\"value\">{format_value(_lookup(metrics, info.key))}</td>"
+            f"<tr><td>{html.escape(info.label)}</td><td class=\"value\">{format_value(lookup(metrics, info.key))}</td>"
             f"<td class=\"context\">{context}</td><td class=\"better\">{html.escape(info.better)}</td>"
             f"<td>{html.escape(info.definition)}</td></tr>"
         )
@@ -127,8 +119,8 @@ def _flags(metrics: dict) -> str:
     items = []
     diversity = metrics.get("diversity") or {}
     relative = format_value(diversity.get("relative_diversity"))
-    duplicates = format_value(_lookup(diversity, "synthetic_ms_ssim.duplicate_fraction"))
-    real_duplicates = format_value(_lookup(diversity, "real_ms_ssim.duplicate_fraction"))
+    duplicates = format_value(lookup(diversity, "synthetic_ms_ssim.duplicate_fraction"))
+    real_duplicates = format_value(lookup(diversity, "real_ms_ssim.duplicate_fraction"))
     facts = (f"relative diversity {relative}; duplicate pairs {duplicates} synthetic vs {real_duplicates} real; "
              f"rule: {diversity.get('collapse_rule', '')}")
     if diversity.get("collapse"):
@@ -168,8 +160,8 @@ def _memorization_section(metrics: dict, artefacts: Any) -> str:
     if audit is None:
         return '<p class="note">Not computed.</p>'
     summary = metrics.get("memorization", {})
-    synthetic = format_value(_lookup(summary, "nearest_ssim.median"))
-    baseline = format_value(_lookup(summary, "baseline_nearest_ssim.median"))
+    synthetic = format_value(lookup(summary, "nearest_ssim.median"))
+    baseline = format_value(lookup(summary, "baseline_nearest_ssim.median"))
     text = (f'<p class="note">Nearest-training SSIM: synthetic median {synthetic}, real baseline median {baseline} '
             f'({html.escape(summary.get("baseline", ""))}). Synthetic images far above the baseline are copies.</p>')
     distribution = _figure(plots.nearest_distribution_png(audit), "nearest-distribution",

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from medgan.config import RunConfig, from_dict, save_yaml, to_dict
 from medgan.data import SliceSet, classic_augment, load_slices
 from medgan.errors import CheckpointError, ConfigError, MedganError, TrainingError
+from medgan.networks.common import MINIBATCH_GROUP
 from medgan.training.checkpoint import load_checkpoint, save_checkpoint
 from medgan.training.tasks import TASKS, Batch
 from medgan.utils import atomic_write_text, exists
@@ -87,9 +88,39 @@ class BatchSampler:
         self.rng = rng
         self.order = torch.randperm(len(data), generator=rng)
         self.position = 0
+        if exists(self.labels):
+            self.members = {int(c): torch.nonzero(self.labels == c)[:, 0] for c in self.labels.unique()}
 
     def next(self) -> Batch:
         """The next batch (wrapping into a new shuffled epoch as needed)."""
+        index = self._class_grouped() if exists(self.labels) else self._shuffled()
+        data = self.config.data
+        images = classic_augment(self.images[index], data.flip, data.rotate_degrees, data.scale, self.rng)
+        labels = self.labels[index] if exists(self.labels) else None
+        return Batch(images=images, labels=labels)
+
+    def _class_grouped(self) -> torch.Tensor:
+        """Indices laid out as MINIBATCH_GROUP blocks that repeat one random label sequence.
+
+        Strided minibatch-stddev groups (image i, i + N/G, ...) then hold one class each, so D can see a
+        generator that ignores its noise within a class (class differences would otherwise mask it).
+        Images are drawn uniformly at random within their class (with replacement).
+        """
+        size = self.config.train.batch_size
+        per_block = -(-size // MINIBATCH_GROUP)
+        pick = torch.randint(0, len(self.labels), (per_block,), generator=self.rng)
+        sequence = self.labels[pick]  # class frequencies follow the data
+        blocks = []
+        for _ in range(MINIBATCH_GROUP):
+            chosen = []
+            for label in sequence.tolist():
+                members = self.members[label]
+                chosen.append(members[torch.randint(0, len(members), (1,), generator=self.rng)])
+            blocks.append(torch.cat(chosen))
+        return torch.cat(blocks)[:size]
+
+    def _shuffled(self) -> torch.Tensor:
+        """The next ``batch_size`` indices of shuffled epochs."""
         size = self.config.train.batch_size
         chosen = []
         while size > 0:
@@ -100,11 +131,7 @@ class BatchSampler:
             chosen.append(take)
             self.position += len(take)
             size -= len(take)
-        index = torch.cat(chosen)
-        data = self.config.data
-        images = classic_augment(self.images[index], data.flip, data.rotate_degrees, data.scale, self.rng)
-        labels = self.labels[index] if exists(self.labels) else None
-        return Batch(images=images, labels=labels)
+        return torch.cat(chosen)
 
     def state_dict(self) -> dict[str, Any]:
         return {"order": self.order.clone(), "position": self.position, "rng": self.rng.get_state()}

@@ -65,6 +65,29 @@ def lr_factor(step: int, total: int, schedule: str, warmup: int) -> float:
     return 1.0
 
 
+def mode_seeking_ratio(fake: torch.Tensor, noise: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | None:
+    """MSGAN's ratio (Mao et al. 2019): mean |G(z1) - G(z2)| / mean |z1 - z2| over same-class pairs.
+
+    Pairs are images i and i + N/2 of the batch (the conditional batch sampler lays batches out so that they
+    share a class; other pairs are ignored). The G loss adds ``weight / ratio``: a conditional generator that
+    maps all noise of a class to one image (a known failure on small data) makes the ratio vanish.
+
+    Returns:
+        The mean ratio over same-class pairs, or None when the batch has none.
+    """
+    half = fake.shape[0] // 2
+    if half == 0:
+        return None
+    same = torch.ones(half, dtype=torch.bool, device=fake.device)
+    if labels is not None:
+        same = labels[:half] == labels[half : 2 * half]
+    if not bool(same.any()):
+        return None
+    image_distance = (fake[:half] - fake[half : 2 * half]).abs().flatten(1).mean(1)
+    noise_distance = (noise[:half] - noise[half : 2 * half]).abs().mean(1)
+    return (image_distance / noise_distance)[same].mean()
+
+
 class AdversarialTask:
     """G(z[, y]) vs D(x[, y]) with the configured loss, regularizers, augmentation and EMA.
 
@@ -100,7 +123,7 @@ class AdversarialTask:
             self.augment.probability = 0.0
         self.d_steps_done = 0
         self.steps_done = 0
-        self._pending_fake: torch.Tensor | None = None  # fakes of the last D step, graph kept for the G step
+        self._pending_fake: tuple[torch.Tensor, torch.Tensor] | None = None  # (fakes, noise) of the last D step
 
     # ---------------------------------------------------------------------------------------------------
     # helpers
@@ -142,9 +165,10 @@ class AdversarialTask:
         apply_r1 = loss_config.r1_gamma > 0 and self.d_steps_done % loss_config.r1_interval == 0
         last_d_step = (self.d_steps_done + 1) % self.config.optim.d_steps == 0
         with autocast_context(self.device, self.bf16):
+            noise = self.noise(real.shape[0])
             with torch.set_grad_enabled(last_d_step):
-                fake = self.generator(self.noise(real.shape[0]), labels)
-            self._pending_fake = fake if last_d_step else None
+                fake = self.generator(noise, labels)
+            self._pending_fake = (fake, noise) if last_d_step else None
             fake = fake.detach()
             if apply_r1:
                 real = real.detach().requires_grad_(True)
@@ -179,18 +203,27 @@ class AdversarialTask:
         # D's weight gradients are not needed here: freezing them skips a third of D's backward pass.
         self.discriminator.requires_grad_(False)
         with autocast_context(self.device, self.bf16):
-            fake = self._pending_fake
-            if fake is None:
-                fake = self.generator(self.noise(batch.images.shape[0]), labels)
+            if self._pending_fake is None:
+                noise = self.noise(batch.images.shape[0])
+                fake = self.generator(noise, labels)
+            else:
+                fake, noise = self._pending_fake
             loss = self.loss.generator(self._discriminate(fake, labels))
         self._pending_fake = None
+        logs = {"loss_g": loss.item()}
+        total = loss
+        if self.conditional and self.config.loss.mode_seeking > 0:
+            ratio = mode_seeking_ratio(fake.float(), noise, labels)
+            if ratio is not None:
+                total = total + self.config.loss.mode_seeking / (ratio + 1e-5)
+                logs["mode_seeking_ratio"] = ratio.item()
         self.optimizer_g.zero_grad(set_to_none=True)
-        loss.backward()
+        total.backward()
         self.discriminator.requires_grad_(True)
         self._clip(self.generator)
         self.optimizer_g.step()
         self._update_ema()
-        return {"loss_g": loss.item()}
+        return logs
 
     def end_step(self, step: int) -> None:
         """Advances the LR schedule (both optimizers) after a finished step."""
