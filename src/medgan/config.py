@@ -69,7 +69,7 @@ class LossConfig:
     r1_interval: int = 16  # apply R1 every this many D steps (lazy regularization)
     gradient_penalty: float = 0.0  # WGAN-GP weight (0 = off); use with "wasserstein"
     instance_noise: float = 0.0  # std of Gaussian noise added to D's inputs, annealed linearly to 0
-    mode_seeking: float = 1.0  # conditional tasks: weight of MSGAN's mode-seeking term (0 = off)
+    mode_seeking: float = 0.1  # conditional tasks: weight of MSGAN's mode-seeking term (0 = off)
 
 
 @dataclass(frozen=True)
