@@ -159,13 +159,14 @@ def command_demo(args: argparse.Namespace) -> int:
 
 
 def command_evaluate(args: argparse.Namespace) -> int:
-    from medgan.metrics.evaluate import evaluate, headline
+    from medgan.metrics.evaluate import METRICS, evaluate, lookup
 
     metrics = evaluate(args.real, args.fake, args.out, features=args.features, train=args.train,
                        progress=not args.quiet, max_images=args.max_images)
-    for key, value in headline(metrics).items():
-        if value is not None:
-            print(f"{key.split('.')[-1]:<22}: {value:.4g}")
+    for info in METRICS:
+        value = lookup(metrics, info.key)
+        if isinstance(value, (int, float)):
+            print(f"{info.label:<40}: {value:<10.4g} ({info.better} is better)")
     print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'report.html'}")
     return 0
 
