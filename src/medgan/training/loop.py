@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
+import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,7 +32,7 @@ from medgan.errors import CheckpointError, ConfigError, MedganError, TrainingErr
 from medgan.networks.common import MINIBATCH_GROUP
 from medgan.training.checkpoint import load_checkpoint, save_checkpoint
 from medgan.training.tasks import TASKS, Batch
-from medgan.utils import atomic_write_text, exists
+from medgan.utils import atomic_path, atomic_write_text, exists
 from medgan.visuals import save_grid, save_loss_curve
 
 GRID_SIZE = 64  # images in each sample grid (8 x 8)
@@ -338,16 +338,10 @@ def train(config: RunConfig, run_dir: str | Path, resume: bool = False, progress
     checkpoint(run.latest)
     if not run.best.exists() or best_score is None:
         # Without evaluation there is no score to rank by: the best checkpoint is the final one.
-        os.replace(_copy_to_temp(run.latest), run.best)
+        with atomic_path(run.best) as tmp:
+            shutil.copyfile(run.latest, tmp)
     grid = snapshot("final.png")
     curve = save_loss_curve(run.losses, run.dir / "loss_curve.png")
     images_per_s = (step - first_step) * config.train.batch_size * config.optim.d_steps / max(seconds, 1e-9)
     run.log(f"finished at step {step} after {seconds:.1f} s ({images_per_s:.1f} images/s)")
     return TrainResult(run.dir, step, seconds, images_per_s, run.latest, grid, curve, best_score)
-
-
-def _copy_to_temp(path: Path) -> Path:
-    """A byte copy of ``path`` beside it (for an atomic rename onto another name)."""
-    copy = path.with_name(f".{path.name}.copy")
-    copy.write_bytes(path.read_bytes())
-    return copy
