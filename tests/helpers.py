@@ -4,6 +4,8 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 TINY = [
     "--resolution", "32", "--batch-size", "8",
@@ -22,3 +24,12 @@ def write_tiny_brain(path: Path, seed: int = 0) -> Path:
     volume = np.clip(volume, 0, None).astype(np.float32)
     nib.save(nib.Nifti1Image(volume, np.diag([2.0, 2.0, 2.0, 1.0])), str(path))
     return path
+
+
+def blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of [N, C, H, W] images with replicate padding (a degradation for metric tests)."""
+    radius = int(3 * sigma + 0.5)
+    kernel = torch.exp(-torch.arange(-radius, radius + 1.0) ** 2 / (2 * sigma**2))
+    kernel = kernel / kernel.sum()
+    images = F.conv2d(F.pad(images, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
+    return F.conv2d(F.pad(images, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))

@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from medgan.config import DataConfig, RunConfig, save_yaml
 from medgan.errors import ConfigError, DataError
 from medgan.metrics import METRICS, evaluate, training_score
+
+from helpers import blur
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -40,14 +41,6 @@ def mni() -> torch.Tensor:
     from medgan.data import load_slices
 
     return load_slices(DataConfig(), progress=False).images  # 112 axial slices, 64 px
-
-
-def blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    radius = int(3 * sigma + 0.5)
-    kernel = torch.exp(-torch.arange(-radius, radius + 1.0) ** 2 / (2 * sigma**2))
-    kernel = (kernel / kernel.sum()).view(1, 1, 1, -1)
-    images = F.conv2d(F.pad(images, (radius, radius, 0, 0), mode="replicate"), kernel)
-    return F.conv2d(F.pad(images, (0, 0, radius, radius), mode="replicate"), kernel.transpose(2, 3))
 
 
 def no_nan_json(path: Path) -> dict:

@@ -15,6 +15,8 @@ from medgan.metrics.features import (EXTRACTORS, OfflineFeatures, cached_feature
 from medgan.metrics.fid import fid
 from medgan.metrics.inception import FIDInceptionV3, download_inception_weights, load_fid_inception
 
+from helpers import blur
+
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -29,14 +31,6 @@ def mni_slices() -> torch.Tensor:
     from medgan.data import load_slices
 
     return torch.cat([load_slices(DataConfig(axis=axis), progress=False).images for axis in (0, 1, 2)])
-
-
-def blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    radius = int(3 * sigma + 0.5)
-    kernel = torch.exp(-torch.arange(-radius, radius + 1.0) ** 2 / (2 * sigma**2))
-    kernel = kernel / kernel.sum()
-    images = F.conv2d(F.pad(images, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
-    return F.conv2d(F.pad(images, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))
 
 
 def test_registry_and_unknown_names():
