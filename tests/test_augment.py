@@ -196,3 +196,26 @@ def test_adaptive_probability_counts_images_not_patch_logits_and_resumes():
 def test_adaptive_probability_rejects_bad_target():
     with pytest.raises(ConfigError, match="target"):
         AdaptiveProbability(target=1.5)
+
+
+def test_acquisition_augment_blurs_and_adds_noise_reproducibly():
+    from medgan.data.transforms import acquisition_augment
+
+    torch.manual_seed(0)
+    images = (torch.rand(6, 1, 32, 32) > 0.5).float() * 1.6 - 0.8  # sharp binary texture
+    assert torch.equal(acquisition_augment(images, probability=0.0), images)  # nothing drawn: unchanged
+
+    def roughness(x):  # mean absolute difference between horizontal neighbours
+        return (x[..., 1:] - x[..., :-1]).abs().mean().item()
+
+    blurred = acquisition_augment(images, max_sigma=1.0, max_noise=0.0, probability=1.0,
+                                  generator=torch.Generator().manual_seed(1))
+    assert roughness(blurred) < 0.8 * roughness(images)
+    assert blurred.mean().item() == pytest.approx(images.mean().item(), abs=0.02)  # blur keeps the mean
+    flat = torch.zeros(6, 1, 32, 32)
+    noisy = acquisition_augment(flat, max_sigma=0.0, max_noise=0.1, probability=1.0,
+                                generator=torch.Generator().manual_seed(2))
+    assert 0.01 < noisy.std().item() < 0.1
+    again = acquisition_augment(flat, max_sigma=0.0, max_noise=0.1, probability=1.0,
+                                generator=torch.Generator().manual_seed(2))
+    assert torch.equal(noisy, again)

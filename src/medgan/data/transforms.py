@@ -1,4 +1,5 @@
-"""Classic (non-differentiable) data augmentation of real training images: flip, small rotation, zoom.
+"""Classic (non-differentiable) data augmentation of real training images: flip, small rotation, zoom; and
+acquisition augmentation (reconstruction-kernel blur and noise level) for downstream classifiers.
 
 Hand-written on purpose rather than with MONAI's ``RandFlip``/``RandRotate``/``RandZoom``: the training images
 live in one tensor, and one ``affine_grid`` + ``grid_sample`` call transforms a whole batch in-process. MONAI's
@@ -57,6 +58,57 @@ def classic_augment(
     # grid_sample pads with zeros; shifting by -BACKGROUND first makes outside pixels come out as BACKGROUND.
     shifted = images - BACKGROUND
     return F.grid_sample(shifted, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + BACKGROUND
+
+
+def acquisition_augment(
+    images: torch.Tensor,
+    max_sigma: float = 1.2,
+    max_noise: float = 0.06,
+    probability: float = 0.5,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Random Gaussian blur and Gaussian noise per image: the variation between scanners, kernels and doses.
+
+    A classifier trained on one acquisition learns its noise texture: measured on the ``ct-lesions`` phantom, a
+    judge trained on routine-dose ROIs scored 0.82 balanced accuracy on new routine-dose patients but 0.49 on
+    the same patients without noise and 0.40 after a 1-pixel blur, calling nearly all of them one class. Lesion
+    class is not a property of the noise, so classifiers that must judge images from another source
+    (synthetic ones included) are trained with this augmentation.
+
+    Batched like ``classic_augment`` (one grouped convolution for the whole batch, the caller's generator for
+    reproducibility) rather than MONAI's per-sample ``RandGaussianSmooth``/``RandGaussianNoise``.
+
+    Args:
+        images: ``[N, C, H, W]`` in [-1, 1].
+        max_sigma: blur standard deviation (pixels) drawn uniformly in ``[0, max_sigma]``.
+        max_noise: noise standard deviation (in [-1, 1] units) drawn uniformly in ``[0, max_noise]``.
+        probability: chance of each of blur and noise, drawn independently per image.
+        generator: random generator for reproducibility.
+
+    Returns:
+        Augmented images, same shape and dtype, clamped to [-1, 1].
+    """
+    if images.ndim != 4:
+        raise ValueError(f"acquisition_augment expects [N, C, H, W], got shape {tuple(images.shape)}")
+    count, channels, height, width = images.shape
+    if count == 0:
+        return images
+    device = images.device
+    sigma = _uniform(count, generator, device) * max_sigma * (_uniform(count, generator, device) < probability)
+    radius = max(1, math.ceil(3 * max_sigma))
+    offsets = torch.arange(-radius, radius + 1, device=device, dtype=images.dtype)
+    kernel = torch.exp(-(offsets[None] ** 2) / (2 * sigma.clamp(min=1e-3)[:, None].to(images.dtype) ** 2))
+    kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(channels, 0)  # [N*C, taps]; sigma 0 = identity
+    planes = images.reshape(1, count * channels, height, width)
+    planes = F.conv2d(F.pad(planes, (radius, radius, 0, 0), mode="replicate"), kernel[:, None, None, :],
+                      groups=count * channels)
+    planes = F.conv2d(F.pad(planes, (0, 0, radius, radius), mode="replicate"), kernel[:, None, :, None],
+                      groups=count * channels)
+    blurred = planes.reshape(count, channels, height, width)
+    level = _uniform(count, generator, device) * max_noise * (_uniform(count, generator, device) < probability)
+    source = generator.device if generator is not None else device
+    noise = torch.randn(images.shape, generator=generator, device=source).to(device=device, dtype=images.dtype)
+    return (blurred + noise * level[:, None, None, None].to(images.dtype)).clamp(-1.0, 1.0)
 
 
 def _uniform(count: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:

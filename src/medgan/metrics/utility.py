@@ -32,7 +32,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from medgan.data.datasets import split_by_subject
-from medgan.data.transforms import classic_augment
+from medgan.data.transforms import acquisition_augment, classic_augment
 from medgan.errors import ConfigError, DataError
 
 try:  # scikit-learn arrives with nilearn; the rank formula below is the same statistic without it
@@ -80,6 +80,7 @@ class UtilityConfig:
     seed: int = 0  # first seed; run i uses seed + i
     width: int = 16  # channels of the classifier's first block (doubled per block)
     augment: bool = True  # classic augmentation (flip, +/-10 degree rotation, +/-10% zoom) in every arm
+    acquisition: bool = True  # also random blur and noise (acquisition_augment), so the noise texture is not a cue
     precision: str = "fp32"  # "fp32" or "bf16" (autocast); bf16 is slower on CPUs without native bf16 (AVX2)
     channels_last: bool = True  # NHWC memory format for the convolutions
     threads: int = 0  # torch CPU threads while training/predicting (0 = leave torch's setting); 1 suits busy CPUs
@@ -143,9 +144,19 @@ class SmallClassifier(nn.Module):
         return self.head(self.dropout(features))
 
 
-def _augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Classic augmentation of the Frid-Adar protocol: random flip, +/-10 degree rotation, +/-10% zoom."""
-    return classic_augment(images, flip=True, rotate_degrees=10.0, scale=0.1, generator=generator)
+def augmentation_text(config: UtilityConfig) -> str:
+    """What augmentation the classifiers were trained with, in words (for metrics.json and the report)."""
+    if not config.augment:
+        return "none"
+    text = "flip, rotation +/-10 deg, zoom +/-10% (classic_augment)"
+    return text + "; blur sigma 0-1.2 px and noise 0-0.06 (acquisition_augment)" if config.acquisition else text
+
+
+def _augment(images: torch.Tensor, generator: torch.Generator, acquisition: bool) -> torch.Tensor:
+    """Classic augmentation of the Frid-Adar protocol (random flip, +/-10 degree rotation, +/-10% zoom), then
+    optionally random blur and noise (see ``acquisition_augment``)."""
+    images = classic_augment(images, flip=True, rotate_degrees=10.0, scale=0.1, generator=generator)
+    return acquisition_augment(images, generator=generator) if acquisition else images
 
 
 @contextlib.contextmanager
@@ -228,7 +239,7 @@ def train_classifier(
         for batch in _batch_stream(len(labels), config.batch_size, generator, total_steps):
             inputs = images[batch]
             if config.augment:
-                inputs = _augment(inputs, generator)
+                inputs = _augment(inputs, generator, config.acquisition)
             inputs = inputs.contiguous(memory_format=memory_format)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.precision == "bf16"):
                 logits = model(inputs)
@@ -630,7 +641,7 @@ def run_utility(
             "n_synthetic_per_class": dict(zip(names, counts)),
             "shared_subjects": prepared.shared_subjects,
             "auc_method": AUC_METHOD,
-            "augmentation": "flip, rotation +/-10 deg, zoom +/-10% (classic_augment)" if config.augment else "none",
+            "augmentation": augmentation_text(config),
             "seconds": round(time.perf_counter() - start, 2),
         }
     )
