@@ -12,7 +12,8 @@ import torch
 
 from medgan.config import DataConfig
 from medgan.data import load_slices, read_volume, split_by_subject
-from medgan.data.ct import ORGAN_MNIST_CLASSES, load_labels_csv, load_medmnist
+from medgan.data.ct import ORGAN_MNIST_CLASSES, load_medmnist
+from medgan.data.labels import LabelRow, read_label_table
 from medgan.data.phantom import PhantomVolume, phantom_volume, save_lits_pair
 from medgan.errors import ConfigError, DataError
 
@@ -210,23 +211,27 @@ def test_labels_csv_reads_attributes_and_rejects_unknown_files(tmp_path, lits_fo
     rows = ["file,label,age", "Training Batch 1/volume-0.nii,metastasis,61"]
     rows.append("Training Batch 2/volume-1.nii.gz,cyst,47.5")
     csv_path.write_text("\n".join(rows) + "\n")
-    table = load_labels_csv(csv_path, lits_folder)
-    assert table["Training Batch 1/volume-0.nii"] == {"label": "metastasis", "age": 61.0}
-    assert table["Training Batch 2/volume-1.nii.gz"]["age"] == 47.5
+    table = read_label_table(csv_path, lits_folder)
+    assert table.attribute_names == ("age",)
+    assert table.rows["Training Batch 1/volume-0.nii"] == LabelRow("metastasis", (61.0,))
+    assert table.rows["Training Batch 2/volume-1.nii.gz"].attributes == (47.5,)
     config = CtConfig(source=str(lits_folder), extract="lesion-rois", roi_size=32, resolution=32, labels=str(csv_path))
     rois = load_slices(config)
     assert rois.class_names == ("cyst", "metastasis")
     pairs = {(rois.class_names[label], subject) for label, subject in zip(rois.labels.tolist(), rois.subjects)}
     assert pairs == {("cyst", "lits-1"), ("metastasis", "lits-0")}  # every ROI takes its volume's label
+    # ... and its volume's attributes
+    ages = {subject: float(age) for subject, age in zip(rois.subjects, rois.attributes[:, 0])}
+    assert rois.attribute_names == ("age",) and ages == {"lits-0": 61.0, "lits-1": 47.5}
     bad = tmp_path / "bad.csv"
     bad.write_text("file,label\nTraining Batch 1/volume-0.nii,metastasis\nvolume-9.nii,cyst\n")
     with pytest.raises(DataError) as caught:
-        load_labels_csv(bad, lits_folder)
+        read_label_table(bad, lits_folder)
     assert caught.value.path == str(bad) and "row 3" in str(caught.value) and "volume-9.nii" in str(caught.value)
     not_number = tmp_path / "age.csv"
     not_number.write_text("file,label,age\nTraining Batch 1/volume-0.nii,metastasis,old\n")
     with pytest.raises(DataError, match="row 2: attribute 'age'"):
-        load_labels_csv(not_number, lits_folder)
+        read_label_table(not_number, lits_folder)
 
 
 def test_a_class_without_samples_is_an_error(tmp_path, lits_cases):

@@ -85,7 +85,7 @@ def test_pictures_share_one_pooled_mapping_and_labels(tmp_path):
     centre = slices.images[:, 0, 16, 16]
     assert centre[0] < centre[1] < centre[2]  # one shared mapping keeps the brightness order
     (tmp_path / "labels.csv").write_text("file,label\na.png,cyst\n")
-    with pytest.raises(DataError, match="labels.csv: no label for b.png"):
+    with pytest.raises(DataError, match="labels.csv: no row for b.png"):
         load_slices(config, progress=False)
 
 

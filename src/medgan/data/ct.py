@@ -32,7 +32,6 @@ file that file's label instead (e.g. the lesion type of each volume).
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import re
 import urllib.error
@@ -48,6 +47,7 @@ from scipy import ndimage
 from medgan.config import DataConfig
 from medgan.data.datasets import SliceSet, slices_from_volumes, volume_mapping
 from medgan.data.intensity import IntensityMapping
+from medgan.data.labels import read_label_table, sorted_classes
 from medgan.data.readers import Volume, read_volume
 from medgan.data.slicing import fit_slices, in_plane_spacing, to_canonical, upright_slices
 from medgan.data.sources import LAYOUTS
@@ -116,99 +116,6 @@ def roi_size_of(config: DataConfig) -> int:
     if not isinstance(size, int) or size < 8:
         raise ConfigError(f"config key 'data.roi_size' must be an integer of at least 8, got {size!r}")
     return size
-
-
-# --------------------------------------------------------------------------------------------------------
-# Labels CSV
-
-
-def load_labels_csv(path: str | Path, root: str | Path | None = None) -> dict[str, dict[str, str | float]]:
-    """Reads a labels CSV with a header ``file,label[,attribute...]``.
-
-    Args:
-        path: the CSV file.
-        root: the data folder that relative file names refer to; the CSV's own folder is tried too.
-
-    Returns:
-        ``{file: {"label": class name, attribute: float, ...}}`` keyed by the file column as written.
-
-    Raises:
-        DataError: missing or unreadable CSV, no ``file``/``label`` header, a row naming a file that does not
-            exist (the row number and the file are named), an empty label, a duplicate file, or an attribute
-            that is not a number.
-    """
-    path = Path(path)
-    rows = _csv_rows(path)
-    header = [cell.strip().lower() for cell in rows[0]]
-    if "file" not in header or "label" not in header:
-        raise DataError(f"the first row must be a header with 'file' and 'label' columns, got {rows[0]!r}", path)
-    file_column, label_column = header.index("file"), header.index("label")
-    attributes = [(index, name) for index, name in enumerate(header) if index not in (file_column, label_column)]
-    folders = [Path(root)] if root is not None else []
-    folders.append(path.parent)
-    table: dict[str, dict[str, str | float]] = {}
-    for number, row in enumerate(rows[1:], start=2):
-        if len(row) < len(header):
-            raise DataError(f"row {number} has {len(row)} columns, the header has {len(header)}", path)
-        name, label = row[file_column].strip(), row[label_column].strip()
-        if not label:
-            raise DataError(f"row {number}: empty label for {name!r}", path)
-        candidate = Path(name)
-        exists = candidate.exists() if candidate.is_absolute() else any((folder / name).exists() for folder in folders)
-        if not name or not exists:
-            looked = ", ".join(str(folder) for folder in folders)
-            raise DataError(f"row {number}: file {name!r} does not exist (looked in {looked})", path)
-        if name in table:
-            raise DataError(f"row {number}: file {name!r} is listed twice", path)
-        entry: dict[str, str | float] = {"label": label}
-        for index, attribute in attributes:
-            entry[attribute] = _number(row[index], number, attribute, path)
-        table[name] = entry
-    return table
-
-
-def _csv_rows(path: Path) -> list[list[str]]:
-    if not path.is_file():
-        raise DataError("labels file not found", path)
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-        rows = [row for row in csv.reader(lines) if any(cell.strip() for cell in row)]
-    except (UnicodeDecodeError, csv.Error) as error:
-        raise DataError(f"not a readable CSV ({error})", path) from None
-    if len(rows) < 2:
-        raise DataError("labels file has no rows below its header", path)
-    return rows
-
-
-def _number(text: str, row: int, attribute: str, path: Path) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise DataError(f"row {row}: attribute {attribute!r} value {text!r} is not a number", path) from None
-    if not np.isfinite(value):
-        raise DataError(f"row {row}: attribute {attribute!r} value {text!r} is not finite", path)
-    return value
-
-
-def _file_label(table: dict[str, dict], case: CtCase, root: Path, csv_path: Path) -> str:
-    """The CSV label of ``case``: its row matched by path relative to ``root``, file name or subject."""
-    relative = case.image.relative_to(root).as_posix() if case.image.is_relative_to(root) else case.image.name
-    for key in (relative, case.image.name, str(case.image), case.subject):
-        if key in table:
-            return str(table[key]["label"])
-    raise DataError(f"no row for {relative} (the CSV needs a row for every volume)", csv_path)
-
-
-def _sorted_classes(names: set[str]) -> tuple[str, ...]:
-    """Class names in a stable order: numbers numerically, then text."""
-
-    def key(name: str) -> tuple:
-        try:
-            return (0, float(name), name)
-        except ValueError:
-            return (1, 0.0, name)
-
-    return tuple(sorted(names, key=key))
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -299,6 +206,7 @@ class _Collector:
         self.subjects: list[str] = []
         self.sources: list[str] = []
         self.names: list[str] = []
+        self.attributes: list[tuple[float, ...]] = []
 
     def add(
         self, images_hu: np.ndarray, spacing: tuple[float, float], case: CtCase, sources: list[str], names: list[str]
@@ -343,23 +251,33 @@ def load_ct_cases(cases: list[CtCase], config: DataConfig, root: Path) -> SliceS
             segmentation where the mode needs one, CSV problems, or a class with no samples.
     """
     mode = extract_mode(config)
-    table = load_labels_csv(config.labels, root) if config.labels else None
-    file_labels = [_file_label(table, case, root, Path(config.labels)) for case in cases] if table is not None else None
+    table = read_label_table(config.labels, root) if config.labels else None
+    rows = [table.row_for(case.image, root, case.subject) for case in cases] if table is not None else None
+    attribute_names = table.attribute_names if table is not None else ()
+    attributes = [row.attributes for row in rows] if rows is not None and attribute_names else None
     if mode == "slices":
-        class_names = _sorted_classes(set(file_labels)) if file_labels is not None else ()
-        labels = [class_names.index(name) for name in file_labels] if file_labels is not None else None
-        return slices_from_volumes(_ct_volumes(cases, config), config, labels, class_names)
+        class_names = sorted_classes([row.label for row in rows]) if rows is not None else ()
+        labels = [class_names.index(row.label) for row in rows] if rows is not None else None
+        volumes = _ct_volumes(cases, config)
+        return slices_from_volumes(volumes, config, labels, class_names, attributes, attribute_names)
     mapping = volume_mapping(np.zeros(1, dtype=np.float32), "CT", config)
     collector = _Collector(config, mapping)
     for position, case in enumerate(cases):
         images, masks, spacing = _read_pair(case, config)
-        fixed = None if file_labels is None else file_labels[position]
+        fixed = None if rows is None else rows[position].label
+        before = len(collector.names)
         if mode == "lesion-rois":
             _lesion_rois(collector, images, masks, spacing, case, roi_size_of(config), fixed, seed=position)
         else:
             _liver_slices(collector, images, masks, spacing, case, fixed, crop=mode == "liver-crops")
-    class_names = _sorted_classes(set(file_labels)) if file_labels is not None else MASK_CLASSES
-    return collector.finish(class_names, root, mode)
+        if attributes is not None:  # every region cut from a case takes the case's attributes
+            collector.attributes.extend([attributes[position]] * (len(collector.names) - before))
+    class_names = sorted_classes([row.label for row in rows]) if rows is not None else MASK_CLASSES
+    result = collector.finish(class_names, root, mode)
+    if attributes is not None:
+        result.attributes = torch.as_tensor(collector.attributes, dtype=torch.float32).reshape(len(result), -1)
+        result.attribute_names = attribute_names
+    return result
 
 
 def _ct_volumes(cases: list[CtCase], config: DataConfig) -> Iterator[Volume]:

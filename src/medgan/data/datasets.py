@@ -19,7 +19,6 @@ Intensity mapping and what the ``SliceSet`` stores for export:
 
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,13 +29,13 @@ import torch
 
 from medgan.config import DataConfig
 from medgan.data.intensity import IntensityMapping, combine_mappings, ct_window_from, detect_modality, mri_mapping
+from medgan.data.labels import read_label_table, sorted_classes
 from medgan.data.readers import (
     Volume,
     check_volume,
     discovered_items,
     progress_over,
     read_volume,
-    subject_of,
 )
 from medgan.data.slicing import (
     crop_to_foreground,
@@ -61,6 +60,8 @@ class SliceSet:
         sources: per image, ``"file#slice"`` provenance.
         labels: int64 ``[N]`` class indices for conditional tasks, or None.
         class_names: the name of each class index.
+        attributes: float32 ``[N, A]`` continuous attributes from the labels CSV (raw units), or None.
+        attribute_names: the name of each attribute column.
     """
 
     images: torch.Tensor
@@ -70,6 +71,8 @@ class SliceSet:
     sources: list[str]
     labels: torch.Tensor | None = None
     class_names: tuple[str, ...] = ()
+    attributes: torch.Tensor | None = None
+    attribute_names: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -84,6 +87,7 @@ class SliceSet:
             subjects=[self.subjects[i] for i in positions],
             sources=[self.sources[i] for i in positions],
             labels=None if self.labels is None else self.labels[index],
+            attributes=None if self.attributes is None else self.attributes[index],
         )
 
 
@@ -114,9 +118,17 @@ def load_slices(config: DataConfig, progress: bool = True) -> SliceSet:
         if found is not None:
             return found
     items = discovered_items(path)
-    labels, class_names = read_labels(config.labels, items, path) if config.labels else (None, ())
+    labels, class_names, attributes, attribute_names = None, (), None, ()
+    if config.labels:
+        table = read_label_table(config.labels, path if path.is_dir() else path.parent)
+        rows = [table.row_for(item, path) for item in items]
+        class_names = sorted_classes([row.label for row in rows])
+        labels = [class_names.index(row.label) for row in rows]
+        if table.attribute_names:
+            attributes, attribute_names = [row.attributes for row in rows], table.attribute_names
     volumes = (read_volume(item, config.nan_policy) for item in progress_over(items, progress, "reading"))
-    return relative_sources(slices_from_volumes(volumes, config, labels, class_names), path)
+    sliced = slices_from_volumes(volumes, config, labels, class_names, attributes, attribute_names)
+    return relative_sources(sliced, path)
 
 
 def relative_sources(slice_set: SliceSet, root: Path) -> SliceSet:
@@ -140,6 +152,8 @@ def slices_from_volumes(
     config: DataConfig,
     labels: list[int] | None = None,
     class_names: Sequence[str] = (),
+    attributes: Sequence[Sequence[float]] | None = None,
+    attribute_names: Sequence[str] = (),
 ) -> SliceSet:
     """The generic pipeline: volumes -> mapped, sliced, filtered, fitted tiles.
 
@@ -149,6 +163,8 @@ def slices_from_volumes(
         config: data config (axis, min_foreground, modality, normalize, percentiles, window, fit, resolution).
         labels: class index per volume (every slice of a volume gets its label), or None.
         class_names: the name of each class index.
+        attributes: continuous attribute values per volume (every slice gets its volume's), or None.
+        attribute_names: the name of each attribute.
 
     Returns:
         The slice set; see the module docstring for the stored mapping.
@@ -158,8 +174,13 @@ def slices_from_volumes(
     """
     builder = _Builder(config)
     for index, volume in enumerate(volumes):
-        builder.add(volume, None if labels is None else int(labels[index]))
-    return builder.finish(labels is not None, tuple(class_names))
+        values = None if attributes is None else tuple(float(v) for v in attributes[index])
+        builder.add(volume, None if labels is None else int(labels[index]), values)
+    result = builder.finish(labels is not None, tuple(class_names))
+    if attributes is not None:
+        result.attributes = torch.as_tensor(builder.attributes, dtype=torch.float32).reshape(len(result), -1)
+        result.attribute_names = tuple(attribute_names)
+    return result
 
 
 def dataset_modality(volume: Volume, config: DataConfig) -> tuple[str, str]:
@@ -223,66 +244,6 @@ def split_by_subject(subjects: list[str], test_fraction: float, seed: int) -> tu
     return np.flatnonzero(~is_test).astype(np.int64), np.flatnonzero(is_test).astype(np.int64)
 
 
-def read_labels(csv_path: str | Path, items: list[Path], root: Path) -> tuple[list[int], tuple[str, ...]]:
-    """Per-item class indices from a CSV of ``file,label`` rows (a header naming a ``label`` column is optional).
-
-    A row matches an item by its path relative to ``root``, its file name, or its name without suffixes.
-
-    Args:
-        csv_path: the CSV file.
-        items: discovered image files/folders, in order.
-        root: the data folder (for relative paths).
-
-    Returns:
-        ``(labels, class_names)``: one index per item, and the sorted class names (numeric names sort as numbers).
-    """
-    csv_path = Path(csv_path)
-    table = _label_table(csv_path)
-    names: list[str] = []
-    for item in items:
-        relative = item.relative_to(root).as_posix() if root.is_dir() and item != root else item.name
-        for key in (relative, item.name, subject_of(item)):
-            if key in table:
-                names.append(table[key])
-                break
-        else:
-            raise DataError(f"no label for {relative} (the CSV needs a row for every image)", csv_path)
-    classes = sorted(set(names), key=lambda name: (0, float(name), name) if _is_number(name) else (1, 0.0, name))
-    index = {name: position for position, name in enumerate(classes)}
-    return [index[name] for name in names], tuple(classes)
-
-
-def _label_table(csv_path: Path) -> dict[str, str]:
-    if not csv_path.is_file():
-        raise DataError("labels file not found", csv_path)
-    try:
-        rows = [row for row in csv.reader(csv_path.read_text(encoding="utf-8-sig").splitlines()) if row]
-    except (UnicodeDecodeError, csv.Error) as error:
-        raise DataError(f"not a readable CSV ({error})", csv_path) from None
-    if not rows:
-        raise DataError("labels file is empty", csv_path)
-    header = [cell.strip().lower() for cell in rows[0]]
-    file_column, label_column = 0, 1
-    if "label" in header:
-        label_column = header.index("label")
-        file_column = next((header.index(k) for k in ("file", "path", "image", "filename", "name") if k in header), 0)
-        rows = rows[1:]
-    table = {}
-    for number, row in enumerate(rows, start=2 if "label" in header else 1):
-        if len(row) <= max(file_column, label_column):
-            raise DataError(f"row {number} needs a file and a label column", csv_path)
-        table[row[file_column].strip()] = row[label_column].strip()
-    return table
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 class _Builder:
     """Accumulates tiles volume by volume; 2D images wait until all are seen (their mapping is pooled)."""
 
@@ -293,18 +254,19 @@ class _Builder:
         self.subjects: list[str] = []
         self.sources: list[str] = []
         self.labels: list[int] = []
+        self.attributes: list[tuple[float, ...]] = []
         self.mappings: list[IntensityMapping] = []
-        self.pictures: list[tuple[Volume, int | None]] = []
+        self.pictures: list[tuple[Volume, int | None, tuple[float, ...] | None]] = []
         self.paths: list[Path] = []
         self.first: Volume | None = None
         self.modality: str | None = None
 
-    def add(self, volume: Volume, label: int | None) -> None:
+    def add(self, volume: Volume, label: int | None, attributes: tuple[float, ...] | None = None) -> None:
         volume = check_volume(volume, self.config.nan_policy)
         self._check_consistent(volume)
         self.paths.append(volume.path)
         if volume.array.ndim == 2:
-            self.pictures.append((volume, label))
+            self.pictures.append((volume, label, attributes))
             return
         mapping = volume_mapping(volume.array, self.modality, self.config)
         self.mappings.append(mapping)
@@ -312,7 +274,7 @@ class _Builder:
         slices = slices[kept]
         if self.config.crop_foreground:
             slices = crop_to_foreground(slices)
-        self._append(slices, spacing, volume, [int(k) for k in kept], label)
+        self._append(slices, spacing, volume, [int(k) for k in kept], label, attributes)
 
     def _check_consistent(self, volume: Volume) -> None:
         modality, _ = dataset_modality(volume, self.config)
@@ -333,7 +295,8 @@ class _Builder:
             )
 
     def _append(
-        self, slices: np.ndarray, spacing: tuple[float, float], volume: Volume, indices: list[int], label: int | None
+        self, slices: np.ndarray, spacing: tuple[float, float], volume: Volume, indices: list[int], label: int | None,
+        attributes: tuple[float, ...] | None,
     ) -> None:
         if not indices:
             return
@@ -344,13 +307,15 @@ class _Builder:
         self.sources.extend(f"{volume.path}#{index}" for index in indices)
         if label is not None:
             self.labels.extend([label] * len(indices))
+        if attributes is not None:
+            self.attributes.extend([attributes] * len(indices))
 
     def _add_pictures(self) -> None:
-        pooled = np.concatenate([volume.array.ravel() for volume, _ in self.pictures])
+        pooled = np.concatenate([picture[0].array.ravel() for picture in self.pictures])
         mapping = volume_mapping(pooled, self.modality, self.config)
         self.mappings.append(mapping)
         groups: dict[tuple, list[int]] = {}
-        for position, (volume, _) in enumerate(self.pictures):
+        for position, (volume, _, _) in enumerate(self.pictures):
             groups.setdefault((volume.array.shape, tuple(volume.spacing)), []).append(position)
         order: list[int] = []
         for (shape, spacing), positions in groups.items():
@@ -363,11 +328,13 @@ class _Builder:
             order.extend(positions)
         restore = np.argsort(order, kind="stable")
         self.tiles = [torch.cat(self.tiles)[torch.as_tensor(restore)]]
-        for volume, label in self.pictures:
+        for volume, label, attributes in self.pictures:
             self.subjects.append(volume.subject)
             self.sources.append(f"{volume.path}#0")
             if label is not None:
                 self.labels.append(label)
+            if attributes is not None:
+                self.attributes.append(attributes)
 
     def finish(self, labelled: bool, class_names: tuple[str, ...]) -> SliceSet:
         if self.first is None:
