@@ -97,3 +97,147 @@ def test_mode_seeking_ratio_measures_noise_sensitivity_within_a_class():
     expected = ((varied[:4] - varied[4:]).abs().flatten(1).mean(1) / (noise[:4] - noise[4:]).abs().mean(1)).mean()
     assert mode_seeking_ratio(varied, noise, labels).item() == pytest.approx(expected.item())
     assert mode_seeking_ratio(varied, noise, torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])) is None  # no same-class pair
+
+
+def test_auxiliary_classifier_trains_d_on_real_classes_and_g_on_requested_ones(tmp_path):
+    from medgan.visuals import read_jsonl
+
+    data = write_labelled_pngs(tmp_path / "shapes")
+    run = tmp_path / "run"
+    code = main(["train", "--data", str(data), "--labels", str(data / "labels.csv"), "--task", "conditional",
+                 "--out", str(run), "--steps", "4", "--set", "data.normalize=zscore",
+                 "--set", "model.auxiliary_classifier=true", "--set", "loss.auxiliary=0.5", *TINY])
+    assert code == 0
+    records = read_jsonl(run / "losses.jsonl")
+    assert len(records) == 4 and all(r["ac_real"] > 0 and r["ac_fake"] > 0 for r in records)  # cross-entropies
+    state = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
+    assert "classifier.weight" in state["task"]["discriminator"]
+    assert load_generator(run).config.model.auxiliary_classifier
+
+
+def test_auxiliary_classifier_gradients_reach_the_class_head_and_the_generator():
+    from medgan.config import from_dict, recipe
+    from medgan.training.tasks import TASKS, Batch
+
+    def task_with(weight):
+        config = from_dict({"task": "conditional", "data": {"resolution": 32},
+                            "model": {"generator_channels": 4, "discriminator_channels": 4, "latent_dim": 8,
+                                      "num_classes": 2, "auxiliary_classifier": True},
+                            "loss": {"auxiliary": weight, "mode_seeking": 0.0}, "augment": {"policy": []}},
+                           base=recipe("medgan"))
+        torch.manual_seed(0)
+        return TASKS.get("conditional")(config, 1, torch.device("cpu"), torch.Generator().manual_seed(0))
+
+    batch = Batch(images=torch.rand(8, 1, 32, 32) * 2 - 1, labels=torch.tensor([0, 1] * 4))
+    with_head, without = task_with(1.0), task_with(0.0)
+    logs = with_head.discriminator_step(batch, 0)
+    assert with_head.discriminator.classifier.weight.grad.abs().sum() > 0 and "ac_real" in logs
+    without.discriminator_step(batch, 0)
+    assert without.discriminator.classifier.weight.grad is None  # weight 0: the head is not trained
+    with_head, without = task_with(1.0), task_with(0.0)  # fresh: identical G, D, noise and batch
+    assert "ac_fake" in with_head.generator_step(batch, 0)
+    without.generator_step(batch, 0)
+    # Only the class term differs between the two generators' updates.
+    changed = [not torch.equal(a, b) for a, b in zip(with_head.generator.parameters(), without.generator.parameters())]
+    assert any(changed)
+
+
+def test_auxiliary_classifier_needs_the_conditional_task():
+    from medgan.config import from_dict, recipe
+
+    with pytest.raises(ConfigError, match="model.auxiliary_classifier"):
+        from_dict({"model": {"auxiliary_classifier": True}}, base=recipe("medgan"))
+
+
+def write_sized_discs(folder, count=16):
+    """Discs whose radius is a continuous attribute of the labels CSV (one class, 'disc')."""
+    folder.mkdir()
+    rows = ["file,label,radius"]
+    grid = np.mgrid[0:32, 0:32]
+    for index in range(count):
+        radius = 3.0 + 9.0 * index / (count - 1)
+        mask = (grid[0] - 16) ** 2 + (grid[1] - 16) ** 2 < radius**2
+        Image.fromarray(np.where(mask, 40000, 1000).astype(np.uint16)).save(folder / f"disc{index:02d}.png")
+        rows.append(f"disc{index:02d}.png,disc,{radius:.3f}")
+    (folder / "labels.csv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def test_continuous_attributes_flow_from_the_csv_into_training_and_sampling(tmp_path, capsys):
+    import json
+
+    from medgan.config import DataConfig
+    from medgan.data import load_slices
+
+    data = write_sized_discs(tmp_path / "discs")
+    loaded_data = load_slices(DataConfig(source=str(data), labels=str(data / "labels.csv"), resolution=32,
+                                         normalize="zscore"), progress=False)
+    assert loaded_data.attribute_names == ("radius",) and loaded_data.attributes.shape == (16, 1)
+    order = [int(source.split("disc")[1][:2]) for source in loaded_data.sources]
+    assert torch.allclose(loaded_data.attributes[:, 0], torch.tensor([3.0 + 9.0 * i / 15 for i in order]), atol=1e-3)
+
+    run = tmp_path / "run"
+    code = main(["train", "--data", str(data), "--labels", str(data / "labels.csv"), "--task", "conditional",
+                 "--out", str(run), "--steps", "3", "--set", "data.normalize=zscore", *TINY])
+    assert code == 0
+    meta = json.loads((run / "data.json").read_text())
+    assert meta["attribute_names"] == ["radius"] and meta["attribute_mean"][0] == pytest.approx(7.5, abs=1e-4)
+    loaded = load_generator(run)
+    assert loaded.config.model.num_attributes == 1
+    small, _ = generate(run, 4, seed=0, loaded=loaded, attributes={"radius": 3.0})
+    large, _ = generate(run, 4, seed=0, loaded=loaded, attributes={"radius": 12.0})
+    mean, _ = generate(run, 4, seed=0, loaded=loaded)
+    assert not torch.allclose(small, large)  # same noise: the attribute decides
+    assert torch.allclose(mean, generate(run, 4, seed=0, loaded=loaded, attributes={"radius": 7.5})[0], atol=1e-5)
+    with pytest.raises(ConfigError, match="unknown attribute 'age'"):
+        generate(run, 1, loaded=loaded, attributes={"age": 3.0})
+    out = tmp_path / "samples"
+    assert main(["sample", "--run", str(run), "--n", "2", "--attribute", "radius=10", "--out", str(out)]) == 0
+    assert len(list(out.glob("*.png"))) == 2
+    capsys.readouterr()
+    assert main(["sample", "--run", str(run), "--n", "2", "--attribute", "radius", "--out", str(tmp_path / "x")]) == 2
+    assert "--attribute expects NAME=NUMBER" in capsys.readouterr().err
+
+
+def test_labels_csv_rows_must_name_existing_files_and_numeric_attributes(tmp_path):
+    from medgan.config import DataConfig
+    from medgan.data import load_slices
+    from medgan.errors import DataError
+
+    data = write_sized_discs(tmp_path / "discs", count=4)
+    unknown = tmp_path / "unknown.csv"
+    unknown.write_text("file,label\ndisc00.png,disc\nghost.png,disc\n")
+    with pytest.raises(DataError, match="row 3: file 'ghost.png' does not exist") as caught:
+        load_slices(DataConfig(source=str(data), labels=str(unknown), resolution=32))
+    assert caught.value.path == str(unknown)
+    missing = tmp_path / "missing.csv"
+    missing.write_text("file,label\ndisc00.png,disc\n")
+    with pytest.raises(DataError, match="no row for disc01.png"):
+        load_slices(DataConfig(source=str(data), labels=str(missing), resolution=32))
+    text = tmp_path / "text.csv"
+    text.write_text("file,label,radius\n" + "".join(f"disc{i:02d}.png,disc,big\n" for i in range(4)))
+    with pytest.raises(DataError, match="row 2: attribute 'radius' value 'big' is not a number"):
+        load_slices(DataConfig(source=str(data), labels=str(text), resolution=32))
+
+
+def test_utility_command_runs_end_to_end_on_a_tiny_conditional_run(tmp_path, capsys):
+    import json
+
+    data = write_labelled_pngs(tmp_path / "shapes")
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--labels", str(data / "labels.csv"), "--task", "conditional",
+                 "--out", str(run), "--steps", "2", "--set", "data.normalize=zscore", *TINY]) == 0
+    out = tmp_path / "utility"
+    capsys.readouterr()
+    assert main(["utility", "--synthetic", str(run), "--out", str(out), "--seeds", "2", "--epochs", "1",
+                 "--threads", "1", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads((out / "metrics.json").read_text())["utility"]
+    assert set(result["arms"]) == {"real", "real+synthetic", "synthetic"}
+    for arm in result["arms"].values():
+        summary = arm["balanced_accuracy"]
+        assert 0.0 <= summary["ci_low"] <= summary["mean"] <= summary["ci_high"] <= 1.0
+    assert result["class_names"] == ["disc", "square"] and result["n_test"] > 0
+    assert result["test_seen_by_generator"]  # split off the run's own training data: say so
+    assert "pass --test with patients the GAN never saw" in printed
+    assert (out / "utility.html").read_text().count("<table>") == 3

@@ -17,7 +17,7 @@ import time
 from pathlib import Path  # noqa: E402
 from typing import Any, Callable, Sequence  # noqa: E402
 
-from medgan.errors import MedganError  # noqa: E402
+from medgan.errors import ConfigError, MedganError  # noqa: E402
 
 EXIT_USER_ERROR = 2
 
@@ -98,6 +98,20 @@ def command_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_attributes(items: list[str] | None) -> dict[str, float]:
+    """``["age=60", "dose=0.5"]`` -> ``{"age": 60.0, "dose": 0.5}``; a malformed item raises ConfigError."""
+    values: dict[str, float] = {}
+    for item in items or []:
+        name, separator, text = item.partition("=")
+        try:
+            values[name.strip()] = float(text)
+        except ValueError:
+            separator = ""
+        if not separator or not name.strip():
+            raise ConfigError(f"--attribute expects NAME=NUMBER, got {item!r}")
+    return values
+
+
 def command_sample(args: argparse.Namespace) -> int:
     from medgan.export import export
     from medgan.sampling import generate, interpolate, load_generator
@@ -106,7 +120,9 @@ def command_sample(args: argparse.Namespace) -> int:
     loaded = load_generator(args.run)
     if args.n < 1:
         raise MedganError(f"--n must be at least 1, got {args.n}")
-    images, mapping = generate(args.run, args.n, seed=args.seed, class_name=args.class_name, loaded=loaded)
+    attributes = parse_attributes(args.attribute)
+    images, mapping = generate(args.run, args.n, seed=args.seed, class_name=args.class_name, loaded=loaded,
+                               attributes=attributes)
     written = export(images, Path(args.out), args.format, mapping=mapping, spacing=loaded.spacing)
     print(f"wrote {len(images)} synthetic images ({args.format}) to {args.out}")
     if args.interpolate:
@@ -127,9 +143,17 @@ def command_info(args: argparse.Namespace) -> int:
 
 
 DEMOS = {
-    # name: (source, task, what the grid shows)
-    "brain": ("mni152", "unconditional", "axial T1 brain MRI slices (MNI152 template)"),
-    "liver": ("ct-lesions", "conditional", "liver lesion CT ROIs per class (simulated phantom)"),
+    # name: (source, task, what the grid shows, config values on top of the medgan recipe)
+    "brain": ("mni152", "unconditional", "axial T1 brain MRI slices (MNI152 template)", {}),
+    # Lesion classes differ by tens of HU around a 105 HU enhanced liver: the portal liver window (L90 W200)
+    # spreads them over twice the grey levels of the abdomen window; the AC-GAN head makes G answer for them;
+    # and D's augmentation leaves intensities alone (CT numbers are calibrated: a cyst is water density), so
+    # only translation and cutout. Measured in 4-minute runs (judge trained on real ROIs, chance 0.33): 0.32 with
+    # 24 ROIs per class in the abdomen window, 0.60 with 60 per class in the portal window, 0.58-0.88 adding
+    # the AC head, 0.89 adding the AC head without brightness/contrast augmentation.
+    "liver": ("ct-lesions", "conditional", "liver lesion CT ROIs per class (simulated phantom)",
+              {"data": {"window": "liver-portal"}, "model": {"auxiliary_classifier": True},
+               "augment": {"policy": ["translation", "cutout"]}}),
 }
 
 
@@ -140,10 +164,11 @@ def command_demo(args: argparse.Namespace) -> int:
     from medgan.visuals import save_grid
 
     name = "liver" if args.ct else args.name
-    source, task, what = DEMOS[name]
+    source, task, what, values = DEMOS[name]
     out = Path(args.out or f"medgan-demo-{name}")
-    config = from_dict({"task": task, "data": {"source": source},
-                        "train": {"minutes": args.minutes, "steps": 10**9}}, base=recipe("medgan"))
+    data = {"source": source, **values.get("data", {})}
+    config = from_dict({**values, "task": task, "data": data, "train": {"minutes": args.minutes, "steps": 10**9}},
+                       base=recipe("medgan"))
     print(f"medgan demo ({name}): training the default recipe on {what} for {args.minutes:g} minutes")
     started = time.monotonic()
     result = train(config, out, progress=not args.quiet)
@@ -225,11 +250,16 @@ def command_utility(args: argparse.Namespace) -> int:
     synthetic = synthetic_set(args.synthetic, per_class, args.seed)
     config = UtilityConfig(seeds=args.seeds, epochs=args.epochs, seed=args.seed, threads=args.threads)
     result = run_utility(real, test, synthetic, config, progress=not args.quiet)
+    # Without --test the test patients are split off the run's own training data: the GAN has seen them.
+    result["test_seen_by_generator"] = test is None and not args.real
     out = Path(args.out)
     atomic_write_text(out / "metrics.json", json.dumps({"utility": result}, indent=2))
     page = f"<!doctype html><meta charset='utf-8'><title>medgan utility</title><body>{utility_html(result)}</body>"
     atomic_write_text(out / "utility.html", page)
     print(format_utility(result))
+    if result["test_seen_by_generator"]:
+        print("note: the test patients were split off the GAN's own training data, so the synthetic arms may be "
+              "optimistic; pass --test with patients the GAN never saw")
     print(f"wrote {out / 'metrics.json'} and {out / 'utility.html'}")
     return 0
 
@@ -260,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--out", required=True, help="output folder")
     sample.add_argument("--format", default="png", choices=("png", "png16", "nifti", "npy", "dicom"))
     sample.add_argument("--class", dest="class_name", help="class to generate (conditional runs)")
+    sample.add_argument("--attribute", action="append", metavar="NAME=VALUE",
+                        help="continuous attribute value (runs trained with attribute columns in the labels CSV); "
+                             "repeatable; attributes not given take their training mean")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--interpolate", type=int, nargs="?", const=8, default=0, metavar="STEPS",
                         help="also write a latent-interpolation grid with STEPS images per row (default 8)")

@@ -58,6 +58,8 @@ class ModelConfig:
     spectral_norm: bool = True  # spectral normalization on D's layers
     minibatch_std: bool = True  # minibatch standard-deviation feature in D (StyleGAN's guard against collapse)
     num_classes: int = 0  # >0 makes G and D class-conditional
+    num_attributes: int = 0  # >0 conditions G and D on continuous attributes (set from the labels CSV)
+    auxiliary_classifier: bool = False  # conditional: D also predicts the class (AC-GAN head; see loss.auxiliary)
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class LossConfig:
     gradient_penalty: float = 0.0  # WGAN-GP weight (0 = off); use with "wasserstein"
     instance_noise: float = 0.0  # std of Gaussian noise added to D's inputs, annealed linearly to 0
     mode_seeking: float = 0.1  # conditional tasks: weight of MSGAN's mode-seeking term (0 = off)
+    auxiliary: float = 1.0  # weight of the AC-GAN class cross-entropy when model.auxiliary_classifier is on
 
 
 @dataclass(frozen=True)
@@ -346,11 +349,15 @@ def validate(config: RunConfig) -> None:
     _check(model.generator_channels >= 4, "model.generator_channels", "must be at least 4")
     _check(model.discriminator_channels >= 4, "model.discriminator_channels", "must be at least 4")
     _check(model.num_classes >= 0, "model.num_classes", "must be >= 0")
+    _check(model.num_attributes >= 0, "model.num_attributes", "must be >= 0")
+    _check(not model.auxiliary_classifier or config.task == "conditional", "model.auxiliary_classifier",
+           "needs task: conditional (it predicts class labels)")
     _check(loss.r1_gamma >= 0, "loss.r1_gamma", "must be >= 0")
     _check(loss.r1_interval >= 1, "loss.r1_interval", "must be >= 1")
     _check(loss.gradient_penalty >= 0, "loss.gradient_penalty", "must be >= 0")
     _check(loss.instance_noise >= 0, "loss.instance_noise", "must be >= 0")
     _check(loss.mode_seeking >= 0, "loss.mode_seeking", "must be >= 0")
+    _check(loss.auxiliary >= 0, "loss.auxiliary", "must be >= 0")
     _check(0.0 <= config.augment.probability <= 1.0, "augment.probability", "must be in [0, 1]")
     _check(0.0 < config.augment.ada_target < 1.0, "augment.ada_target", "must be in (0, 1)")
     _check(optim.lr_generator > 0, "optim.lr_generator", "must be positive")

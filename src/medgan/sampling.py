@@ -26,6 +26,9 @@ class LoadedGenerator:
     spacing: tuple[float, float]
     class_names: tuple[str, ...]
     checkpoint: Path
+    attribute_names: tuple[str, ...] = ()
+    attribute_mean: tuple[float, ...] = ()
+    attribute_std: tuple[float, ...] = ()
 
     def class_index(self, class_name: str | None) -> int | None:
         """Index of ``class_name`` (None for unconditional sampling); unknown names raise ConfigError."""
@@ -36,6 +39,22 @@ class LoadedGenerator:
         if class_name not in self.class_names:
             raise ConfigError(f"unknown class {class_name!r}; this run has: {', '.join(self.class_names)}")
         return self.class_names.index(class_name)
+
+    def attribute_vector(self, values: dict[str, float] | None) -> torch.Tensor | None:
+        """Standardized attributes [A] for raw ``values`` by name; unnamed attributes take the training mean.
+
+        Returns None for runs without attributes. Unknown names raise ConfigError.
+        """
+        values = values or {}
+        if not self.attribute_names:
+            if values:
+                raise ConfigError(f"--attribute {next(iter(values))!r} given, but this run has no attributes")
+            return None
+        unknown = [name for name in values if name not in self.attribute_names]
+        if unknown:
+            raise ConfigError(f"unknown attribute {unknown[0]!r}; this run has: {', '.join(self.attribute_names)}")
+        raw = [float(values.get(name, mean)) for name, mean in zip(self.attribute_names, self.attribute_mean)]
+        return (torch.tensor(raw) - torch.tensor(self.attribute_mean)) / torch.tensor(self.attribute_std)
 
 
 def checkpoint_path(run_dir: str | Path, which: str = "best") -> Path:
@@ -63,20 +82,27 @@ def load_generator(run_dir: str | Path, which: str = "best") -> LoadedGenerator:
         raise CheckpointError(f"checkpoint is incomplete or incompatible ({error})", path) from None
     generator, _ = build_networks(config.model, config.data.resolution, int(meta["channels"]))
     load_module_state(generator, weights, path, "generator")
-    return LoadedGenerator(generator.eval(), config, mapping, tuple(meta["spacing"]), tuple(meta["class_names"]), path)
+    return LoadedGenerator(generator.eval(), config, mapping, tuple(meta["spacing"]), tuple(meta["class_names"]), path,
+                           tuple(meta.get("attribute_names", ())), tuple(meta.get("attribute_mean", ())),
+                           tuple(meta.get("attribute_std", ())))
 
 
 @torch.no_grad()
-def _forward(loaded: LoadedGenerator, noise: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+def _forward(loaded: LoadedGenerator, noise: torch.Tensor, labels: torch.Tensor | None,
+             attributes: torch.Tensor | None = None) -> torch.Tensor:
+    """Runs the generator in batches; ``attributes`` is one standardized vector [A] shared by all images."""
     chunks = []
     for start in range(0, noise.shape[0], SAMPLE_BATCH):
+        z = noise[start : start + SAMPLE_BATCH]
         part = labels[start : start + SAMPLE_BATCH] if labels is not None else None
-        chunks.append(loaded.generator(noise[start : start + SAMPLE_BATCH], part).float())
+        values = attributes.expand(z.shape[0], -1) if attributes is not None else None
+        chunks.append(loaded.generator(z, part, values).float())
     return torch.cat(chunks) if chunks else noise.new_zeros((0, 1, 1, 1))
 
 
 def generate(run_dir: str | Path, n: int, seed: int = 0, class_name: str | None = None,
-             loaded: LoadedGenerator | None = None) -> tuple[torch.Tensor, IntensityMapping]:
+             loaded: LoadedGenerator | None = None,
+             attributes: dict[str, float] | None = None) -> tuple[torch.Tensor, IntensityMapping]:
     """N synthetic images of a run.
 
     Args:
@@ -85,6 +111,8 @@ def generate(run_dir: str | Path, n: int, seed: int = 0, class_name: str | None 
         seed: noise seed (same seed, same images).
         class_name: for conditional runs, the class to generate (default: classes in turn).
         loaded: an already loaded generator (avoids reading the checkpoint again).
+        attributes: for runs conditioned on continuous attributes, raw values by name (e.g. ``{"age": 60}``);
+            attributes not given take their training mean.
 
     Returns:
         (images [n, C, R, R] in [-1, 1], the run's intensity mapping).
@@ -96,7 +124,7 @@ def generate(run_dir: str | Path, n: int, seed: int = 0, class_name: str | None 
     if loaded.class_names:
         index = loaded.class_index(class_name)
         labels = torch.full((n,), index) if index is not None else torch.arange(n) % len(loaded.class_names)
-    return _forward(loaded, noise, labels), loaded.mapping
+    return _forward(loaded, noise, labels, loaded.attribute_vector(attributes)), loaded.mapping
 
 
 def interpolate(run_dir: str | Path, steps: int = 8, rows: int = 4, seed: int = 0,
@@ -118,7 +146,7 @@ def interpolate(run_dir: str | Path, steps: int = 8, rows: int = 4, seed: int = 
     labels = None
     if loaded.class_names:
         labels = (torch.arange(rows) % len(loaded.class_names)).repeat_interleave(steps)
-    return _forward(loaded, noise, labels)
+    return _forward(loaded, noise, labels, loaded.attribute_vector(None))
 
 
 def slerp(start: torch.Tensor, end: torch.Tensor, t: float) -> torch.Tensor:

@@ -20,6 +20,7 @@ def build_networks(model_config, resolution: int, channels: int = 1):
         channels=model_config.generator_channels,
         out_channels=channels,
         num_classes=model_config.num_classes,
+        num_attributes=model_config.num_attributes,
     )
     discriminator = DISCRIMINATORS.get(model_config.name)(
         resolution=resolution,
@@ -28,5 +29,7 @@ def build_networks(model_config, resolution: int, channels: int = 1):
         num_classes=model_config.num_classes,
         spectral_norm=model_config.spectral_norm,
         minibatch_std=model_config.minibatch_std,
+        auxiliary_classifier=model_config.auxiliary_classifier,
+        num_attributes=model_config.num_attributes,
     )
     return generator, discriminator

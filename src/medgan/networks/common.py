@@ -20,6 +20,55 @@ def class_embedding(num_classes: int, dim: int) -> nn.Embedding | None:
     return nn.Embedding(num_classes, dim) if num_classes > 0 else None
 
 
+def attribute_embedding(num_attributes: int, dim: int) -> nn.Linear | None:
+    """A learned linear map of continuous attributes for conditional generators, or None without attributes."""
+    return nn.Linear(num_attributes, dim) if num_attributes > 0 else None
+
+
+def conditioned_latent(z: torch.Tensor, labels: torch.Tensor | None, attributes: torch.Tensor | None,
+                       classes: nn.Module | None, continuous: nn.Module | None) -> torch.Tensor:
+    """G's input: z, then the class embedding and the attribute embedding where the generator has them."""
+    parts = [z]
+    if classes is not None:
+        if labels is None:
+            raise ValueError("a class-conditional generator needs labels")
+        parts.append(classes(labels))
+    if continuous is not None:
+        if attributes is None:
+            raise ValueError("an attribute-conditional generator needs attributes")
+        parts.append(continuous(attributes.to(z.dtype)))
+    return torch.cat(parts, dim=1) if len(parts) > 1 else z
+
+
+class AttributeProjection(nn.Module):
+    """The continuous-condition term of a projection discriminator: ``<W a, h>`` for attributes ``a``.
+
+    The class projection's inner product with a learned linear map of the (standardized) attributes in place
+    of a class embedding, as in continuous-conditional GANs (Ding et al. 2021, CcGAN) that project labels.
+
+    Args:
+        num_attributes: number of attributes; 0 makes the head return zeros.
+        features: size of the pooled feature vector h.
+        spectral_norm: spectrally normalize the map.
+    """
+
+    def __init__(self, num_attributes: int, features: int, spectral_norm: bool) -> None:
+        super().__init__()
+        self.linear = None
+        if num_attributes > 0:
+            linear = nn.Linear(num_attributes, features, bias=False)
+            nn.init.normal_(linear.weight, 0.0, 0.02)
+            self.linear = maybe_spectral_norm(spectral_norm)(linear)
+
+    def forward(self, pooled: torch.Tensor, attributes: torch.Tensor | None) -> torch.Tensor:
+        """pooled [N, F], attributes [N, A] -> attribute logit term [N]."""
+        if self.linear is None:
+            return pooled.new_zeros(pooled.shape[0])
+        if attributes is None:
+            raise ValueError("an attribute-conditional discriminator needs attributes")
+        return (self.linear(attributes.to(pooled.dtype)) * pooled).sum(dim=1)
+
+
 class ProjectionHead(nn.Module):
     """The class term of a projection discriminator: ``<embed(y), h>`` (Miyato & Koyama 2018).
 
@@ -44,6 +93,34 @@ class ProjectionHead(nn.Module):
         if labels is None:
             raise ValueError("a conditional discriminator needs labels")
         return (self.embedding(labels) * pooled).sum(dim=1)
+
+
+class ClassifierHead(nn.Module):
+    """AC-GAN's auxiliary classifier (Odena et al. 2017): class logits from D's pooled features.
+
+    A cosine classifier, ``scale * <h / |h|, w_c / |w_c|>``: its logits do not depend on the scale of D's
+    features (small under spectral normalization) and stay bounded, so G cannot push them without limit.
+
+    Args:
+        num_classes: number of classes; 0 (or ``enabled=False``) leaves the head out.
+        features: size of the pooled feature vector.
+        enabled: build the head.
+    """
+
+    SCALE = 10.0  # logit range +/-10: enough for confident (99.99%) predictions, bounded against blow-up
+
+    def __init__(self, num_classes: int, features: int, enabled: bool) -> None:
+        super().__init__()
+        self.weight = None
+        if enabled and num_classes > 0:
+            self.weight = nn.Parameter(torch.randn(num_classes, features) * 0.02)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        """pooled [N, F] -> class logits [N, num_classes]."""
+        if self.weight is None:
+            raise ValueError("this discriminator has no auxiliary classifier (model.auxiliary_classifier)")
+        features = nn.functional.normalize(pooled.float(), dim=1)
+        return self.SCALE * features @ nn.functional.normalize(self.weight.float(), dim=1).t()
 
 
 MINIBATCH_GROUP = 4  # images per minibatch-stddev group; conditional batches are built so groups share a class

@@ -12,7 +12,16 @@ import math
 import torch
 from torch import nn
 
-from medgan.networks.common import ProjectionHead, class_embedding, maybe_spectral_norm, minibatch_stddev
+from medgan.networks.common import (
+    AttributeProjection,
+    ClassifierHead,
+    ProjectionHead,
+    attribute_embedding,
+    class_embedding,
+    conditioned_latent,
+    maybe_spectral_norm,
+    minibatch_stddev,
+)
 from medgan.networks.registry import DISCRIMINATORS, GENERATORS
 
 
@@ -45,15 +54,17 @@ class DCGANGenerator(nn.Module):
         channels: width multiplier (ngf); the 4x4 stage has ``channels * min(8, 2^(k-1))`` maps.
         out_channels: image channels (1 for greyscale).
         num_classes: >0 concatenates a learned class embedding to z.
+        num_attributes: >0 concatenates a learned linear embedding of continuous attributes to z.
     """
 
     def __init__(self, resolution: int = 64, latent_dim: int = 100, channels: int = 64, out_channels: int = 1,
-                 num_classes: int = 0) -> None:
+                 num_classes: int = 0, num_attributes: int = 0) -> None:
         super().__init__()
         steps = num_doublings(resolution)
         self.latent_dim = latent_dim
         self.embedding = class_embedding(num_classes, latent_dim)
-        input_dim = latent_dim * (2 if num_classes else 1)
+        self.attribute_embedding = attribute_embedding(num_attributes, latent_dim)
+        input_dim = latent_dim * (1 + int(num_classes > 0) + int(num_attributes > 0))
         widths = [channels * min(8, 2 ** (steps - 1 - i)) for i in range(steps)]  # 64x64: [8, 4, 2, 1] * ngf
         layers: list[nn.Module] = [
             nn.ConvTranspose2d(input_dim, widths[0], 4, 1, 0, bias=False),  # (ngf*8) x 4 x 4
@@ -73,10 +84,10 @@ class DCGANGenerator(nn.Module):
         self.main = nn.Sequential(*layers)
         self.apply(dcgan_init)
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None,
+                attributes: torch.Tensor | None = None) -> torch.Tensor:
         """Maps z [N, latent_dim] (and labels [N]) to images [N, C, R, R]."""
-        if self.embedding is not None:
-            z = torch.cat([z, self.embedding(labels)], dim=1)
+        z = conditioned_latent(z, labels, attributes, self.embedding, self.attribute_embedding)
         return self.main(z[:, :, None, None])
 
 
@@ -91,10 +102,13 @@ class DCGANDiscriminator(nn.Module):
         num_classes: >0 adds a projection term <embed(y), features> (Miyato & Koyama 2018).
         spectral_norm: wrap every conv in spectral normalization (BatchNorm is then dropped: the two fight).
         minibatch_std: append a minibatch standard-deviation map before the output layer (anti-collapse).
+        auxiliary_classifier: add an AC-GAN class head (``forward(..., return_classes=True)``).
+        num_attributes: >0 adds a projection term for continuous attributes (``AttributeProjection``).
     """
 
     def __init__(self, resolution: int = 64, channels: int = 64, in_channels: int = 1, num_classes: int = 0,
-                 spectral_norm: bool = False, minibatch_std: bool = False) -> None:
+                 spectral_norm: bool = False, minibatch_std: bool = False, auxiliary_classifier: bool = False,
+                 num_attributes: int = 0) -> None:
         super().__init__()
         steps = num_doublings(resolution)
         widths = [channels * min(8, 2**i) for i in range(steps)]  # 64x64: [1, 2, 4, 8] * ndf
@@ -112,11 +126,17 @@ class DCGANDiscriminator(nn.Module):
         self.minibatch_std = minibatch_std
         self.output = sn(nn.Conv2d(widths[-1] + int(minibatch_std), 1, 4, 1, 0, bias=False))  # 1 x 1 x 1
         self.projection = ProjectionHead(num_classes, widths[-1], spectral_norm)
+        self.classifier = ClassifierHead(num_classes, widths[-1], auxiliary_classifier)
+        self.attribute_projection = AttributeProjection(num_attributes, widths[-1], spectral_norm)
         self.apply(dcgan_init)
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Maps images [N, C, R, R] (and labels [N]) to logits [N]."""
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None,
+                attributes: torch.Tensor | None = None, return_classes: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Maps images [N, C, R, R] (and labels [N]) to logits [N]; with ``return_classes`` also to the
+        auxiliary classifier's class logits [N, num_classes]."""
         features = self.features(images)
         head = torch.cat([features, minibatch_stddev(features)], dim=1) if self.minibatch_std else features
         logits = self.output(head).flatten(1).sum(1)  # (ndf*8 [+1]) x 4 x 4 -> 1
-        return logits + self.projection(features.sum(dim=(2, 3)), labels)
+        pooled = features.sum(dim=(2, 3))
+        logits = logits + self.projection(pooled, labels) + self.attribute_projection(pooled, attributes)
+        return (logits, self.classifier(pooled)) if return_classes else logits

@@ -12,7 +12,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medgan.networks.common import ProjectionHead, class_embedding, maybe_spectral_norm, minibatch_stddev
+from medgan.networks.common import (
+    AttributeProjection,
+    ClassifierHead,
+    ProjectionHead,
+    attribute_embedding,
+    class_embedding,
+    conditioned_latent,
+    maybe_spectral_norm,
+    minibatch_stddev,
+)
 from medgan.networks.dcgan import num_doublings
 from medgan.networks.registry import DISCRIMINATORS, GENERATORS
 
@@ -73,17 +82,19 @@ class ResNetGenerator(nn.Module):
         channels: width multiplier; the 4x4 stage has ``channels * min(8, 2^(k-1))`` maps.
         out_channels: image channels.
         num_classes: >0 concatenates a learned class embedding to z.
+        num_attributes: >0 concatenates a learned linear embedding of continuous attributes to z.
     """
 
     def __init__(self, resolution: int = 64, latent_dim: int = 128, channels: int = 64, out_channels: int = 1,
-                 num_classes: int = 0) -> None:
+                 num_classes: int = 0, num_attributes: int = 0) -> None:
         super().__init__()
         steps = num_doublings(resolution)
         self.latent_dim = latent_dim
         self.embedding = class_embedding(num_classes, latent_dim)
+        self.attribute_embedding = attribute_embedding(num_attributes, latent_dim)
         widths = [channels * min(8, 2 ** max(steps - 1 - i, 0)) for i in range(steps + 1)]  # 64: [8, 4, 2, 1, 1]
         self.start_channels = widths[0]
-        input_dim = latent_dim * (2 if num_classes else 1)
+        input_dim = latent_dim * (1 + int(num_classes > 0) + int(num_attributes > 0))
         self.linear = nn.Linear(input_dim, widths[0] * 16)  # (ch*8) x 4 x 4 after reshape
         self.blocks = nn.Sequential(*[GeneratorBlock(widths[i], widths[i + 1]) for i in range(steps)])
         self.output = nn.Sequential(
@@ -94,10 +105,10 @@ class ResNetGenerator(nn.Module):
         )
         self.apply(_init)
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None,
+                attributes: torch.Tensor | None = None) -> torch.Tensor:
         """Maps z [N, latent_dim] (and labels [N]) to images [N, C, R, R]."""
-        if self.embedding is not None:
-            z = torch.cat([z, self.embedding(labels)], dim=1)
+        z = conditioned_latent(z, labels, attributes, self.embedding, self.attribute_embedding)
         h = self.linear(z).view(z.shape[0], self.start_channels, 4, 4)  # (ch*8) x 4 x 4
         return self.output(self.blocks(h))
 
@@ -113,10 +124,13 @@ class ResNetDiscriminator(nn.Module):
         num_classes: >0 adds a projection term.
         spectral_norm: spectral normalization on every layer (on by default in the recipe).
         minibatch_std: append the minibatch standard deviation to the pooled features (anti-collapse).
+        auxiliary_classifier: add an AC-GAN class head (``forward(..., return_classes=True)``).
+        num_attributes: >0 adds a projection term for continuous attributes (``AttributeProjection``).
     """
 
     def __init__(self, resolution: int = 64, channels: int = 64, in_channels: int = 1, num_classes: int = 0,
-                 spectral_norm: bool = True, minibatch_std: bool = False) -> None:
+                 spectral_norm: bool = True, minibatch_std: bool = False, auxiliary_classifier: bool = False,
+                 num_attributes: int = 0) -> None:
         super().__init__()
         steps = num_doublings(resolution)
         widths = [channels * min(8, 2**i) for i in range(steps)]  # 64: [1, 2, 4, 8] * ch, ending at 4x4
@@ -126,11 +140,17 @@ class ResNetDiscriminator(nn.Module):
         self.minibatch_std = minibatch_std
         self.linear = maybe_spectral_norm(spectral_norm)(nn.Linear(widths[-1] + int(minibatch_std), 1))
         self.projection = ProjectionHead(num_classes, widths[-1], spectral_norm)
+        self.classifier = ClassifierHead(num_classes, widths[-1], auxiliary_classifier)
+        self.attribute_projection = AttributeProjection(num_attributes, widths[-1], spectral_norm)
         self.apply(_init)
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Maps images [N, C, R, R] (and labels [N]) to logits [N]."""
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None,
+                attributes: torch.Tensor | None = None, return_classes: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Maps images [N, C, R, R] (and labels [N]) to logits [N]; with ``return_classes`` also to the
+        auxiliary classifier's class logits [N, num_classes]."""
         features = F.relu(self.blocks(images))  # (ch*8) x 4 x 4
         pooled = features.sum(dim=(2, 3))  # [N, ch*8]
         head = torch.cat([pooled, minibatch_stddev(features)[:, :, 0, 0]], dim=1) if self.minibatch_std else pooled
-        return self.linear(head).squeeze(1) + self.projection(pooled, labels)
+        logits = self.linear(head).squeeze(1) + self.projection(pooled, labels)
+        logits = logits + self.attribute_projection(pooled, attributes)
+        return (logits, self.classifier(pooled)) if return_classes else logits

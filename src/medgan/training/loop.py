@@ -63,8 +63,12 @@ def resolve_device(name: str) -> torch.device:
 
 
 def data_meta(data: SliceSet) -> dict[str, Any]:
-    """The parts of a SliceSet that sampling needs later (stored in data.json and in checkpoints)."""
-    return {
+    """The parts of a SliceSet that sampling needs later (stored in data.json and in checkpoints).
+
+    Continuous attributes are stored with their mean and standard deviation: G and D see standardized
+    values, and ``medgan sample --attribute NAME=VALUE`` takes raw ones.
+    """
+    meta = {
         "mapping": data.mapping.to_dict(),
         "spacing": list(data.spacing),
         "class_names": list(data.class_names),
@@ -72,6 +76,19 @@ def data_meta(data: SliceSet) -> dict[str, Any]:
         "channels": int(data.images.shape[1]),
         "resolution": int(data.images.shape[-1]),
     }
+    if exists(data.attributes):
+        meta["attribute_names"] = list(data.attribute_names)
+        meta["attribute_mean"] = data.attributes.mean(0).tolist()
+        # A constant attribute carries no information; unit scale keeps it at 0 instead of dividing by 0.
+        meta["attribute_std"] = [v if v > 1e-6 else 1.0 for v in data.attributes.std(0, unbiased=False).tolist()]
+    return meta
+
+
+def standardized_attributes(data: SliceSet, meta: dict[str, Any]) -> torch.Tensor | None:
+    """The data's attributes as (value - mean) / std with the stored statistics, or None without attributes."""
+    if not exists(data.attributes):
+        return None
+    return (data.attributes - torch.tensor(meta["attribute_mean"])) / torch.tensor(meta["attribute_std"])
 
 
 class BatchSampler:
@@ -81,9 +98,11 @@ class BatchSampler:
     DataLoader workers would only compete with the training step for the same cores.
     """
 
-    def __init__(self, data: SliceSet, config: RunConfig, rng: torch.Generator) -> None:
+    def __init__(self, data: SliceSet, config: RunConfig, rng: torch.Generator,
+                 attributes: torch.Tensor | None = None) -> None:
         self.images = data.images
         self.labels = data.labels
+        self.attributes = attributes  # standardized, or None
         self.config = config
         self.rng = rng
         self.order = torch.randperm(len(data), generator=rng)
@@ -97,7 +116,8 @@ class BatchSampler:
         data = self.config.data
         images = classic_augment(self.images[index], data.flip, data.rotate_degrees, data.scale, self.rng)
         labels = self.labels[index] if exists(self.labels) else None
-        return Batch(images=images, labels=labels)
+        attributes = self.attributes[index] if exists(self.attributes) else None
+        return Batch(images=images, labels=labels, attributes=attributes)
 
     def _class_grouped(self) -> torch.Tensor:
         """Indices laid out as MINIBATCH_GROUP blocks that repeat one random label sequence.
@@ -178,7 +198,7 @@ def _check_new_run(run: Run) -> None:
         )
 
 
-def _evaluate(task: Any, data: SliceSet, noise: torch.Generator, labels_for: Any) -> dict[str, float]:
+def _evaluate(task: Any, data: SliceSet, noise: torch.Generator, conditions_for: Any) -> dict[str, float]:
     """In-training score (lower FID is better) of EMA samples against a fixed subset of real images.
 
     Raises:
@@ -188,7 +208,7 @@ def _evaluate(task: Any, data: SliceSet, noise: torch.Generator, labels_for: Any
 
     count = min(EVAL_IMAGES, len(data))
     z = torch.randn(count, task.config.model.latent_dim, generator=noise)
-    fake = task.sample(z, labels_for(count, noise))
+    fake = task.sample(z, *conditions_for(count, noise))
     return training_score(data.images[:count], fake)
 
 
@@ -232,6 +252,9 @@ def train(config: RunConfig, run_dir: str | Path, resume: bool = False, progress
                           config.data.source)
     if config.task == "conditional" and config.model.num_classes != len(data.class_names):
         config = replace(config, model=replace(config.model, num_classes=len(data.class_names)))
+    num_attributes = len(data.attribute_names) if config.task == "conditional" and exists(data.attributes) else 0
+    if config.model.num_attributes != num_attributes:
+        config = replace(config, model=replace(config.model, num_attributes=num_attributes))
     device = resolve_device(config.train.device)
     run.create()
     save_yaml(config, run.dir / "config.yaml")
@@ -241,7 +264,8 @@ def train(config: RunConfig, run_dir: str | Path, resume: bool = False, progress
     task_rng = torch.Generator().manual_seed(config.train.seed)
     data_rng = torch.Generator().manual_seed(config.train.seed + 1)
     task = TASKS.get(config.task)(config, int(data.images.shape[1]), device, task_rng)
-    sampler = BatchSampler(data, config, data_rng)
+    attributes = standardized_attributes(data, meta) if num_attributes else None
+    sampler = BatchSampler(data, config, data_rng, attributes)
     step, best_score = 0, None
     if state is not None:
         task.load_state_dict(state["task"], str(run.latest))
@@ -254,14 +278,20 @@ def train(config: RunConfig, run_dir: str | Path, resume: bool = False, progress
 
     num_classes = len(data.class_names)
 
-    def labels_for(count: int, rng: torch.Generator) -> torch.Tensor | None:
-        """Balanced class labels for samples of a conditional task."""
+    def conditions_for(count: int, rng: torch.Generator) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Balanced class labels for samples of a conditional task and, with attributes, the standardized
+        attributes of a random real image of each sample's class."""
         if config.task != "conditional":
-            return None
-        return torch.arange(count) % num_classes
+            return None, None
+        labels = torch.arange(count) % num_classes
+        if attributes is None:
+            return labels, None
+        picks = [sampler.members[int(label)] for label in labels]
+        rows = torch.stack([m[torch.randint(0, len(m), (1,), generator=rng)][0] for m in picks])
+        return labels, attributes[rows]
 
     grid_noise = torch.randn(GRID_SIZE, config.model.latent_dim, generator=torch.Generator().manual_seed(1234))
-    grid_labels = labels_for(GRID_SIZE, None)
+    grid_labels, grid_attributes = conditions_for(GRID_SIZE, torch.Generator().manual_seed(1235))
 
     def checkpoint(path: Path) -> None:
         task.prepare_inference(torch.Generator().manual_seed(4321))
@@ -270,7 +300,7 @@ def train(config: RunConfig, run_dir: str | Path, resume: bool = False, progress
 
     def snapshot(name: str) -> Path:
         task.prepare_inference(torch.Generator().manual_seed(4321))
-        return save_grid(task.sample(grid_noise, grid_labels), run.samples / name, columns=8)
+        return save_grid(task.sample(grid_noise, grid_labels, grid_attributes), run.samples / name, columns=8)
 
     total_steps = config.train.steps
     deadline = time.monotonic() + 60.0 * config.train.minutes if config.train.minutes > 0 else math.inf
@@ -317,7 +347,7 @@ def train(config: RunConfig, run_dir: str | Path, resume: bool = False, progress
             if evaluating and step % config.train.eval_every == 0:
                 task.prepare_inference(torch.Generator().manual_seed(4321))
                 try:
-                    scores = _evaluate(task, data, torch.Generator().manual_seed(99), labels_for)
+                    scores = _evaluate(task, data, torch.Generator().manual_seed(99), conditions_for)
                 except MedganError as error:
                     evaluating, scores = False, None  # the data cannot be scored; say so once and train on
                     run.log(f"evaluation switched off: {error.one_line()}")

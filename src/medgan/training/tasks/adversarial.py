@@ -4,6 +4,9 @@ Phases per step, in StyleGAN2-ADA's order:
   D main: minimize the adversarial D loss on (augmented real, augmented fake) logits;
   D reg:  every ``r1_interval`` D steps, add gamma/2 * interval * R1 (lazy regularization), or WGAN-GP;
   G main: minimize the adversarial G loss on D(augment(G(z))); then update the generator EMA.
+
+Conditional tasks may add AC-GAN's auxiliary classification (``model.auxiliary_classifier``): D's class head
+learns the classes of real images, and G is also trained to make its samples classified as the requested class.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import math
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from medgan.augment import AdaptiveProbability, DiffAugment
@@ -105,6 +109,7 @@ class AdversarialTask:
         self.device = device
         self.rng = rng
         self.conditional = conditional
+        self.auxiliary = conditional and config.model.auxiliary_classifier and config.loss.auxiliary > 0
         train, optim = config.train, config.optim
         self.bf16 = use_bf16(config.train.precision, device)
         self.memory_format = torch.channels_last if train.channels_last else torch.contiguous_format
@@ -135,6 +140,11 @@ class AdversarialTask:
     def _labels(self, batch: Batch) -> torch.Tensor | None:
         return batch.labels.to(self.device) if self.conditional else None
 
+    def _attributes(self, batch: Batch) -> torch.Tensor | None:
+        if not self.conditional or self.config.model.num_attributes == 0:
+            return None
+        return batch.attributes.to(self.device)
+
     def _noisy(self, images: torch.Tensor) -> torch.Tensor:
         """Instance noise: Gaussian noise on D's inputs, its std annealed linearly to 0 over training."""
         sigma = self.config.loss.instance_noise * max(0.0, 1.0 - self.steps_done / self.config.train.steps)
@@ -142,9 +152,13 @@ class AdversarialTask:
             return images
         return images + sigma * torch.randn(images.shape, generator=self.rng).to(images)
 
-    def _discriminate(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    def _discriminate(self, images: torch.Tensor, labels: torch.Tensor | None, attributes: torch.Tensor | None,
+                      classes: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """D's logits on augmented (and instance-noised) images; with ``classes`` also its class logits."""
         images = self._noisy(self.augment(images, self.rng)).contiguous(memory_format=self.memory_format)
-        return self.discriminator(images, labels)
+        if classes:
+            return self.discriminator(images, labels, attributes, return_classes=True)
+        return self.discriminator(images, labels, attributes)
 
     def _clip(self, module: nn.Module) -> None:
         if self.config.optim.grad_clip > 0:
@@ -159,7 +173,7 @@ class AdversarialTask:
         On the last D step of an iteration the fakes are generated with their graph kept, and the G step
         reuses them (as the classic DCGAN loop does): one generator forward per iteration instead of two.
         """
-        labels = self._labels(batch)
+        labels, attributes = self._labels(batch), self._attributes(batch)
         real = batch.images.to(self.device, memory_format=self.memory_format)
         loss_config = self.config.loss
         apply_r1 = loss_config.r1_gamma > 0 and self.d_steps_done % loss_config.r1_interval == 0
@@ -167,24 +181,33 @@ class AdversarialTask:
         with autocast_context(self.device, self.bf16):
             noise = self.noise(real.shape[0])
             with torch.set_grad_enabled(last_d_step):
-                fake = self.generator(noise, labels)
+                fake = self.generator(noise, labels, attributes)
             self._pending_fake = (fake, noise) if last_d_step else None
             fake = fake.detach()
             if apply_r1:
                 real = real.detach().requires_grad_(True)
-            real_logits = self._discriminate(real, labels)
-            fake_logits = self._discriminate(fake, labels)
+            if self.auxiliary:
+                real_logits, real_classes = self._discriminate(real, labels, attributes, classes=True)
+            else:
+                real_logits = self._discriminate(real, labels, attributes)
+            fake_logits = self._discriminate(fake, labels, attributes)
             loss = self.loss.discriminator(real_logits, fake_logits)
         logs = {"loss_d": loss.item(), "logit_real": real_logits.float().mean().item(),
                 "logit_fake": fake_logits.float().mean().item()}
         total = loss
+        if self.auxiliary:
+            # The class head learns from real images only: early fakes of the wrong look must not teach it.
+            classification = F.cross_entropy(real_classes.float(), labels)
+            total = total + self.config.loss.auxiliary * classification
+            logs["ac_real"] = classification.item()
         if apply_r1:
             penalty = r1_penalty(real, real_logits)
             total = total + 0.5 * loss_config.r1_gamma * loss_config.r1_interval * penalty
             logs["r1"] = penalty.item()
         if loss_config.gradient_penalty > 0:
             with autocast_context(self.device, self.bf16):
-                penalty = gradient_penalty(lambda x: self._discriminate(x, labels), real.detach(), fake, self.rng)
+                penalty = gradient_penalty(lambda x: self._discriminate(x, labels, attributes), real.detach(), fake,
+                                           self.rng)
             total = total + loss_config.gradient_penalty * penalty
             logs["gp"] = penalty.item()
         self.optimizer_d.zero_grad(set_to_none=True)
@@ -199,19 +222,27 @@ class AdversarialTask:
 
     def generator_step(self, batch: Batch, step: int) -> dict[str, float]:
         """G main: minimize L_G on D's logits for the fakes (through D, whose weights get no gradient)."""
-        labels = self._labels(batch)
+        labels, attributes = self._labels(batch), self._attributes(batch)
         # D's weight gradients are not needed here: freezing them skips a third of D's backward pass.
         self.discriminator.requires_grad_(False)
         with autocast_context(self.device, self.bf16):
             if self._pending_fake is None:
                 noise = self.noise(batch.images.shape[0])
-                fake = self.generator(noise, labels)
+                fake = self.generator(noise, labels, attributes)
             else:
                 fake, noise = self._pending_fake
-            loss = self.loss.generator(self._discriminate(fake, labels))
+            if self.auxiliary:
+                fake_logits, fake_classes = self._discriminate(fake, labels, attributes, classes=True)
+            else:
+                fake_logits = self._discriminate(fake, labels, attributes)
+            loss = self.loss.generator(fake_logits)
         self._pending_fake = None
         logs = {"loss_g": loss.item()}
         total = loss
+        if self.auxiliary:
+            classification = F.cross_entropy(fake_classes.float(), labels)
+            total = total + self.config.loss.auxiliary * classification
+            logs["ac_fake"] = classification.item()
         if self.conditional and self.config.loss.mode_seeking > 0:
             ratio = mode_seeking_ratio(fake.float(), noise, labels)
             if ratio is not None:
@@ -281,23 +312,29 @@ class AdversarialTask:
         num_classes = self.config.model.num_classes
         for _ in range(batches):
             z = torch.randn(size, self.config.model.latent_dim, generator=noise_generator).to(self.device)
-            labels = None
+            labels, attributes = None, None
             if self.conditional:
                 labels = torch.randint(0, num_classes, (size,), generator=noise_generator).to(self.device)
+            if self.conditional and self.config.model.num_attributes:  # standardized: N(0, 1) stands in for data
+                attributes = torch.randn(size, self.config.model.num_attributes, generator=noise_generator)
+                attributes = attributes.to(self.device)
             with autocast_context(self.device, self.bf16):
-                model(z, labels)
+                model(z, labels, attributes)
         for m, momentum in zip(norms, saved):
             m.momentum = momentum
         model.train(was_training)  # without EMA this is the training generator: it must stay in train mode
 
     @torch.no_grad()
-    def sample(self, noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def sample(self, noise: torch.Tensor, labels: torch.Tensor | None = None,
+               attributes: torch.Tensor | None = None) -> torch.Tensor:
         """Images [N, C, R, R] in [-1, 1] (float32) from the inference generator in eval mode."""
         model = self.inference_generator
         was_training = model.training
         model.eval()
+        labels = labels.to(self.device) if exists(labels) else None
+        attributes = attributes.to(self.device) if exists(attributes) else None
         with autocast_context(self.device, self.bf16):
-            images = model(noise.to(self.device), labels.to(self.device) if exists(labels) else None)
+            images = model(noise.to(self.device), labels, attributes)
         model.train(was_training)
         return images.float().contiguous()
 

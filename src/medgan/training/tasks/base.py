@@ -22,10 +22,12 @@ class Batch:
     Args:
         images: [N, C, R, R] real images in [-1, 1] (already classically augmented).
         labels: [N] int64 class indices for conditional tasks, else None.
+        attributes: [N, A] standardized continuous attributes for attribute-conditional tasks, else None.
     """
 
     images: torch.Tensor
     labels: torch.Tensor | None = None
+    attributes: torch.Tensor | None = None
 
 
 class Task(Protocol):
@@ -40,7 +42,8 @@ class Task(Protocol):
     def end_step(self, step: int) -> None:
         """Per-step bookkeeping after all phases (LR schedules, annealing)."""
 
-    def sample(self, noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def sample(self, noise: torch.Tensor, labels: torch.Tensor | None = None,
+               attributes: torch.Tensor | None = None) -> torch.Tensor:
         """Images [N, C, R, R] in [-1, 1] from the inference generator (EMA where enabled) for given noise."""
 
     def prepare_inference(self, noise_generator: torch.Generator) -> None:
