@@ -2,8 +2,8 @@
 
 1. Class fidelity: a classifier trained on the real phantom lesion ROIs only labels samples generated for
    each class (cyst, metastasis, hemangioma); accuracy well above chance (1/3) means the conditioning works.
-2. Utility on the phantom: ``run_utility`` with the run's own data split by patient (real / real+synthetic /
-   synthetic only, several seeds, confidence intervals).
+2. Utility on the phantom: ``run_utility`` trained on the run's ROIs (real / real+synthetic / synthetic only,
+   several seeds, confidence intervals) and tested on ROIs of new phantom patients (the GAN saw none of them).
 3. Utility on a MedMNIST-format npz: phantom lesion ROIs from new patients are written as a MedMNIST-style
    ``.npz`` (uint8, train/val/test by patient), a conditional GAN is trained on its train split, and the
    utility is measured on its test split. This exercises the npz path end to end; real MedMNIST files work
@@ -26,19 +26,19 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 
 from medgan.cli import synthetic_set  # noqa: E402
-from medgan.config import from_dict, recipe  # noqa: E402
-from medgan.data import load_slices  # noqa: E402
-from medgan.data.phantom import lesion_rois  # noqa: E402
+from medgan.config import DataConfig, from_dict, recipe  # noqa: E402
+from medgan.data import CT_WINDOWS, SliceSet, load_slices, slices_from_volumes  # noqa: E402
+from medgan.data.phantom import lesion_rois, slice_volume  # noqa: E402
 from medgan.metrics.utility import UtilityConfig, class_fidelity, format_utility, run_utility  # noqa: E402
 from medgan.sampling import load_generator  # noqa: E402
 from medgan.training.loop import train  # noqa: E402
 
 
 def write_medmnist_like(path: Path, per_class: int, seed: int) -> Path:
-    """Phantom lesion ROIs as a MedMNIST-format npz: uint8 [N, 64, 64] in the abdomen window, labels [N, 1],
-    patients split 70/15/15 into train/val/test."""
+    """Phantom lesion ROIs as a MedMNIST-format npz: uint8 [N, 64, 64] in the portal liver window (L90 W200),
+    labels [N, 1], patients split 70/15/15 into train/val/test."""
     rois = lesion_rois(n_per_class=per_class, roi_size=64, seed=seed)
-    level, width = 50.0, 400.0
+    level, width = CT_WINDOWS["liver-portal"]
     images = np.clip((rois.images_hu - (level - width / 2)) / width * 255.0 + 0.5, 0, 255).astype(np.uint8)
     patients = np.asarray(rois.patients)
     unique = np.random.default_rng(seed).permutation(np.unique(patients))
@@ -51,6 +51,15 @@ def write_medmnist_like(path: Path, per_class: int, seed: int) -> Path:
         arrays[f"{split}_labels"] = np.asarray(rois.labels)[chosen].reshape(-1, 1).astype(np.uint8)
     np.savez_compressed(path, **arrays)
     return path
+
+
+def new_patient_rois(config: DataConfig, per_class: int = 30, seed: int = 5) -> SliceSet:
+    """Phantom lesion ROIs of patients that are not in ``ct-lesions`` (another dataset seed), windowed as
+    ``config`` windows the training ROIs."""
+    rois = lesion_rois(n_per_class=per_class, roi_size=config.roi_size, seed=seed)
+    volumes = [slice_volume(image, rois.pixel_spacing_mm, f"new/{patient}/{index}", patient)
+               for index, (image, patient) in enumerate(zip(rois.images_hu, rois.patients))]
+    return slices_from_volumes(volumes, config, [int(label) for label in rois.labels], rois.class_names)
 
 
 def main() -> None:
@@ -69,13 +78,24 @@ def main() -> None:
     synthetic = synthetic_set(args.run, per_class=per_class, seed=0)
     results["class_fidelity"] = class_fidelity(real, synthetic, utility)
     print("class fidelity (judge trained on real phantom ROIs):", json.dumps(results["class_fidelity"]))
+    # The judge's own accuracy on real ROIs of new patients, for scale.
+    new_patients = new_patient_rois(loaded.config.data)
+    results["judge_on_new_real_patients"] = class_fidelity(real, new_patients, utility)
+    print("judge on real ROIs of new patients:", json.dumps(results["judge_on_new_real_patients"]))
+    # The same judge without blur/noise augmentation learns the phantom's noise texture (see acquisition_augment).
+    results["class_fidelity_without_acquisition_augment"] = class_fidelity(real, synthetic,
+                                                                           replace(utility, acquisition=False))
+    print("class fidelity (judge without blur/noise augmentation):",
+          json.dumps(results["class_fidelity_without_acquisition_augment"]))
 
-    results["utility_phantom"] = run_utility(real, None, synthetic, utility, progress=True)
+    # The GAN saw every ct-lesions ROI, so the test set is new patients: no test patient shaped the synthetic data.
+    results["utility_phantom"] = run_utility(real, new_patients, synthetic, utility, progress=True)
     print(format_utility(results["utility_phantom"]))
 
     with tempfile.TemporaryDirectory() as folder:
         npz = write_medmnist_like(Path(folder) / "lesionmnist_64.npz", per_class=40, seed=7)
         config = from_dict({"task": "conditional", "data": {"source": str(npz), "split": "train"},
+                            "model": {"auxiliary_classifier": True},
                             "train": {"minutes": args.npz_minutes, "steps": 10**9}}, base=recipe("medgan"))
         train(config, Path(folder) / "run", progress=True)
         npz_train = load_slices(config.data, progress=False)

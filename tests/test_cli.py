@@ -168,3 +168,19 @@ def test_corrupt_and_incompatible_checkpoints(trained_run, tmp_path):
                           "do not fit")
     assert_one_line_error(run_cli("sample", "--run", tmp_path / "nope", "--n", "2", "--out", tmp_path / "s3"),
                           "nope")
+
+
+def test_liver_demo_trains_the_conditional_recipe_and_writes_a_grid_per_class(tmp_path, monkeypatch, capsys):
+    from medgan.data import phantom
+    from medgan.sampling import load_generator
+
+    monkeypatch.setattr(phantom, "LESION_ROIS_PER_CLASS", 2)  # the real demo uses 60 per class
+    out = tmp_path / "demo"
+    assert main(["demo", "liver", "--minutes", "0.02", "--out", str(out), "--quiet"]) == 0
+    config = load_generator(out).config
+    assert config.task == "conditional" and config.data.source == "ct-lesions"
+    assert config.data.window == "liver-portal" and config.model.auxiliary_classifier
+    assert config.augment.policy == ("translation", "cutout")
+    for name in ("cyst", "metastasis", "hemangioma"):
+        assert (out / "samples" / f"class_{name}.png").is_file()
+    assert "class hemangioma" in capsys.readouterr().out

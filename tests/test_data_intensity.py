@@ -23,6 +23,7 @@ def test_presets_match_the_clinical_windows():
         "brain": (40, 80),
         "abdomen": (50, 400),
         "liver": (30, 150),
+        "liver-portal": (90, 200),  # contrast-enhanced liver
         "bone": (500, 2000),
         "lung": (-600, 1500),
     }

@@ -28,6 +28,7 @@ CT_WINDOWS: dict[str, tuple[float, float]] = {
     "brain": (40.0, 80.0),
     "abdomen": (50.0, 400.0),
     "liver": (30.0, 150.0),
+    "liver-portal": (90.0, 200.0),  # contrast-enhanced (portal venous) liver at 100-110 HU stays mid-grey
     "bone": (500.0, 2000.0),
     "lung": (-600.0, 1500.0),
 }
