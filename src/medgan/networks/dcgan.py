@@ -86,7 +86,7 @@ class DCGANGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None,
                 attributes: torch.Tensor | None = None) -> torch.Tensor:
-        """Maps z [N, latent_dim] (and labels [N]) to images [N, C, R, R]."""
+        """Maps z [N, latent_dim] (with labels [N] and attributes [N, A] where conditional) to images [N, C, R, R]."""
         z = conditioned_latent(z, labels, attributes, self.embedding, self.attribute_embedding)
         return self.main(z[:, :, None, None])
 
@@ -130,10 +130,10 @@ class DCGANDiscriminator(nn.Module):
         self.attribute_projection = AttributeProjection(num_attributes, widths[-1], spectral_norm)
         self.apply(dcgan_init)
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None,
-                attributes: torch.Tensor | None = None, return_classes: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Maps images [N, C, R, R] (and labels [N]) to logits [N]; with ``return_classes`` also to the
-        auxiliary classifier's class logits [N, num_classes]."""
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None, attributes: torch.Tensor | None = None,
+                return_classes: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Maps images [N, C, R, R] (with labels [N] and attributes [N, A] where conditional) to logits [N]; with
+        ``return_classes`` also to the auxiliary classifier's class logits [N, num_classes]."""
         features = self.features(images)
         head = torch.cat([features, minibatch_stddev(features)], dim=1) if self.minibatch_std else features
         logits = self.output(head).flatten(1).sum(1)  # (ndf*8 [+1]) x 4 x 4 -> 1

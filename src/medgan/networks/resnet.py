@@ -107,7 +107,7 @@ class ResNetGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None,
                 attributes: torch.Tensor | None = None) -> torch.Tensor:
-        """Maps z [N, latent_dim] (and labels [N]) to images [N, C, R, R]."""
+        """Maps z [N, latent_dim] (with labels [N] and attributes [N, A] where conditional) to images [N, C, R, R]."""
         z = conditioned_latent(z, labels, attributes, self.embedding, self.attribute_embedding)
         h = self.linear(z).view(z.shape[0], self.start_channels, 4, 4)  # (ch*8) x 4 x 4
         return self.output(self.blocks(h))
@@ -144,10 +144,10 @@ class ResNetDiscriminator(nn.Module):
         self.attribute_projection = AttributeProjection(num_attributes, widths[-1], spectral_norm)
         self.apply(_init)
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None,
-                attributes: torch.Tensor | None = None, return_classes: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Maps images [N, C, R, R] (and labels [N]) to logits [N]; with ``return_classes`` also to the
-        auxiliary classifier's class logits [N, num_classes]."""
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None, attributes: torch.Tensor | None = None,
+                return_classes: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Maps images [N, C, R, R] (with labels [N] and attributes [N, A] where conditional) to logits [N]; with
+        ``return_classes`` also to the auxiliary classifier's class logits [N, num_classes]."""
         features = F.relu(self.blocks(images))  # (ch*8) x 4 x 4
         pooled = features.sum(dim=(2, 3))  # [N, ch*8]
         head = torch.cat([pooled, minibatch_stddev(features)[:, :, 0, 0]], dim=1) if self.minibatch_std else pooled
