@@ -248,3 +248,35 @@ def test_a_class_without_samples_is_an_error(tmp_path, lits_cases):
     save_lits_pair(healthy, only_healthy, 0)
     with pytest.raises(DataError, match="no lesion-rois"):
         load_slices(CtConfig(source=str(only_healthy), extract="lesion-rois", roi_size=32, resolution=32))
+
+
+def test_conditional_training_runs_on_lits_folders_and_medmnist_npz(tmp_path, lits_folder):
+    from medgan.cli import main
+    from medgan.sampling import generate, load_generator
+
+    from helpers import TINY
+
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text("file,label,age\nTraining Batch 1/volume-0.nii,metastasis,61\n"
+                        "Training Batch 2/volume-1.nii.gz,cyst,47.5\n")
+    lits_run = tmp_path / "lits-run"
+    assert main(["train", "--data", str(lits_folder), "--labels", str(csv_path), "--task", "conditional",
+                 "--set", "data.extract=lesion-rois", "--set", "data.roi_size=32", "--set", "data.window=liver-portal",
+                 "--out", str(lits_run), "--steps", "2", *TINY]) == 0
+    loaded = load_generator(lits_run)
+    assert loaded.class_names == ("cyst", "metastasis") and loaded.attribute_names == ("age",)
+    images, mapping = generate(lits_run, 2, class_name="cyst", attributes={"age": 70.0}, loaded=loaded)
+    assert images.shape == (2, 1, 32, 32) and mapping.unit == "HU"
+
+    rng = np.random.default_rng(1)
+    counts = {"train": 12, "val": 2, "test": 3}
+    npz = _write_medmnist(tmp_path / "lesionmnist.npz",
+                          {split: rng.integers(0, 256, size=(n, 28, 28)).astype(np.uint8) for split, n in counts.items()},
+                          {split: np.arange(n).reshape(-1, 1) % 3 for split, n in counts.items()})
+    npz_run = tmp_path / "npz-run"
+    assert main(["train", "--data", str(npz), "--task", "conditional",
+                 "--out", str(npz_run), "--steps", "2", *TINY]) == 0
+    assert load_generator(npz_run).class_names == ("0", "1", "2")
+    out = tmp_path / "npz-samples"
+    assert main(["sample", "--run", str(npz_run), "--n", "2", "--class", "2", "--out", str(out)]) == 0
+    assert len(list(out.glob("*.png"))) == 2
