@@ -100,15 +100,18 @@ def command_train(args: argparse.Namespace) -> int:
 
 def parse_attributes(items: list[str] | None) -> dict[str, float]:
     """``["age=60", "dose=0.5"]`` -> ``{"age": 60.0, "dose": 0.5}``; a malformed item raises ConfigError."""
+    import math
+
     values: dict[str, float] = {}
     for item in items or []:
-        name, separator, text = item.partition("=")
+        name, _, text = item.partition("=")
         try:
-            values[name.strip()] = float(text)
+            value = float(text)
         except ValueError:
-            separator = ""
-        if not separator or not name.strip():
+            value = math.nan
+        if not name.strip() or not math.isfinite(value):
             raise ConfigError(f"--attribute expects NAME=NUMBER, got {item!r}")
+        values[name.strip()] = value
     return values
 
 
