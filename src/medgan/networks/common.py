@@ -25,6 +25,13 @@ def attribute_embedding(num_attributes: int, dim: int) -> nn.Linear | None:
     return nn.Linear(num_attributes, dim) if num_attributes > 0 else None
 
 
+def condition_inputs(num_classes: int, num_attributes: int,
+                     latent_dim: int) -> tuple[nn.Module | None, nn.Module | None, int]:
+    """A generator's conditioning: (class embedding or None, attribute embedding or None, size of G's input)."""
+    input_dim = latent_dim * (1 + int(num_classes > 0) + int(num_attributes > 0))
+    return class_embedding(num_classes, latent_dim), attribute_embedding(num_attributes, latent_dim), input_dim
+
+
 def conditioned_latent(z: torch.Tensor, labels: torch.Tensor | None, attributes: torch.Tensor | None,
                        classes: nn.Module | None, continuous: nn.Module | None) -> torch.Tensor:
     """G's input: z, then the class embedding and the attribute embedding where the generator has them."""

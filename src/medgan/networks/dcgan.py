@@ -16,8 +16,7 @@ from medgan.networks.common import (
     AttributeProjection,
     ClassifierHead,
     ProjectionHead,
-    attribute_embedding,
-    class_embedding,
+    condition_inputs,
     conditioned_latent,
     maybe_spectral_norm,
     minibatch_stddev,
@@ -62,9 +61,7 @@ class DCGANGenerator(nn.Module):
         super().__init__()
         steps = num_doublings(resolution)
         self.latent_dim = latent_dim
-        self.embedding = class_embedding(num_classes, latent_dim)
-        self.attribute_embedding = attribute_embedding(num_attributes, latent_dim)
-        input_dim = latent_dim * (1 + int(num_classes > 0) + int(num_attributes > 0))
+        self.embedding, self.attribute_embedding, input_dim = condition_inputs(num_classes, num_attributes, latent_dim)
         widths = [channels * min(8, 2 ** (steps - 1 - i)) for i in range(steps)]  # 64x64: [8, 4, 2, 1] * ngf
         layers: list[nn.Module] = [
             nn.ConvTranspose2d(input_dim, widths[0], 4, 1, 0, bias=False),  # (ngf*8) x 4 x 4

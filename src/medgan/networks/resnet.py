@@ -16,8 +16,7 @@ from medgan.networks.common import (
     AttributeProjection,
     ClassifierHead,
     ProjectionHead,
-    attribute_embedding,
-    class_embedding,
+    condition_inputs,
     conditioned_latent,
     maybe_spectral_norm,
     minibatch_stddev,
@@ -90,11 +89,9 @@ class ResNetGenerator(nn.Module):
         super().__init__()
         steps = num_doublings(resolution)
         self.latent_dim = latent_dim
-        self.embedding = class_embedding(num_classes, latent_dim)
-        self.attribute_embedding = attribute_embedding(num_attributes, latent_dim)
+        self.embedding, self.attribute_embedding, input_dim = condition_inputs(num_classes, num_attributes, latent_dim)
         widths = [channels * min(8, 2 ** max(steps - 1 - i, 0)) for i in range(steps + 1)]  # 64: [8, 4, 2, 1, 1]
         self.start_channels = widths[0]
-        input_dim = latent_dim * (1 + int(num_classes > 0) + int(num_attributes > 0))
         self.linear = nn.Linear(input_dim, widths[0] * 16)  # (ch*8) x 4 x 4 after reshape
         self.blocks = nn.Sequential(*[GeneratorBlock(widths[i], widths[i + 1]) for i in range(steps)])
         self.output = nn.Sequential(
