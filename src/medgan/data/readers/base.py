@@ -1,0 +1,172 @@
+"""The ``Volume`` every reader returns, the checks on its voxels, and file kinds by suffix.
+
+Conventions (shared with every other module):
+
+* 2D arrays are ``(H, W)`` in display orientation (row 0 at the top), as PNG and single DICOM frames are stored.
+* 3D arrays are ``(X, Y, Z)`` in voxel order, like NIfTI: ``affine @ [i, j, k, 1]`` gives RAS+ world mm.
+  DICOM volumes are transposed from pydicom's ``(frame, row, column)`` to ``(column, row, frame)`` and their
+  LPS patient coordinates are turned into RAS (x and y negated), exactly as dcm2niix/nibabel do, so a DICOM
+  series and its NIfTI conversion give the same ``Volume``.
+* Data stays float32 in physical units (HU for CT, arbitrary units for MR); nothing is squashed to uint8.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from medgan.errors import DataError
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+PICTURE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+NUMPY_SUFFIXES = (".npy", ".npz")
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: arrays have no single truth value, compare fields explicitly
+class Volume:
+    """One image in physical units.
+
+    Attributes:
+        array: float32, 2D ``(H, W)`` or 3D ``(X, Y, Z)``; HU for CT, intensity for MR.
+        affine: 4x4 float64 voxel index -> RAS+ world mm.
+        spacing: mm per voxel along each array axis (``len == array.ndim``).
+        modality: ``"CT"``, ``"MR"`` or None when the file does not say (NIfTI, PNG, NPY).
+        path: the file, or the folder of a DICOM series.
+        subject: grouping key for patient-level splits (file stem, DICOM PatientID...); never exported.
+    """
+
+    array: np.ndarray
+    affine: np.ndarray
+    spacing: tuple[float, ...]
+    modality: str | None
+    path: Path
+    subject: str
+
+
+@dataclass
+class Discovery:
+    """What ``discover`` found under a path.
+
+    Attributes:
+        items: readable images, each a file or the folder of one DICOM series, sorted.
+        skipped: files that are not images, with the reason.
+    """
+
+    items: list[Path] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    def skipped_summary(self) -> str:
+        """A short count of skipped files by reason, e.g. ``"3 files skipped: not an image"``."""
+        if not self.skipped:
+            return "no files found"
+        reasons: dict[str, int] = {}
+        for _, reason in self.skipped:
+            reasons[reason] = reasons.get(reason, 0) + 1
+        parts = [f"{count} {reason}" if len(reasons) > 1 else reason for reason, count in reasons.items()]
+        noun = "file" if len(self.skipped) == 1 else "files"
+        return f"{len(self.skipped)} {noun} skipped: {'; '.join(parts)}"
+
+
+def check_same_dimensionality(volumes: Iterable[Volume]) -> None:
+    """Raises DataError when 2D images and 3D volumes are mixed (they cannot share one slicing rule)."""
+    first: Volume | None = None
+    for volume in volumes:
+        if first is None:
+            first = volume
+        elif volume.array.ndim != first.array.ndim:
+            raise DataError(
+                f"mixed 2D and 3D inputs ({first.path.name} is {first.array.ndim}D, this one is "
+                f"{volume.array.ndim}D); put them in separate folders",
+                volume.path,
+            )
+
+
+def check_volume(volume: Volume, nan_policy: str = "error") -> Volume:
+    """Validates the voxels of ``volume``: NaN/Inf per ``nan_policy``, and not constant.
+
+    Args:
+        volume: a freshly read volume.
+        nan_policy: ``"error"`` raises; ``"clean"`` replaces non-finite voxels with the finite minimum and warns.
+
+    Returns:
+        ``volume``, or a copy with non-finite voxels replaced.
+    """
+    array = volume.array
+    finite = np.isfinite(array)
+    bad = int(array.size - np.count_nonzero(finite))
+    if bad:
+        if not finite.any():
+            raise DataError(f"all {bad} voxels are NaN or Inf", volume.path)
+        if nan_policy != "clean":
+            raise DataError(f"{bad} NaN/Inf voxels (set data.nan_policy=clean to replace them)", volume.path)
+        minimum = array[finite].min()
+        warnings.warn(f"{volume.path}: replaced {bad} NaN/Inf voxels with the finite minimum {minimum:g}", stacklevel=2)
+        array = np.where(finite, array, minimum).astype(np.float32)
+        volume = dataclasses.replace(volume, array=array)
+    if array.size == 0:
+        raise DataError("image has no voxels", volume.path)
+    if array.min() == array.max():
+        raise DataError(f"constant image (every voxel is {float(array.flat[0]):g})", volume.path)
+    return volume
+
+
+def file_kind(path: Path) -> str | None:
+    """``"nifti"``, ``"dicom"``, ``"picture"``, ``"numpy"`` from the suffix (or DICOM magic), else None."""
+    suffix = suffix_of(path)
+    if suffix in NIFTI_SUFFIXES:
+        return "nifti"
+    if suffix in DICOM_SUFFIXES:
+        return "dicom"
+    if suffix in PICTURE_SUFFIXES:
+        return "picture"
+    if suffix in NUMPY_SUFFIXES:
+        return "numpy"
+    if has_dicom_magic(path):
+        return "dicom"  # DICOM files often have no suffix (IM0001, 1.2.840...)
+    return None
+
+
+def has_dicom_magic(path: Path) -> bool:
+    """True when bytes 128..131 are ``DICM`` (the DICOM Part 10 preamble)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:] == b"DICM"
+
+
+def progress_over(items: list, progress: bool, description: str) -> Iterable:
+    """``items`` wrapped in a tqdm bar when ``progress`` is on and there are more than a few of them."""
+    if progress and len(items) > 4:
+        from tqdm.auto import tqdm
+
+        return tqdm(items, desc=description, unit="file", leave=False)
+    return items
+
+
+def subject_of(path: Path) -> str:
+    """The default subject key of a file: its name without image suffixes."""
+    name = path.name
+    for suffix in NIFTI_SUFFIXES[::-1] + DICOM_SUFFIXES + PICTURE_SUFFIXES + NUMPY_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def suffix_of(path: Path) -> str:
+    """The lower-case suffix that decides the file kind (``".nii.gz"`` counts as one suffix)."""
+    name = path.name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+
+
+def first_line(error: BaseException) -> str:
+    """``"ErrorType: first line of the message"``, for one-line error reports."""
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
