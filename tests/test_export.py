@@ -13,13 +13,14 @@ import pytest
 import torch
 from PIL import Image
 
-import medgan.export as export_module
+import medgan.export.dicom as dicom_export
+import medgan.export.png as png_export
 from medgan.data.intensity import IntensityMapping, ct_window
 from medgan.data.readers import read_volume
 from medgan.data.slicing import to_canonical, upright_slices
 from medgan.errors import ConfigError, DataError
 from medgan.export import (
-    FORMATS,
+    WRITERS,
     export,
     read_png_physical,
     write_dicom,
@@ -245,7 +246,7 @@ def test_dicom_rejects_unknown_modality(tmp_path):
 
 def test_export_dispatches_every_format(tmp_path):
     images = _images(batch=2)
-    written = {fmt: export(images, tmp_path / fmt, fmt, ABDOMEN, spacing=(0.5, 0.5)) for fmt in FORMATS}
+    written = {fmt: export(images, tmp_path / fmt, fmt, ABDOMEN, spacing=(0.5, 0.5)) for fmt in WRITERS}
     assert _files(tmp_path / "png") == _files(tmp_path / "png16") == [
         "SYNTHETIC_README.txt", "mapping.json", "sample_0000.png", "sample_0001.png"]
     assert written["nifti"] == [tmp_path / "nifti" / "samples.nii.gz"]
@@ -256,7 +257,7 @@ def test_export_dispatches_every_format(tmp_path):
 
 
 def test_export_unknown_format_lists_valid_ones(tmp_path):
-    with pytest.raises(ConfigError, match="png16.*dicom"):
+    with pytest.raises(ConfigError, match="dicom.*png16"):
         export(_images(), tmp_path, "jpeg", ABDOMEN)
 
 
@@ -281,8 +282,8 @@ def test_out_of_range_values_are_clipped_to_the_window(tmp_path):
     np.testing.assert_allclose(stack, [[[-150.0, 250.0]]])
 
 
-def _fail_after_first(monkeypatch, name: str, error: Exception) -> None:
-    real = getattr(export_module, name)
+def _fail_after_first(monkeypatch, module, name: str, error: Exception) -> None:
+    real = getattr(module, name)
     calls = []
 
     def flaky(*args, **kwargs):
@@ -291,11 +292,11 @@ def _fail_after_first(monkeypatch, name: str, error: Exception) -> None:
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(export_module, name, flaky)
+    monkeypatch.setattr(module, name, flaky)
 
 
 def test_png_failure_midway_leaves_nothing_behind(tmp_path, monkeypatch):
-    _fail_after_first(monkeypatch, "_save_png", RuntimeError("disk on fire"))
+    _fail_after_first(monkeypatch, png_export, "_save_png", RuntimeError("disk on fire"))
     with pytest.raises(RuntimeError, match="disk on fire"):
         write_png(_images(), tmp_path / "new" / "png", bits=16, mapping=ABDOMEN)
     assert _files(tmp_path) == []  # both folders it created are gone too
@@ -304,7 +305,7 @@ def test_png_failure_midway_leaves_nothing_behind(tmp_path, monkeypatch):
 def test_dicom_failure_midway_removes_only_this_calls_files(tmp_path, monkeypatch):
     keep = tmp_path / "notes.txt"
     keep.write_text("mine")
-    _fail_after_first(monkeypatch, "_save_dicom", OSError(28, "No space left on device"))
+    _fail_after_first(monkeypatch, dicom_export, "_save_dicom", OSError(28, "No space left on device"))
     with pytest.raises(DataError, match="No space left"):
         write_dicom(_images(), tmp_path, ABDOMEN)
     assert _files(tmp_path) == ["notes.txt"]  # no .dcm, no temporary file

@@ -268,6 +268,8 @@ def command_utility(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from medgan.export import WRITERS
+
     parser = argparse.ArgumentParser(prog="medgan", description="GANs for medical images.")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -291,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--run", required=True, help="run directory")
     sample.add_argument("--n", type=int, default=16, help="number of images")
     sample.add_argument("--out", required=True, help="output folder")
-    sample.add_argument("--format", default="png", choices=("png", "png16", "nifti", "npy", "dicom"))
+    sample.add_argument("--format", default="png", choices=WRITERS.names())
     sample.add_argument("--class", dest="class_name", help="class to generate (conditional runs)")
     sample.add_argument("--attribute", action="append", metavar="NAME=VALUE",
                         help="continuous attribute value (runs trained with attribute columns in the labels CSV); "
