@@ -10,6 +10,7 @@ from scipy import ndimage
 from medgan.config import DataConfig
 from medgan.data import load_slices, read_volume, split_by_subject
 from medgan.data import phantom
+from medgan.data.phantom import sources as phantom_sources
 from medgan.data.phantom import EXPECTED_MEDIAN_HU, LABEL, LESION_CLASSES, lesion_rois, phantom_volume, render_patient
 from medgan.data.slicing import to_canonical, upright_slices
 
@@ -128,8 +129,8 @@ def test_phantom_volume_orientation_survives_nifti(tmp_path):
 
 
 def test_embedded_sources_give_patient_keyed_slice_sets(monkeypatch):
-    monkeypatch.setattr(phantom, "PHANTOM_PATIENTS", 3)
-    monkeypatch.setattr(phantom, "LESION_ROIS_PER_CLASS", 2)
+    monkeypatch.setattr(phantom_sources, "PHANTOM_PATIENTS", 3)
+    monkeypatch.setattr(phantom_sources, "LESION_ROIS_PER_CLASS", 2)
     whole = load_slices(DataConfig(source="ct-phantom", resolution=32))
     assert whole.images.shape == (6, 1, 32, 32)
     assert sorted(set(whole.subjects)) == ["phantom-00000", "phantom-00001", "phantom-00002"]
