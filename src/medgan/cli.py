@@ -5,19 +5,14 @@ User errors (MedganError) print as one line ``error: <file>: <problem>`` and exi
 
 from __future__ import annotations
 
+import argparse
 import os
-
-# Idle OpenMP threads sleep instead of spinning: on a small shared CPU, spinning threads of one process
-# steal the cores the others need (5-20x slowdowns measured on 2 cores). Must be set before torch loads.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import argparse  # noqa: E402
-import sys  # noqa: E402
+import sys
 import time
-from pathlib import Path  # noqa: E402
-from typing import Any, Callable, Sequence  # noqa: E402
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
-from medgan.errors import ConfigError, MedganError  # noqa: E402
+from medgan.errors import ConfigError, MedganError
 
 EXIT_USER_ERROR = 2
 
@@ -348,6 +343,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``medgan`` console script."""
+    # Idle OpenMP threads sleep instead of spinning: on a small shared CPU, spinning threads of one process
+    # steal the cores the others need (5-20x slowdowns measured on 2 cores). Must be set before torch loads,
+    # so here, first: this module imports torch only inside the functions below. Only the entry point sets
+    # process options; importing medgan (e.g. in a notebook) leaves the environment alone.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler

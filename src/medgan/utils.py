@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import secrets
 import tempfile
 from pathlib import Path
 from typing import Iterator, TypeVar
@@ -30,23 +32,33 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Keep the real suffix so libraries that pick a format by extension (nibabel, PIL) still work.
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix="".join(path.suffixes) or ".tmp", dir=path.parent)
-    os.close(handle)
-    tmp = Path(tmp_name)
+    tmp = _new_file(path.parent, prefix=f".{path.stem}.", suffix="".join(path.suffixes) or ".tmp")
     try:
         yield tmp
-        if tmp.exists():
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file ordinary permissions
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _new_file(folder: Path, prefix: str, suffix: str) -> Path:
+    """Creates an empty file with a fresh random name in ``folder`` and returns its path.
+
+    Like ``tempfile.mkstemp``, but with the permissions of any other file the program creates. mkstemp makes
+    0600 files, and widening them to 0666 less the umask needs the umask, which a process can only read by
+    setting it (``os.umask``): a process-wide change that races with files created by other threads. Here
+    open(2) gets mode 0666 and the kernel applies the umask (or the folder's default ACL) itself. O_EXCL
+    makes a name that exists, or a symlink planted at it, fail instead of being reused.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(tempfile.TMP_MAX):
+        candidate = folder / f"{prefix}{secrets.token_hex(8)}{suffix}"
+        try:
+            os.close(os.open(candidate, flags, 0o666))
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(errno.EEXIST, "no unused temporary file name", str(folder))
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

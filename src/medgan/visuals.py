@@ -6,12 +6,16 @@ import io
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from PIL import Image
 
 from medgan.utils import atomic_path
+
+if TYPE_CHECKING:  # matplotlib loads only when a figure is drawn
+    from matplotlib.figure import Figure
 
 
 def image_grid(images: torch.Tensor | np.ndarray, columns: int | None = None, padding: int = 2) -> np.ndarray:
@@ -69,14 +73,31 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return records
 
 
+def new_figure(**options: Any) -> Figure:
+    """A matplotlib ``Figure(**options)`` drawn by its own Agg canvas, outside pyplot.
+
+    Neither ``matplotlib.use`` nor pyplot: the caller's backend (say a notebook's inline one) and its open
+    figures stay as they were, and the figure is freed with its last reference, so nothing needs closing.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(**options)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def figure_png(figure: Figure, **options: Any) -> bytes:
+    """PNG bytes of a figure made by ``new_figure`` (``options`` go to ``savefig``, e.g. ``dpi``)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", **options)
+    return buffer.getvalue()
+
+
 def loss_curve_png(records: list[dict], keys: tuple[str, ...] = ("loss_d", "loss_g")) -> bytes:
-    """PNG bytes of loss curves (matplotlib, Agg backend) from training log records."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(6, 3.2), dpi=100)
+    """PNG bytes of loss curves (matplotlib's Agg canvas) from training log records."""
+    figure = new_figure(figsize=(6, 3.2), dpi=100)
+    axis = figure.subplots()
     steps = [record["step"] for record in records]
     for key in keys:
         values = [record.get(key, float("nan")) for record in records]
@@ -86,10 +107,7 @@ def loss_curve_png(records: list[dict], keys: tuple[str, ...] = ("loss_d", "loss
     axis.grid(alpha=0.3)
     axis.legend()
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    return buffer.getvalue()
+    return figure_png(figure)
 
 
 def save_loss_curve(log_path: str | Path, path: str | Path) -> Path:

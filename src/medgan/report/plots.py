@@ -1,35 +1,17 @@
-"""Figures of the evaluation report, as PNG bytes (matplotlib, Agg backend; images are embedded, never linked)."""
+"""Figures of the evaluation report, as PNG bytes (matplotlib's Agg canvas; images are embedded, never linked)."""
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import numpy as np
 import torch
 
-from medgan.visuals import image_grid, png_bytes
+from medgan.visuals import figure_png, image_grid, new_figure, png_bytes
 
 REAL_COLOUR = "#1f77b4"
 SYNTHETIC_COLOUR = "#d62728"
 BASELINE_COLOUR = "#7f7f7f"
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(figure) -> bytes:
-    plt = _pyplot()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    plt.close(figure)
-    return buffer.getvalue()
 
 
 def grid_png(images: torch.Tensor, columns: int = 8, count: int = 64) -> bytes:
@@ -52,10 +34,9 @@ def training_curves_png(losses: list[dict], history: list[dict]) -> bytes | None
     """Loss curves (D and G) and, when evaluated during training, FID against step. None without records."""
     if not losses and not history:
         return None
-    plt = _pyplot()
     panels = 1 + int(bool(history))
-    figure, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 3.2))
-    axes = np.atleast_1d(axes)
+    figure = new_figure(figsize=(5.2 * panels, 3.2))
+    axes = np.atleast_1d(figure.subplots(1, panels))
     if losses:
         steps = [record.get("step") for record in losses]
         for key, colour in (("loss_d", REAL_COLOUR), ("loss_g", SYNTHETIC_COLOUR)):
@@ -69,14 +50,14 @@ def training_curves_png(losses: list[dict], history: list[dict]) -> bytes | None
         axes[1].set(xlabel="step", ylabel="FID (offline features)", title="in-training FID (lower is better)")
         axes[1].grid(alpha=0.3)
     figure.tight_layout()
-    return _png(figure)
+    return figure_png(figure, dpi=100)
 
 
 def histogram_png(histogram: dict[str, list[float]], unit: str) -> bytes:
     """Overlay of the real and synthetic foreground intensity histograms, in physical units."""
-    plt = _pyplot()
     centres = np.asarray(histogram["centres"])
-    figure, axis = plt.subplots(figsize=(6.4, 3.4))
+    figure = new_figure(figsize=(6.4, 3.4))
+    axis = figure.subplots()
     width = float(centres[1] - centres[0]) if centres.size > 1 else 1.0
     for key, colour, label in (("real", REAL_COLOUR, "real"), ("synthetic", SYNTHETIC_COLOUR, "synthetic")):
         axis.fill_between(centres, histogram[key], step="mid", alpha=0.35, color=colour)
@@ -86,13 +67,13 @@ def histogram_png(histogram: dict[str, list[float]], unit: str) -> bytes:
     axis.legend()
     axis.grid(alpha=0.3)
     figure.tight_layout()
-    return _png(figure)
+    return figure_png(figure, dpi=100)
 
 
 def nearest_distribution_png(audit: Any) -> bytes:
     """Histograms of nearest-training SSIM and feature distance: synthetic images vs the real baseline."""
-    plt = _pyplot()
-    figure, axes = plt.subplots(1, 2, figsize=(10.4, 3.2))
+    figure = new_figure(figsize=(10.4, 3.2))
+    axes = figure.subplots(1, 2)
     pairs = (
         (audit.synthetic.ssim, audit.baseline.ssim, "SSIM to nearest training image", audit.threshold),
         (audit.synthetic.feature_distance, audit.baseline.feature_distance,
@@ -110,7 +91,7 @@ def nearest_distribution_png(audit: Any) -> bytes:
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize=7, loc="upper left")
     figure.tight_layout()
-    return _png(figure)
+    return figure_png(figure, dpi=100)
 
 
 def tile_png(image: torch.Tensor, scale: int = 2) -> bytes:
