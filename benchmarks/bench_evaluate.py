@@ -90,7 +90,7 @@ def main() -> None:
         torch.set_num_threads(arguments.threads)
 
     from medgan.metrics import compute_metrics, get_extractor, training_score
-    from medgan.metrics.evaluate import write_outputs
+    from medgan.evaluation.evaluate import write_outputs
 
     slices, mapping = mni_slices()
     real = augmented(slices, arguments.count, seed=1, noise=0.0)

@@ -14,9 +14,11 @@ import torch
 from PIL import Image
 
 from medgan.config import DataConfig
+from medgan.evaluation.evaluate import write_outputs
 from medgan.metrics.features import OfflineFeatures
+from medgan.metrics.suite import compute_metrics
 
-evaluate_module = importlib.import_module("medgan.metrics.evaluate")
+suite_module = importlib.import_module("medgan.metrics.suite")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -44,9 +46,9 @@ def report(tmp_path_factory) -> Path:
     fake[:3] = slices.images[10:13]  # a few planted copies for the gallery
     with pytest.MonkeyPatch.context() as patch:  # fewer random pairs: a quicker report, same content
         for name, value in (("SIMILARITY_PAIRS", 60), ("DIVERSITY_PAIRS", 100), ("KID_SUBSETS", 10)):
-            patch.setattr(evaluate_module, name, value)
+            patch.setattr(suite_module, name, value)
         patch.setenv("MEDGAN_CACHE_DIR", str(out / "cache"))  # never the user's cache
-        metrics, artefacts = evaluate_module.compute_metrics(slices.images, fake, slices.mapping, OfflineFeatures())
+        metrics, artefacts = compute_metrics(slices.images, fake, slices.mapping, OfflineFeatures())
     metrics["inputs"] = {"real": "mni152", "synthetic": "test images", "real_images": len(slices.images),
                          "synthetic_images": len(fake), "resolution": 64, "features": "offline", "feature_dim": 64,
                          "mapping": slices.mapping.to_dict()}
@@ -54,7 +56,7 @@ def report(tmp_path_factory) -> Path:
     artefacts.losses = [{"step": step, "loss_d": 1.0 / (1 + step), "loss_g": 1.0 + step / 100}
                         for step in range(0, 100, 10)]
     artefacts.history = [{"step": step, "fid": 50.0 / (1 + step)} for step in (20, 40, 60)]
-    evaluate_module.write_outputs(out, metrics, artefacts)
+    write_outputs(out, metrics, artefacts)
     return out / "report.html"
 
 

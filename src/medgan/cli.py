@@ -182,7 +182,8 @@ def command_demo(args: argparse.Namespace) -> int:
 
 
 def command_evaluate(args: argparse.Namespace) -> int:
-    from medgan.metrics.evaluate import METRICS, evaluate, lookup
+    from medgan.evaluation.evaluate import evaluate
+    from medgan.metrics.catalog import METRICS, lookup
 
     metrics = evaluate(args.real, args.fake, args.out, features=args.features, train=args.train,
                        progress=not args.quiet, max_images=args.max_images)

@@ -1,21 +1,20 @@
-"""medgan.metrics: features -> statistics -> scores, and the ``medgan evaluate`` pipeline.
+"""medgan.metrics: pure functions, features -> statistics -> scores (no sampling, no report, no files but the
+feature cache). The ``medgan evaluate`` application that uses them lives in ``medgan.evaluation``.
 
 Public API:
 
-* ``evaluate(real, fake, out, ...)``: everything, written to ``metrics.json`` and ``report.html``.
 * ``training_score(real, fake)``: fast FID/KID/precision/recall/density/coverage for use during training.
 * ``compute_metrics(real, fake, mapping, extractor, train=None)``: every metric on tensors, no files.
+* ``METRICS``: the catalogue of headline metrics (label, direction, definition) that the report renders.
 * features: ``EXTRACTORS``, ``get_extractor``, ``extract_features``, ``cached_features``, ``OfflineFeatures``.
 * scores: ``fid``, ``frechet_distance``, ``feature_statistics``, ``kid``, ``prdc``, ``ssim``, ``ms_ssim``,
   ``psnr``, ``snr``, ``rms_contrast``, ``cnr``, ``diversity``, ``intensity_fidelity``, ``memorization_audit``.
-
-Heavy modules (the report, sampling) are imported lazily inside functions.
 """
 
 from __future__ import annotations
 
+from medgan.metrics.catalog import METRICS
 from medgan.metrics.diversity import diversity, pairwise_ms_ssim
-from medgan.metrics.evaluate import METRICS, compute_metrics, evaluate, training_score
 from medgan.metrics.features import (DEFAULT_FEATURES, EXTRACTORS, FeatureExtractor, OfflineFeatures, cached_features,
                                      extract_features, get_extractor)
 from medgan.metrics.fid import feature_statistics, fid, frechet_distance
@@ -24,6 +23,7 @@ from medgan.metrics.intensity import intensity_fidelity
 from medgan.metrics.kid import kid
 from medgan.metrics.memorization import NEAR_COPY_SSIM, memorization_audit
 from medgan.metrics.prdc import prdc
+from medgan.metrics.suite import compute_metrics, training_score
 
 __all__ = [
     "DEFAULT_FEATURES",
@@ -36,7 +36,6 @@ __all__ = [
     "cnr",
     "compute_metrics",
     "diversity",
-    "evaluate",
     "extract_features",
     "feature_statistics",
     "fid",

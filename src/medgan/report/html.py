@@ -11,7 +11,7 @@ from importlib import resources
 from typing import Any, Iterable
 
 from medgan import __version__
-from medgan.metrics.evaluate import lookup
+from medgan.metrics.catalog import lookup
 from medgan.report import plots
 
 FEATURE_NOTES = {
@@ -201,8 +201,8 @@ def render_report(metrics: dict, artefacts: Any, infos: Iterable[Any]) -> str:
 
     Args:
         metrics: the JSON-ready metrics (as written to ``metrics.json``).
-        artefacts: ``medgan.metrics.evaluate.Artefacts`` (images, audit, histogram, run records).
-        infos: the metrics table rows (``medgan.metrics.evaluate.METRICS``).
+        artefacts: ``medgan.metrics.suite.Artefacts`` (images, audit, histogram, run records).
+        infos: the metrics table rows (``medgan.metrics.catalog.METRICS``).
 
     Returns:
         A complete, self-contained HTML document.

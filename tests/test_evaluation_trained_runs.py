@@ -3,7 +3,7 @@
 import pytest
 
 from medgan.config import from_dict, recipe
-from medgan.metrics.evaluate import evaluate
+from medgan.evaluation.evaluate import evaluate
 from medgan.training.loop import train
 
 

@@ -1,11 +1,10 @@
-"""``evaluate`` end to end: image folders, run directories (trained vs early vs collapsed), training_score, errors."""
+"""``medgan.evaluation.evaluate`` end to end: image folders, run directories (trained vs early vs collapsed), errors."""
 
 from __future__ import annotations
 
 import importlib
 import json
 import sys
-import time
 import types
 from pathlib import Path
 
@@ -16,7 +15,9 @@ from PIL import Image
 
 from medgan.config import DataConfig, RunConfig, save_yaml
 from medgan.errors import ConfigError, DataError
-from medgan.metrics import METRICS, evaluate, training_score
+from medgan.evaluation.evaluate import evaluate
+from medgan.evaluation.inputs import read_image_folder, to_unit_stack
+from medgan.metrics.catalog import METRICS, lookup
 
 from helpers import blur
 
@@ -24,15 +25,15 @@ from helpers import blur
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-evaluate_module = importlib.import_module("medgan.metrics.evaluate")
+suite_module = importlib.import_module("medgan.metrics.suite")
 
 
 @pytest.fixture(autouse=True)
 def quick_settings(monkeypatch, tmp_path):
     """Fewer random pairs and KID subsets keep each evaluation to a few seconds; the cache goes to tmp."""
-    monkeypatch.setattr(evaluate_module, "SIMILARITY_PAIRS", 60)
-    monkeypatch.setattr(evaluate_module, "DIVERSITY_PAIRS", 100)
-    monkeypatch.setattr(evaluate_module, "KID_SUBSETS", 10)
+    monkeypatch.setattr(suite_module, "SIMILARITY_PAIRS", 60)
+    monkeypatch.setattr(suite_module, "DIVERSITY_PAIRS", 100)
+    monkeypatch.setattr(suite_module, "KID_SUBSETS", 10)
     monkeypatch.setenv("MEDGAN_CACHE_DIR", str(tmp_path / "cache"))
 
 
@@ -68,7 +69,7 @@ def test_evaluate_a_folder_of_png_and_npy_images(tmp_path, mni):
     assert metrics["inputs"]["synthetic_images"] == 90 and metrics["inputs"]["real_images"] == 112
     assert metrics["inputs"]["mapping"]["kind"] == "percentile"
     for info in METRICS:
-        assert evaluate_module.lookup(metrics, info.key) is not None, info.key
+        assert lookup(metrics, info.key) is not None, info.key
     assert metrics["distribution"]["fid"] > 0 and 0 <= metrics["distribution"]["precision"] <= 1
     report = (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
     assert report.count("data:image/png;base64,") >= 5
@@ -86,13 +87,13 @@ def test_synthetic_images_are_decoded_from_every_format(tmp_path, mni):
     Image.fromarray(np.round((images[1] + 1) / 2 * 65535).astype(np.uint16)).save(tmp_path / "b.png")
     np.save(tmp_path / "c.npy", images[2:3])  # model units
     np.save(tmp_path / "d.npy", mapping.to_physical(images[3:4]))  # physical units
-    raw = evaluate_module.read_image_folder(tmp_path)
-    decoded = evaluate_module._to_unit_stack(raw, mapping, 64, tmp_path)
+    raw = read_image_folder(tmp_path)
+    decoded = to_unit_stack(raw, mapping, 64, tmp_path)
     assert decoded.shape == (4, 1, 64, 64)
     tolerances = (1.1 / 255, 1e-4, 1e-6, 1e-5)
     for index, tolerance in enumerate(tolerances):
         assert np.abs(decoded[index, 0].numpy() - images[index]).max() <= tolerance * 2 + 1e-6, index
-    small = evaluate_module._to_unit_stack(raw, mapping, 32, tmp_path)  # other resolutions are fitted
+    small = to_unit_stack(raw, mapping, 32, tmp_path)  # other resolutions are fitted
     assert small.shape == (4, 1, 32, 32)
 
 
@@ -157,23 +158,6 @@ def test_trained_run_beats_early_and_collapsed_runs(tmp_path, monkeypatch, mni):
     assert 'data-figure="interpolation"' in report and 'data-figure="training-curves"' in report
 
 
-def test_training_score_keys_speed_and_ordering(mni):
-    generator = torch.Generator().manual_seed(3)
-    real = mni.repeat(2, 1, 1, 1)[:200]
-    noise = 0.02 * torch.randn(200, 1, 64, 64, generator=generator)
-    good = (real[torch.randperm(200, generator=generator)] + noise).clamp(-1, 1)
-    bad = blur(good, 2.0)
-    started = time.perf_counter()
-    good_score = training_score(real, good)
-    elapsed = time.perf_counter() - started
-    assert set(good_score) == {"fid", "kid", "precision", "recall", "density", "coverage"}
-    assert all(isinstance(value, float) for value in good_score.values())
-    assert good_score["fid"] < training_score(real, bad)["fid"]
-    assert elapsed < 10.0  # under 1 s on an idle 2-core CPU; lenient for shared machines
-    with pytest.raises(DataError, match="more images than feature dimensions"):
-        training_score(real[:50], good[:50])
-
-
 def test_evaluate_reports_bad_inputs_clearly(tmp_path):
     with pytest.raises(DataError, match="not found"):
         evaluate("mni152", tmp_path / "missing", tmp_path / "out", progress=False)
@@ -184,19 +168,3 @@ def test_evaluate_reports_bad_inputs_clearly(tmp_path):
     with pytest.raises(ConfigError, match="unknown feature extractor"):
         evaluate("mni152", empty, tmp_path / "out", features="vgg16", progress=False)
     assert not (tmp_path / "out").exists()
-
-
-def test_held_out_real_images_are_the_memorization_baseline(mni):
-    from medgan.metrics.features import OfflineFeatures
-
-    train, held_out = mni[::2], mni[1::2]  # 56 each: too few for a 64-D FID
-    generator = torch.Generator().manual_seed(4)
-    fake = torch.cat([train[:10], (held_out[:30] + 0.2 * torch.randn(30, 1, 64, 64, generator=generator)).clamp(-1, 1)])
-    metrics, artefacts = evaluate_module.compute_metrics(held_out, fake, None, OfflineFeatures(), train=train)
-    memorization = metrics["memorization"]
-    assert memorization["baseline"] == "held-out real images"
-    assert memorization["near_copies"] == 10 and set(np.flatnonzero(artefacts.audit.near_copies)) == set(range(10))
-    assert metrics["distribution"]["fid"] is None
-    assert any("FID not computed" in note for note in metrics["notes"])
-    assert metrics["distribution"]["kid_mean"] is not None
-    assert metrics["intensity"]["unit"] == "model units"

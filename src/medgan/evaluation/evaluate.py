@@ -1,0 +1,124 @@
+"""``medgan evaluate``: load real, synthetic and training images, compute every metric, write the report.
+
+Inputs (each resolved to ``[N, 1, R, R]`` float32 in [-1, 1] at one resolution R; see ``medgan.evaluation.inputs``):
+
+* real: an embedded source name (``"mni152"``), a file or folder read by ``medgan.data.load_slices``, or a run
+  directory, whose own data config (``config.yaml``) is used.
+* synthetic: a run directory (images are generated with ``medgan.sampling.generate``) or a folder of images
+  (PNG/TIFF, ``.npy``/``.npz`` stacks, NIfTI/DICOM).
+* training images for the memorization audit: ``train`` if given (then the real set is the held-out
+  baseline), else the real set itself (leave-one-out baseline).
+
+The metrics come from ``medgan.metrics.suite.compute_metrics``; when a run directory is involved its loss curves,
+metric history and a latent interpolation strip are added to the report.
+
+Outputs: ``out/metrics.json`` and ``out/report.html`` (self-contained), both written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medgan.errors import MedganError
+from medgan.evaluation.inputs import resolve_inputs
+from medgan.metrics.catalog import METRICS
+from medgan.metrics.features import DEFAULT_FEATURES, get_extractor
+from medgan.metrics.suite import SAMPLE_SEED, Artefacts, compute_metrics
+from medgan.report.html import render_report
+from medgan.run import RunDir
+from medgan.utils import atomic_write_text
+
+
+def evaluate(real: str | Path, fake: str | Path, out: str | Path, features: str = DEFAULT_FEATURES,
+             train: str | Path | None = None, data_config: Any = None, progress: bool = True,
+             max_images: int | None = None) -> dict:
+    """Evaluates synthetic images against real ones and writes ``metrics.json`` and ``report.html``.
+
+    Args:
+        real: embedded source name, data path, or run directory (its training data).
+        fake: folder of synthetic images, or run directory (images generated from its best checkpoint).
+        out: report folder (created).
+        features: feature extractor spec (``medgan.metrics.features.get_extractor``).
+        train: training images for the memorization audit (default: the real set, leave-one-out baseline).
+        data_config: ``medgan.config.DataConfig`` for reading ``real``/``train`` (resolution, axis, windows);
+            ignored when ``real`` is a run directory (its own config is used). Default: the synthetic run's data
+            config, or defaults at the synthetic images' resolution.
+        progress: progress bars.
+        max_images: use at most this many images per set (random subset) and generate this many from a run.
+
+    Returns:
+        The metrics dict written to ``metrics.json``.
+
+    Raises:
+        MedganError: bad paths, unreadable or mismatched images, unknown feature extractor.
+    """
+    started = time.perf_counter()
+    out = Path(out)
+    extractor = get_extractor(features)  # fail on a bad name before any slow loading
+    if torch.cuda.is_available():  # features are the only heavy network work; everything else stays on the CPU
+        extractor = extractor.to("cuda")
+    real_set, fake_set, train_set = resolve_inputs(str(real), str(fake), None if train is None else str(train),
+                                                   data_config, max_images, progress)
+    metrics, artefacts = compute_metrics(real_set.images, fake_set.images, real_set.mapping, extractor,
+                                         train=train_set.images if train_set else None, progress=progress)
+    metrics["inputs"] = {
+        "real": real_set.description, "synthetic": fake_set.description,
+        "train": train_set.description if train_set else real_set.description + " (leave-one-out)",
+        "real_images": len(real_set.images), "synthetic_images": len(fake_set.images),
+        "train_images": len(train_set.images) if train_set else len(real_set.images),
+        "resolution": int(real_set.images.shape[-1]), "features": features, "feature_dim": extractor.dim,
+        "mapping": real_set.mapping.to_dict() if real_set.mapping is not None else None,
+    }
+    _add_run_extras(artefacts, fake_set.run_dir or real_set.run_dir, fake_set.run_dir)
+    metrics["timings_s"]["total"] = time.perf_counter() - started
+    write_outputs(out, metrics, artefacts)
+    return metrics
+
+
+def _add_run_extras(artefacts: Artefacts, run_dir: Path | None, generator_run: Path | None) -> None:
+    """Loss curves and metric history of a run, and a latent interpolation strip when a generator is given."""
+    if run_dir is None:
+        return
+    run = RunDir(run_dir)
+    artefacts.losses = run.read_losses()
+    artefacts.history = run.read_metrics()
+    if generator_run is not None:
+        try:
+            from medgan.sampling import interpolate  # imported here: sampling pulls in the training stack
+
+            strips = interpolate(generator_run, steps=8, rows=3, seed=SAMPLE_SEED)
+            artefacts.interpolation = strips.detach().float().cpu()
+        except (MedganError, ImportError, AttributeError) as error:
+            artefacts.notes.append(f"latent interpolation not available: {error}")
+
+
+def _json_ready(value: Any) -> Any:
+    """Replaces NaN/Inf by None and NumPy scalars by Python numbers, recursively."""
+    if isinstance(value, dict):
+        return {str(key): _json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(item) for item in value]
+    if isinstance(value, (np.floating, float)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def write_outputs(out: Path, metrics: dict, artefacts: Artefacts) -> None:
+    """Writes ``metrics.json`` and ``report.html`` into ``out`` atomically."""
+    clean = _json_ready(metrics)
+    metrics.clear()
+    metrics.update(clean)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2, allow_nan=False) + "\n")
+    atomic_write_text(out / "report.html", render_report(metrics, artefacts, METRICS))

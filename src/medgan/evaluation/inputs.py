@@ -1,0 +1,206 @@
+"""The inputs of ``medgan evaluate``: the real, synthetic and training sets, each as ``[N, 1, R, R]`` in [-1, 1].
+
+* real: an embedded source name (``"mni152"``), a file or folder read by ``medgan.data.load_slices``, or a run
+  directory, whose own data config (``config.yaml``) is used.
+* synthetic: a run directory (images are generated with ``medgan.sampling.generate``) or a folder of images:
+  PNG/TIFF (8- or 16-bit, full scale = +1, as ``medgan export`` writes), ``.npy``/``.npz`` stacks ([N, H, W] or
+  [N, 1, H, W]; values in [-1, 1] are taken as model units, others as physical units, decoded with the
+  sidecar mapping if one exists or else the real set's mapping), NIfTI/DICOM (physical units, slices along z).
+* training images for the memorization audit: ``train`` if given, else none (the real set stands in).
+
+All sets are brought to the real set's resolution R.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from medgan.config import RESOLUTIONS, DataConfig
+from medgan.data import IntensityMapping, load_slices, read_volume
+from medgan.data.readers import PICTURE_SUFFIXES, discovered_items
+from medgan.data.slicing import fit_slices, to_canonical, upright_slices
+from medgan.errors import DataError
+from medgan.metrics.suite import SAMPLE_SEED
+from medgan.run import RunDir
+
+GENERATED_IMAGES = 1000  # synthetic images drawn from a run directory when max_images is not given
+
+
+@dataclass
+class ImageSet:
+    """A resolved image set: images in [-1, 1], how to go back to physical units, and where it came from."""
+
+    images: torch.Tensor
+    mapping: Any  # medgan.data.IntensityMapping or None
+    description: str
+    run_dir: Path | None = None
+
+
+def resolve_inputs(real: str, fake: str, train: str | None, data_config: Any, max_images: int | None,
+                   progress: bool) -> tuple[ImageSet, ImageSet, ImageSet | None]:
+    """Loads the real, synthetic and (optional) training sets at one resolution."""
+    fake_path = Path(str(fake)).expanduser()
+    if not fake_path.exists():
+        raise DataError("synthetic images not found", fake_path)
+    fake_is_run = RunDir.is_run(fake_path)
+    raw_fake = None if fake_is_run else read_image_folder(fake_path)
+    config = _data_config(real, data_config, fake_path if fake_is_run else None, raw_fake)
+    real_set = _load_real(real, config, progress)
+    resolution = int(real_set.images.shape[-1])
+    if fake_is_run:
+        fake_set = _generate(fake_path, max_images or GENERATED_IMAGES, resolution)
+    else:
+        fake_set = ImageSet(to_unit_stack(raw_fake, real_set.mapping, resolution, fake_path), real_set.mapping,
+                            str(fake_path))
+    train_set = None
+    if train is not None:
+        train_set = _load_real(train, config, progress)
+        if train_set.images.shape[-1] != resolution:
+            side = train_set.images.shape[-1]
+            raise DataError(f"training images are {side} px but real images {resolution} px", train)
+    for image_set in (real_set, fake_set, train_set):
+        if image_set is not None and max_images is not None:
+            image_set.images = _subset(image_set.images, max_images)
+    return real_set, fake_set, train_set
+
+
+def _data_config(real: str, data_config: Any, fake_run: Path | None, raw_fake: list | None) -> Any:
+    """The DataConfig used to read ``real``: given, the real run's, or defaults at the synthetic resolution."""
+    if RunDir.is_run(real):
+        return RunDir(real).read_config().data
+    if data_config is not None:
+        return replace(data_config, source=str(real))
+    if fake_run is not None:
+        return replace(RunDir(fake_run).read_config().data, source=str(real))
+    side = max(raw_fake[0][0].shape) if raw_fake else 64
+    return DataConfig(source=str(real), resolution=side if side in RESOLUTIONS else 64)
+
+
+def _load_real(source: str, config: Any, progress: bool) -> ImageSet:
+    if RunDir.is_run(source):
+        run = RunDir(source)
+        slices = load_slices(run.read_config().data, progress=progress)
+        return ImageSet(slices.images, slices.mapping, f"{run.path} (training data)", run.path)
+    slices = load_slices(replace(config, source=str(source)), progress=progress)
+    return ImageSet(slices.images, slices.mapping, str(source))
+
+
+def _generate(run_dir: Path, count: int, resolution: int) -> ImageSet:
+    from medgan.sampling import generate  # imported here: sampling pulls in the training stack
+
+    images, mapping = generate(run_dir, count, seed=SAMPLE_SEED)
+    images = images.detach().float().cpu()
+    if images.ndim != 4 or images.shape[1] != 1:
+        raise DataError(f"the run generates {tuple(images.shape[1:])} images; evaluation needs one channel", run_dir)
+    if images.shape[-1] != resolution:
+        raise DataError(f"the run generates {images.shape[-1]} px images but real images are {resolution} px", run_dir)
+    return ImageSet(images.clamp(-1.0, 1.0), mapping, f"{run_dir} ({count} generated, seed {SAMPLE_SEED})", run_dir)
+
+
+def _subset(images: torch.Tensor, count: int) -> torch.Tensor:
+    if count < 1:
+        raise DataError(f"max_images must be at least 1, got {count}")
+    if images.shape[0] <= count:
+        return images
+    pick = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(SAMPLE_SEED))[:count]
+    return images[pick.sort().values]
+
+
+# Synthetic image folders -------------------------------------------------------------------------------
+
+
+def read_image_folder(path: Path) -> list[tuple[np.ndarray, bool, Any]]:
+    """Reads synthetic images: a list of (2D array, is_physical, sidecar mapping or None).
+
+    Raises:
+        DataError: no readable images, or an unreadable file.
+    """
+    images: list[tuple[np.ndarray, bool, Any]] = []
+    for item in discovered_items(path):
+        suffix = item.name.lower()
+        if item.is_file() and suffix.endswith(PICTURE_SUFFIXES):
+            images.append((_read_picture_unit(item), False, None))
+        elif item.is_file() and suffix.endswith((".npy", ".npz")):
+            images.extend(_read_numpy_stack(item))
+        else:
+            images.extend((array, True, None) for array in _read_physical_slices(item))
+    if not images:
+        raise DataError("no synthetic images found", path)
+    return images
+
+
+def _read_picture_unit(path: Path) -> np.ndarray:
+    """A PNG/TIFF as model units: 8-bit 0..255 or 16-bit 0..65535 -> [-1, 1] (colour -> grey luminance)."""
+    try:
+        with Image.open(path) as image:
+            if image.mode not in ("L", "I;16", "I;16B", "I;16L", "I", "F"):
+                image = image.convert("L")  # ITU-R 601 luma, documented: synthetic images should be grey
+            full_scale = 255.0 if image.mode == "L" else 65535.0
+            if image.mode == "F":
+                full_scale = 1.0
+            pixels = np.asarray(image, dtype=np.float64)
+    except (OSError, UnidentifiedImageError, ValueError) as error:
+        raise DataError(f"cannot read image ({str(error).splitlines()[0]})", path) from None
+    return (pixels / full_scale * 2.0 - 1.0).astype(np.float32)
+
+
+def _read_numpy_stack(path: Path) -> list[tuple[np.ndarray, bool, Any]]:
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                array = loaded["image" if "image" in loaded.files else loaded.files[0]]
+        else:
+            array = loaded
+        array = np.asarray(array, dtype=np.float32)
+    except (OSError, ValueError, IndexError, KeyError) as error:
+        raise DataError(f"cannot read NumPy file ({str(error).splitlines()[0]})", path) from None
+    if array.ndim == 4 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim == 2:
+        array = array[None]
+    if array.ndim != 3:
+        raise DataError(f"a synthetic NumPy stack must be [N, H, W] or [N, 1, H, W], got {array.shape}", path)
+    if not np.isfinite(array).all():
+        raise DataError("NaN or Inf values", path)
+    sidecar = path.with_suffix(".json")
+    mapping = None
+    if sidecar.is_file():
+        try:
+            stored = json.loads(sidecar.read_text(encoding="utf-8")).get("mapping")
+            mapping = IntensityMapping.from_dict(stored) if stored else None
+        except (json.JSONDecodeError, AttributeError):
+            mapping = None
+    physical = mapping is not None or array.min() < -1.0 - 1e-4 or array.max() > 1.0 + 1e-4
+    return [(image, physical, mapping) for image in array]
+
+
+def _read_physical_slices(path: Path) -> list[np.ndarray]:
+    """NIfTI/DICOM in physical units -> display-oriented 2D slices (3D stacks: one slice per z index)."""
+    volume = to_canonical(read_volume(path))
+    return list(upright_slices(volume.array, axis=2))
+
+
+def to_unit_stack(raw: list[tuple[np.ndarray, bool, Any]], mapping: Any, resolution: int, path: Path) -> torch.Tensor:
+    """Synthetic 2D arrays -> [N, 1, R, R] in [-1, 1] (physical values through their mapping)."""
+    tiles = []
+    for array, physical, own_mapping in raw:
+        if physical:
+            decoder = own_mapping or mapping
+            if decoder is None:
+                raise DataError("synthetic images are in physical units but no intensity mapping is known", path)
+            array = decoder.to_unit(array.astype(np.float32))
+        unit = np.clip(array, -1.0, 1.0).astype(np.float32)
+        if unit.shape != (resolution, resolution):
+            fitted, _ = fit_slices(unit[None], (1.0, 1.0), resolution, "resize")
+            tiles.append(fitted)
+        else:
+            tiles.append(torch.from_numpy(unit)[None, None])
+    return torch.cat(tiles)

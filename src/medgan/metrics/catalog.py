@@ -1,0 +1,105 @@
+"""The catalogue of headline metrics: what each row of the report's metrics table shows and how to read it.
+
+``METRICS`` lists the rows (a dotted key into the metrics dict, a label, which direction is better, a definition
+and the numbers to read it against); ``lookup`` reads a dotted key and ``headline`` flattens the rows' values.
+The metric suite (``medgan.metrics.suite``) and the report (``medgan.report.html``) both read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """One row of the report's metrics table."""
+
+    key: str  # dotted path into metrics.json
+    label: str
+    better: str  # "lower", "higher", "≈ 1", "≈ real–real", ...
+    definition: str
+    context: tuple[tuple[str, str], ...] = ()  # (label, dotted key) of numbers shown beside the value
+
+
+_UNPAIRED = "image_quality.unpaired"
+_NO_REFERENCE = "image_quality.no_reference"
+
+METRICS: tuple[MetricInfo, ...] = (
+    MetricInfo("distribution.fid", "FID", "lower",
+               "Fréchet distance between Gaussians fitted to real and synthetic features (means and covariances)."),
+    MetricInfo("distribution.kid_mean", "KID", "lower",
+               "Unbiased MMD² with kernel (x·y/D + 1)³, mean over random subsets; about 0 when distributions match.",
+               (("± std", "distribution.kid_std"),)),
+    MetricInfo("distribution.precision", "Precision", "higher",
+               "Fraction of synthetic features inside the real k-NN manifold (k = 5): fidelity."),
+    MetricInfo("distribution.recall", "Recall", "higher",
+               "Fraction of real features inside the synthetic k-NN manifold (k = 5): diversity."),
+    MetricInfo("distribution.density", "Density", "higher (≈ 1 when matched)",
+               "Mean number of real k-NN balls holding a synthetic feature, divided by k: outlier-robust fidelity."),
+    MetricInfo("distribution.coverage", "Coverage", "higher",
+               "Fraction of real features whose k-NN ball holds a synthetic feature: outlier-robust diversity."),
+    MetricInfo(f"{_UNPAIRED}.ssim.real_synthetic.mean", "SSIM real–synthetic", "≈ real–real",
+               "Mean SSIM (11 px Gaussian window, σ 1.5) over random real–synthetic pairs; unpaired sets have no "
+               "true pairs, so it is read against random real–real pairs.",
+               (("real–real", f"{_UNPAIRED}.ssim.real_real.mean"),)),
+    MetricInfo(f"{_UNPAIRED}.ms_ssim.real_synthetic.mean", "MS-SSIM real–synthetic", "≈ real–real",
+               "Mean multi-scale SSIM over random real–synthetic pairs (3 scales at 64 px, 5 from 176 px).",
+               (("real–real", f"{_UNPAIRED}.ms_ssim.real_real.mean"),)),
+    MetricInfo(f"{_UNPAIRED}.psnr.real_synthetic.mean", "PSNR real–synthetic (dB)", "≈ real–real",
+               "Mean 10·log10(1/MSE) on the [0, 1] display scale over random real–synthetic pairs.",
+               (("real–real", f"{_UNPAIRED}.psnr.real_real.mean"),)),
+    MetricInfo(f"{_NO_REFERENCE}.snr.wasserstein", "SNR distribution gap", "lower",
+               "1-D Wasserstein distance between per-image SNR (foreground mean / std, display scale) of real and "
+               "synthetic images.",
+               (("real", f"{_NO_REFERENCE}.snr.real.mean"), ("synthetic", f"{_NO_REFERENCE}.snr.synthetic.mean"))),
+    MetricInfo(f"{_NO_REFERENCE}.rms_contrast.wasserstein", "RMS-contrast distribution gap", "lower",
+               "1-D Wasserstein distance between per-image RMS contrast (std of display intensities).",
+               (("real", f"{_NO_REFERENCE}.rms_contrast.real.mean"),
+                ("synthetic", f"{_NO_REFERENCE}.rms_contrast.synthetic.mean"))),
+    MetricInfo(f"{_NO_REFERENCE}.cnr.wasserstein", "CNR distribution gap", "lower",
+               "1-D Wasserstein distance between per-image CNR |μfg − μbg| / √(σfg² + σbg²) (foreground: x > −0.9).",
+               (("real", f"{_NO_REFERENCE}.cnr.real.mean"), ("synthetic", f"{_NO_REFERENCE}.cnr.synthetic.mean"))),
+    MetricInfo("intensity.wasserstein", "Intensity W1, all pixels", "lower",
+               "1-D Wasserstein distance between real and synthetic pixel-intensity histograms, in physical units.",
+               (("unit", "intensity.unit"),)),
+    MetricInfo("intensity.wasserstein_foreground", "Intensity W1, foreground", "lower",
+               "The same over foreground pixels only (model value > −0.9), in physical units.",
+               (("real mean", "intensity.real_foreground.mean"),
+                ("synthetic mean", "intensity.synthetic_foreground.mean"))),
+    MetricInfo("diversity.synthetic_ms_ssim.mean", "Pairwise MS-SSIM, synthetic", "≈ real (higher = less diverse)",
+               "Mean MS-SSIM over random pairs of distinct synthetic images.",
+               (("real", "diversity.real_ms_ssim.mean"),)),
+    MetricInfo("diversity.relative_diversity", "Relative diversity", "≈ 1 (< 0.5 flags collapse)",
+               "(1 − pairwise MS-SSIM synthetic) / (1 − pairwise MS-SSIM real): the share of real dissimilarity kept.",
+               (("collapse", "diversity.collapse"),)),
+    MetricInfo("diversity.synthetic_ms_ssim.duplicate_fraction", "Duplicate pairs, synthetic", "≈ real (lower)",
+               "Share of random synthetic pairs with MS-SSIM ≥ 0.95; more than 0.1 above the real share flags "
+               "collapse onto a few modes.",
+               (("real", "diversity.real_ms_ssim.duplicate_fraction"),)),
+    MetricInfo("memorization.near_copy_fraction", "Near-copy fraction", "lower (read against baseline)",
+               "Fraction of synthetic images whose nearest training image has SSIM ≥ 0.95.",
+               (("baseline", "memorization.baseline_near_copy_fraction"),)),
+    MetricInfo("memorization.nearest_ssim.median", "Nearest-training SSIM, median", "≈ baseline (higher = copying)",
+               "Median over synthetic images of the SSIM to their nearest training image.",
+               (("baseline", "memorization.baseline_nearest_ssim.median"),)),
+    MetricInfo("memorization.nearest_feature_distance.median", "Nearest-training feature distance, median",
+               "≈ baseline (lower = copying)",
+               "Median over synthetic images of the feature distance to the nearest training image.",
+               (("baseline", "memorization.baseline_nearest_feature_distance.median"),)),
+)
+
+
+def lookup(metrics: dict, key: str) -> Any:
+    """The value at a dotted ``key`` of a nested dict, or None."""
+    node: Any = metrics
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def headline(metrics: dict) -> dict[str, float | None]:
+    """Flat ``{dotted key: value}`` of the metrics table rows (``METRICS`` holds their labels and definitions)."""
+    return {info.key: lookup(metrics, info.key) for info in METRICS}
