@@ -21,7 +21,7 @@ import torch
 from medgan.config import DataConfig
 from medgan.data.datasets import load_slices
 from medgan.data.phantom import lesion_rois
-from medgan.metrics.utility import UtilityConfig, format_utility, run_utility, split_real, train_classifier
+from medgan.evaluation.utility import UtilityConfig, format_utility, run_utility, split_real, train_classifier
 
 
 def oracle_synthetic(real, seed: int = 2):

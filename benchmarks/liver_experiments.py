@@ -25,11 +25,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 
-from medgan.cli import synthetic_set  # noqa: E402
 from medgan.config import DataConfig, from_dict, recipe  # noqa: E402
 from medgan.data import CT_WINDOWS, SliceSet, load_slices, slices_from_volumes  # noqa: E402
 from medgan.data.phantom import lesion_rois, slice_volume  # noqa: E402
-from medgan.metrics.utility import UtilityConfig, class_fidelity, format_utility, run_utility  # noqa: E402
+from medgan.evaluation.utility import (UtilityConfig, class_fidelity, format_utility, run_utility,  # noqa: E402
+                                      synthetic_set)
 from medgan.sampling import load_generator  # noqa: E402
 from medgan.training.loop import train  # noqa: E402
 

@@ -60,10 +60,9 @@ def test_conditional_task_needs_labels(tmp_path, capsys):
 def test_generated_classes_are_recognised_by_a_classifier_trained_on_real_images(tmp_path):
     """A short conditional run on two clearly different shapes: a judge trained on real shapes only must
     label the samples generated for each class as that class well above chance (0.5)."""
-    from medgan.cli import synthetic_set
     from medgan.config import from_dict, recipe
     from medgan.data import load_slices
-    from medgan.metrics.utility import UtilityConfig, class_fidelity
+    from medgan.evaluation.utility import UtilityConfig, class_fidelity, synthetic_set
     from medgan.training.loop import train
 
     data = write_labelled_pngs(tmp_path / "shapes")

@@ -195,70 +195,17 @@ def command_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_data_config(run_dir: str, source: str | None):
-    """The data config of a run (from its config.yaml), with the source replaced when given."""
-    from dataclasses import replace
-
-    from medgan.sampling import load_generator
-
-    loaded = load_generator(run_dir)
-    data = loaded.config.data if source is None else replace(loaded.config.data, source=source)
-    return loaded, data
-
-
-def synthetic_set(run_dir: str, per_class: int, seed: int):
-    """A labelled SliceSet of ``per_class`` samples of every class of a conditional run."""
-    import torch
-
-    from medgan.data import SliceSet
-    from medgan.errors import ConfigError
-    from medgan.sampling import generate, load_generator
-
-    loaded = load_generator(run_dir)
-    if not loaded.class_names:
-        raise ConfigError("the synthetic run is not class-conditional; train it with --task conditional", run_dir)
-    images, labels = [], []
-    for index, name in enumerate(loaded.class_names):
-        batch, _ = generate(run_dir, per_class, seed=seed + index, class_name=name, loaded=loaded)
-        images.append(batch)
-        labels.append(torch.full((per_class,), index, dtype=torch.int64))
-    count = per_class * len(loaded.class_names)
-    return SliceSet(images=torch.cat(images), mapping=loaded.mapping, spacing=loaded.spacing,
-                    subjects=[f"synthetic-{i}" for i in range(count)], sources=["synthetic"] * count,
-                    labels=torch.cat(labels), class_names=loaded.class_names)
-
-
 def command_utility(args: argparse.Namespace) -> int:
-    import json
+    from medgan.evaluation.utility import UtilityConfig, format_utility, run_utility_app
 
-    from medgan.data import load_slices
-    from medgan.metrics.utility import UtilityConfig, format_utility, run_utility, utility_html
-    from medgan.utils import atomic_write_text
-
-    _, data_config = _run_data_config(args.synthetic, args.real)
-    real = load_slices(data_config, progress=not args.quiet)
-    test = None
-    if args.test:
-        from dataclasses import replace
-
-        test = load_slices(replace(data_config, source=args.test), progress=not args.quiet)
-    if real.labels is None:
-        raise MedganError("the real data has no class labels (use a labelled source, layout or labels CSV)",
-                          data_config.source)
-    per_class = args.per_class or int(real.labels.bincount().max())
-    synthetic = synthetic_set(args.synthetic, per_class, args.seed)
     config = UtilityConfig(seeds=args.seeds, epochs=args.epochs, seed=args.seed, threads=args.threads)
-    result = run_utility(real, test, synthetic, config, progress=not args.quiet)
-    # Without --test the test patients are split off the run's own training data: the GAN has seen them.
-    result["test_seen_by_generator"] = test is None and not args.real
-    out = Path(args.out)
-    atomic_write_text(out / "metrics.json", json.dumps({"utility": result}, indent=2))
-    page = f"<!doctype html><meta charset='utf-8'><title>medgan utility</title><body>{utility_html(result)}</body>"
-    atomic_write_text(out / "utility.html", page)
+    result = run_utility_app(args.synthetic, args.real, args.test, args.out, config, per_class=args.per_class,
+                             progress=not args.quiet)
     print(format_utility(result))
     if result["test_seen_by_generator"]:
         print("note: the test patients were split off the GAN's own training data, so the synthetic arms may be "
               "optimistic; pass --test with patients the GAN never saw")
+    out = Path(args.out)
     print(f"wrote {out / 'metrics.json'} and {out / 'utility.html'}")
     return 0
 

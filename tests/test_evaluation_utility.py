@@ -1,4 +1,5 @@
-"""Tests of the downstream diagnostic utility (train on real / real+synthetic / synthetic, test on real)."""
+"""Tests of ``medgan.evaluation.utility``: the downstream diagnostic utility (train on real / real+synthetic /
+synthetic, test on real)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from medgan.data.datasets import SliceSet
+from medgan.data import SliceSet
 from medgan.data.intensity import IntensityMapping
 from medgan.errors import ConfigError, DataError
-from medgan.metrics import utility
-from medgan.metrics.utility import (
+from medgan.evaluation.utility import (
     UtilityConfig,
     classification_metrics,
     format_utility,
@@ -26,6 +26,7 @@ from medgan.metrics.utility import (
     train_classifier,
     utility_html,
 )
+from medgan.evaluation.utility import classifier, protocol
 
 CLASSES = ("disc", "square", "ring")
 RESOLUTION = 32
@@ -212,10 +213,10 @@ def test_training_is_deterministic_per_seed(real_train: SliceSet, real_test: Sli
 
 
 def test_training_steps_follow_epochs_with_a_floor() -> None:
-    assert utility.training_steps(60, FAST) == 40
-    assert utility.training_steps(65, FAST) == 40  # a trailing batch of one image is dropped
-    assert utility.training_steps(60, dataclasses.replace(FAST, min_steps=100)) == 100
-    stream = list(utility._batch_stream(10, 4, torch.Generator().manual_seed(0), steps=7))
+    assert classifier.training_steps(60, FAST) == 40
+    assert classifier.training_steps(65, FAST) == 40  # a trailing batch of one image is dropped
+    assert classifier.training_steps(60, dataclasses.replace(FAST, min_steps=100)) == 100
+    stream = list(classifier._batch_stream(10, 4, torch.Generator().manual_seed(0), steps=7))
     assert len(stream) == 7 and all(len(batch) >= 2 for batch in stream)
     assert sorted(torch.cat(stream[:3]).tolist()) == list(range(10))  # each pass covers every image once
 
@@ -258,7 +259,7 @@ def test_split_real_names_the_missing_class(real_train: SliceSet) -> None:
     # Only one subject holds rings, so one side of any split lacks them.
     keep = [index for index, (label, subject) in enumerate(zip(real_train.labels, real_train.subjects))
             if label != 2 or subject == "s1-0"]
-    lopsided = utility._subset(real_train, np.array(keep))
+    lopsided = protocol._subset(real_train, np.array(keep))
     with pytest.raises(DataError, match="'ring'.*test fraction"):
         split_real(lopsided, test_fraction=0.5, seed=0)
 
@@ -276,12 +277,12 @@ def test_differing_class_names_are_named(real_train: SliceSet, real_test: SliceS
 
 def test_reordered_class_names_are_aligned() -> None:
     labels = torch.tensor([0, 1, 2, 2])
-    aligned = utility._aligned_labels(CLASSES, ("ring", "disc", "square"), labels, "synthetic")
+    aligned = protocol._aligned_labels(CLASSES, ("ring", "disc", "square"), labels, "synthetic")
     assert aligned.tolist() == [2, 0, 1, 1]
 
 
 def test_class_missing_from_test_set_is_named(real_train: SliceSet, real_test: SliceSet, informative: SliceSet) -> None:
-    no_squares = utility._subset(real_test, np.flatnonzero(real_test.labels.numpy() != 1))
+    no_squares = protocol._subset(real_test, np.flatnonzero(real_test.labels.numpy() != 1))
     with pytest.raises(DataError, match="'square' has no images in the real test set"):
         run_utility(real_train, no_squares, informative, FAST, progress=False)
 

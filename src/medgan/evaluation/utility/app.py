@@ -1,0 +1,89 @@
+"""The ``medgan utility`` application: a class-conditional run and labelled real data in, the three-arm experiment
+(``protocol.run_utility``) run, ``metrics.json`` and ``utility.html`` written out.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from medgan.data import SliceSet, load_slices
+from medgan.errors import ConfigError, MedganError
+from medgan.evaluation.utility.config import UtilityConfig
+from medgan.evaluation.utility.protocol import run_utility
+from medgan.evaluation.utility.report import utility_html
+from medgan.utils import atomic_write_text
+
+
+def synthetic_set(run_dir: str | Path, per_class: int, seed: int, loaded: Any = None) -> SliceSet:
+    """A labelled SliceSet of ``per_class`` samples of every class of a conditional run.
+
+    Args:
+        run_dir: a class-conditional run directory.
+        per_class: images generated per class.
+        seed: noise seed of the first class; class i uses ``seed + i``.
+        loaded: the run's ``medgan.sampling.load_generator`` result, when the caller already has it.
+
+    Raises:
+        ConfigError: the run is not class-conditional.
+    """
+    from medgan.sampling import generate, load_generator  # imported here: sampling pulls in the training stack
+
+    loaded = loaded if loaded is not None else load_generator(run_dir)
+    if not loaded.class_names:
+        raise ConfigError("the synthetic run is not class-conditional; train it with --task conditional", run_dir)
+    images, labels = [], []
+    for index, name in enumerate(loaded.class_names):
+        batch, _ = generate(run_dir, per_class, seed=seed + index, class_name=name, loaded=loaded)
+        images.append(batch)
+        labels.append(torch.full((per_class,), index, dtype=torch.int64))
+    count = per_class * len(loaded.class_names)
+    return SliceSet(images=torch.cat(images), mapping=loaded.mapping, spacing=loaded.spacing,
+                    subjects=[f"synthetic-{i}" for i in range(count)], sources=["synthetic"] * count,
+                    labels=torch.cat(labels), class_names=loaded.class_names)
+
+
+def run_utility_app(synthetic_run: str | Path, real: str | None, test: str | None, out: str | Path,
+                    config: UtilityConfig = UtilityConfig(), per_class: int = 0,
+                    progress: bool = True) -> dict[str, Any]:
+    """Runs the utility experiment of a conditional run and writes ``out/metrics.json`` and ``out/utility.html``.
+
+    Args:
+        synthetic_run: a class-conditional run directory (the synthetic images are sampled from it).
+        real: labelled real data, read with the run's data config; None = the run's own training data.
+        test: separate labelled real test data; None or "" = a patient-level split of ``real``.
+        out: output folder (created).
+        config: classifier and summary settings; ``config.seed`` also seeds the synthetic samples.
+        per_class: synthetic images per class; 0 = as many as the largest real class.
+        progress: progress bars.
+
+    Returns:
+        ``run_utility``'s result plus ``test_seen_by_generator`` (True when the test patients were split off the
+        run's own training data), as written under ``"utility"`` in ``metrics.json``.
+
+    Raises:
+        MedganError: not a conditional run, unlabelled real data, unreadable data or an invalid config value.
+    """
+    from medgan.sampling import load_generator  # imported here: sampling pulls in the training stack
+
+    loaded = load_generator(synthetic_run)
+    data_config = loaded.config.data if real is None else replace(loaded.config.data, source=real)
+    real_set = load_slices(data_config, progress=progress)
+    test_set = load_slices(replace(data_config, source=test), progress=progress) if test else None
+    if real_set.labels is None:
+        raise MedganError("the real data has no class labels (use a labelled source, layout or labels CSV)",
+                          data_config.source)
+    per_class = per_class or int(real_set.labels.bincount().max())
+    synthetic = synthetic_set(synthetic_run, per_class, config.seed, loaded=loaded)
+    result = run_utility(real_set, test_set, synthetic, config, progress=progress)
+    # Without a test set the test patients are split off the run's own training data: the GAN has seen them.
+    result["test_seen_by_generator"] = test_set is None and not real
+    out = Path(out)
+    atomic_write_text(out / "metrics.json", json.dumps({"utility": result}, indent=2))
+    page = f"<!doctype html><meta charset='utf-8'><title>medgan utility</title><body>{utility_html(result)}</body>"
+    atomic_write_text(out / "utility.html", page)
+    return result
