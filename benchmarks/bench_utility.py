@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from medgan.config import DataConfig
-from medgan.data.datasets import load_slices
+from medgan.data.pipeline import load_slices
 from medgan.data.phantom import lesion_rois
 from medgan.evaluation.utility import UtilityConfig, format_utility, run_utility, split_real, train_classifier
 

@@ -12,7 +12,7 @@ import torch
 
 from medgan.config import DataConfig
 from medgan.data import load_slices, read_volume, split_by_subject
-from medgan.data.ct import ORGAN_MNIST_CLASSES, load_medmnist
+from medgan.data.layouts.medmnist import ORGAN_MNIST_CLASSES, load_medmnist
 from medgan.data.labels import LabelRow, read_label_table
 from medgan.data.phantom import PhantomVolume, phantom_volume, save_lits_pair
 from medgan.errors import ConfigError, DataError

@@ -11,7 +11,8 @@ from PIL import Image
 
 from medgan.config import DataConfig
 from medgan.data import LAYOUTS, SOURCES, describe, load_slices, split_by_subject
-from medgan.data.datasets import SliceSet, kept_slices
+from medgan.data.datasets import SliceSet
+from medgan.data.domains import kept_slices
 from medgan.data.describe import describe_data
 from medgan.data.intensity import IntensityMapping, ct_window
 from medgan.data.readers import read_volume

@@ -1,4 +1,4 @@
-"""Datasets: files or embedded sources -> a ``SliceSet`` of [-1, 1] training tiles, and subject-level splits.
+"""Datasets: volumes -> a ``SliceSet`` of [-1, 1] training tiles (one builder), and subject-level splits.
 
 The generic pipeline (``slices_from_volumes``) per volume: check voxels -> decide CT or MR -> map intensities
 to [-1, 1] -> reorient to RAS -> upright slices along ``config.axis`` -> drop slices whose foreground fraction
@@ -15,36 +15,30 @@ Intensity mapping and what the ``SliceSet`` stores for export:
   foreground voxels of all images and stored as is.
 
 2D images are kept whatever their foreground fraction (the filter is for the empty ends of 3D volumes).
+
+Aligned domains (``aligned_slices_from_volumes``, for paired image-to-image tasks): groups of co-registered
+volumes of one subject, one per domain, sliced so that the tiles of every domain stay pixel-aligned (the
+rules are in ``medgan.data.domains``). The primary domain's tiles are ``images``; the others go to ``aligned``.
+
+``SliceBuilder`` is the one place where slices become a ``SliceSet``: the generic pipeline, aligned groups
+and the dataset layouts' cut images (``medgan.data.layouts``) all go through it.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from medgan.config import DataConfig
-from medgan.data.intensity import IntensityMapping, combine_mappings, ct_window_from, detect_modality, mri_mapping
-from medgan.data.labels import read_label_table, sorted_classes
-from medgan.data.readers import (
-    Volume,
-    check_volume,
-    discovered_items,
-    progress_over,
-    read_volume,
-)
-from medgan.data.slicing import (
-    crop_to_foreground,
-    fit_slices,
-    foreground_fraction,
-    in_plane_spacing,
-    to_canonical,
-    upright_slices,
-)
+from medgan.data.domains import Domain, DomainState, aligned_slices, kept_slices
+from medgan.data.intensity import IntensityMapping
+from medgan.data.readers import Volume
+from medgan.data.slicing import crop_to_foreground, fit_slices
 from medgan.errors import ConfigError, DataError
 
 
@@ -62,6 +56,10 @@ class SliceSet:
         class_names: the name of each class index.
         attributes: float32 ``[N, A]`` continuous attributes from the labels CSV (raw units), or None.
         attribute_names: the name of each attribute column.
+        aligned: for aligned domains (``aligned_slices_from_volumes``), the tiles of every domain but the
+            primary one (which is ``images``), each ``[N, 1, R, R]`` and pixel-aligned with ``images``; label
+            maps hold label values. Empty otherwise.
+        mappings: the intensity mapping of each image domain in ``aligned`` (label maps have none).
     """
 
     images: torch.Tensor
@@ -73,6 +71,8 @@ class SliceSet:
     class_names: tuple[str, ...] = ()
     attributes: torch.Tensor | None = None
     attribute_names: tuple[str, ...] = ()
+    aligned: dict[str, torch.Tensor] = field(default_factory=dict)
+    mappings: dict[str, IntensityMapping] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -88,47 +88,8 @@ class SliceSet:
             sources=[self.sources[i] for i in positions],
             labels=None if self.labels is None else self.labels[index],
             attributes=None if self.attributes is None else self.attributes[index],
+            aligned={name: tiles[index] for name, tiles in self.aligned.items()},
         )
-
-
-def load_slices(config: DataConfig, progress: bool = True) -> SliceSet:
-    """Loads ``config.source`` as training tiles.
-
-    Args:
-        config: the data section of the run config. ``source`` is a registered embedded source name
-            (``"mni152"``, ``"ct-phantom"``), or a file or folder; folders are first offered to the registered
-            dataset layouts (``LAYOUTS``), then read by the generic pipeline.
-        progress: show a progress bar over files when there are more than a few.
-
-    Returns:
-        The slice set.
-
-    Raises:
-        DataError: missing path, unreadable or bad images, nothing left after filtering (the path is named).
-    """
-    from medgan.data.sources import LAYOUTS, SOURCES
-
-    if config.source in SOURCES:
-        return SOURCES.get(config.source)(config)
-    path = Path(config.source).expanduser()
-    if not path.exists():
-        raise DataError(f"no such file or folder (embedded sources: {', '.join(SOURCES.names())})", path)
-    for name in LAYOUTS:
-        found = LAYOUTS.get(name)(path, config)
-        if found is not None:
-            return found
-    items = discovered_items(path)
-    labels, class_names, attributes, attribute_names = None, (), None, ()
-    if config.labels:
-        table = read_label_table(config.labels, path if path.is_dir() else path.parent)
-        rows = [table.row_for(item, path) for item in items]
-        class_names = sorted_classes([row.label for row in rows])
-        labels = [class_names.index(row.label) for row in rows]
-        if table.attribute_names:
-            attributes, attribute_names = [row.attributes for row in rows], table.attribute_names
-    volumes = (read_volume(item, config.nan_policy) for item in progress_over(items, progress, "reading"))
-    sliced = slices_from_volumes(volumes, config, labels, class_names, attributes, attribute_names)
-    return relative_sources(sliced, path)
 
 
 def relative_sources(slice_set: SliceSet, root: Path) -> SliceSet:
@@ -172,47 +133,43 @@ def slices_from_volumes(
     Raises:
         DataError: NaN/Inf (per ``nan_policy``) or constant volumes, mixed 2D/3D or CT/MR inputs, no slice kept.
     """
-    builder = _Builder(config)
+    builder = SliceBuilder(config)
     for index, volume in enumerate(volumes):
         values = None if attributes is None else tuple(float(v) for v in attributes[index])
-        builder.add(volume, None if labels is None else int(labels[index]), values)
-    result = builder.finish(labels is not None, tuple(class_names))
-    if attributes is not None:
-        result.attributes = torch.as_tensor(builder.attributes, dtype=torch.float32).reshape(len(result), -1)
-        result.attribute_names = tuple(attribute_names)
-    return result
+        builder.add_volume(volume, None if labels is None else int(labels[index]), values)
+    return builder.finish(labels is not None, class_names, None if attributes is None else attribute_names)
 
 
-def dataset_modality(volume: Volume, config: DataConfig) -> tuple[str, str]:
-    """``("CT" or "MR", reason)`` for one volume under ``config.modality``."""
-    return detect_modality(volume.modality, volume.array, config.modality)
+def aligned_slices_from_volumes(
+    groups: Iterable[Mapping[str, Volume]],
+    config: DataConfig,
+    domains: Mapping[str, Domain],
+    labels: list[int] | None = None,
+    class_names: Sequence[str] = (),
+) -> SliceSet:
+    """Pixel-aligned tiles from groups of co-registered volumes, one volume per domain (module docstring).
 
-
-def volume_mapping(array: np.ndarray, modality: str, config: DataConfig) -> IntensityMapping:
-    """The CT window of ``config`` for CT; an MRI normalization fitted to ``array`` for MR."""
-    if modality == "CT":
-        return ct_window_from(config.window, config.window_level, config.window_width)
-    return mri_mapping(array, config.normalize, config.percentiles)
-
-
-def kept_slices(
-    volume: Volume, mapping: IntensityMapping, config: DataConfig
-) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
-    """Unit-space upright slices of ``volume`` along ``config.axis``, the indices kept, and their spacing.
-
-    3D slices are kept when their foreground fraction is at least ``config.min_foreground``; a 2D image is
-    always kept.
+    Args:
+        groups: per subject, its volumes by domain name (the names of ``domains``); any iterable, consumed once.
+        config: data config for the geometry (axis, min_foreground, crop_foreground, fit, resolution) and for
+            the intensities of domains without their own config.
+        domains: the domains by name; the first is the primary one (an image domain): its foreground decides
+            the kept slices and its tiles are the result's ``images``.
+        labels: class index per group, or None.
+        class_names: the name of each class index.
 
     Returns:
-        ``(slices [S, H, W] in [-1, 1], kept indices, (row, column) mm per pixel)``.
+        The slice set: ``images``/``mapping`` of the primary domain, ``aligned``/``mappings`` of the others.
+
+    Raises:
+        ConfigError: no domains, or a label-map primary domain.
+        DataError: a group with other domains, volumes of one group on different grids (both files named),
+            bad voxels, mixed 2D/3D or CT/MR inputs within a domain, no slice kept.
     """
-    canonical = to_canonical(volume)
-    unit = mapping.to_unit(canonical.array).astype(np.float32, copy=False)
-    slices = upright_slices(unit, config.axis)
-    spacing = in_plane_spacing(canonical.spacing, config.axis)
-    if volume.array.ndim == 2:
-        return slices, np.array([0]), spacing
-    return slices, np.flatnonzero(foreground_fraction(slices) >= config.min_foreground), spacing
+    builder = SliceBuilder(config, domains=domains)
+    for index, group in enumerate(groups):
+        builder.add_group(group, None if labels is None else int(labels[index]))
+    return builder.finish(labels is not None, class_names)
 
 
 def split_by_subject(subjects: list[str], test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -244,76 +201,133 @@ def split_by_subject(subjects: list[str], test_fraction: float, seed: int) -> tu
     return np.flatnonzero(~is_test).astype(np.int64), np.flatnonzero(is_test).astype(np.int64)
 
 
-class _Builder:
-    """Accumulates tiles volume by volume; 2D images wait until all are seen (their mapping is pooled)."""
+class SliceBuilder:
+    """The one place where slices become a ``SliceSet``: fits them to tiles and keeps each tile's subject,
+    provenance, label and attributes in step.
 
-    def __init__(self, config: DataConfig) -> None:
-        self.config = config
+    Three ways in (one per builder):
+
+    * ``add_volume``: a volume through the generic pipeline (module docstring); 2D images wait until all are
+      seen, as their mapping is pooled;
+    * ``add_group``: co-registered volumes of one subject, one per domain, sliced pixel-aligned;
+    * ``add_images``: images already cut from a volume, in physical units (a layout's liver slices, crops or
+      ROIs; MedMNIST images), mapped with the builder's fixed ``mapping``.
+
+    Args:
+        config: data config (axis, min_foreground, crop_foreground, fit, resolution, intensity settings).
+        mapping: the fixed mapping of ``add_images``.
+        domains: for ``add_group``: the domains by name, the primary (an image domain) first.
+
+    Raises:
+        ConfigError: ``domains`` is empty or its primary domain is a label map.
+    """
+
+    def __init__(
+        self, config: DataConfig, mapping: IntensityMapping | None = None, domains: Mapping[str, Domain] | None = None
+    ) -> None:
+        self.config, self.mapping = config, mapping
+        self.domains = {name: DomainState(d.config or config, d.label_map) for name, d in (domains or {}).items()}
+        if domains is not None and not self.domains:
+            raise ConfigError("aligned slicing needs at least one domain")
+        self.domain = next(iter(self.domains.values()), None) or DomainState(config)  # the primary (or only) one
+        if self.domain.label_map:
+            raise ConfigError(f"the primary domain {next(iter(self.domains))!r} is a label map; put an image domain first")
         self.tiles: list[torch.Tensor] = []
+        self.aligned: dict[str, list[torch.Tensor]] = {name: [] for name in list(self.domains)[1:]}
         self.spacings: list[tuple[float, float]] = []
         self.subjects: list[str] = []
         self.sources: list[str] = []
         self.labels: list[int] = []
         self.attributes: list[tuple[float, ...]] = []
-        self.mappings: list[IntensityMapping] = []
         self.pictures: list[tuple[Volume, int | None, tuple[float, ...] | None]] = []
         self.paths: list[Path] = []
-        self.first: Volume | None = None
-        self.modality: str | None = None
 
-    def add(self, volume: Volume, label: int | None, attributes: tuple[float, ...] | None = None) -> None:
-        volume = check_volume(volume, self.config.nan_policy)
-        self._check_consistent(volume)
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def add_volume(self, volume: Volume, label: int | None, attributes: tuple[float, ...] | None = None) -> None:
+        """Adds the kept, foreground-cropped slices of one volume (a 2D image waits for ``finish``)."""
+        volume = self.domain.check(volume)
         self.paths.append(volume.path)
         if volume.array.ndim == 2:
             self.pictures.append((volume, label, attributes))
             return
-        mapping = volume_mapping(volume.array, self.modality, self.config)
-        self.mappings.append(mapping)
+        mapping = self.domain.mapping_for(volume.array)
         slices, kept, spacing = kept_slices(volume, mapping, self.config)
         slices = slices[kept]
         if self.config.crop_foreground:
             slices = crop_to_foreground(slices)
-        self._append(slices, spacing, volume, [int(k) for k in kept], label, attributes)
+        sources = [f"{volume.path}#{int(index)}" for index in kept]
+        labels = None if label is None else [label] * len(kept)
+        self._append(slices, spacing, [volume.subject] * len(kept), sources, labels, attributes)
 
-    def _check_consistent(self, volume: Volume) -> None:
-        modality, _ = dataset_modality(volume, self.config)
-        if self.first is None:
-            self.first, self.modality = volume, modality
+    def add_group(
+        self, group: Mapping[str, Volume], label: int | None = None, attributes: tuple[float, ...] | None = None
+    ) -> None:
+        """Adds one subject's co-registered volumes, one per domain, as pixel-aligned tiles (``aligned_slices``)."""
+        stacks, primary, kept, spacing = aligned_slices(self.domains, group, self.config)
+        self.paths.append(primary.path)
+        if not len(kept):
             return
-        if volume.array.ndim != self.first.array.ndim:
-            raise DataError(
-                f"mixed 2D and 3D inputs ({self.first.path.name} is {self.first.array.ndim}D, this one is "
-                f"{volume.array.ndim}D); put them in separate folders",
-                volume.path,
-            )
-        if modality != self.modality:
-            raise DataError(
-                f"mixed modalities ({self.first.path.name} is {self.modality}, this one is {modality}); "
-                "set data.modality or separate the files",
-                volume.path,
-            )
+        names = list(self.domains)
+        sources = [f"{primary.path}#{int(index)}" for index in kept]
+        labels = None if label is None else [label] * len(kept)
+        self._append(stacks[names[0]], spacing, [primary.subject] * len(kept), sources, labels, attributes)
+        for name in names[1:]:
+            label_map = self.domains[name].label_map
+            tiles, _ = fit_slices(stacks[name], spacing, self.config.resolution, self.config.fit, label_map)
+            self.aligned[name].append(tiles)
+
+    def add_images(
+        self,
+        images: np.ndarray,
+        spacing: tuple[float, float],
+        subjects: Sequence[str],
+        sources: Sequence[str],
+        labels: Sequence[int] | None,
+        attributes: tuple[float, ...] | None = None,
+    ) -> None:
+        """Adds ``[S, H, W]`` images in physical units, all of one size, mapped with the builder's ``mapping``.
+
+        Args:
+            images: the images (e.g. HU crops of one CT volume).
+            spacing: their (row, column) mm per pixel.
+            subjects: per image, its subject.
+            sources: per image, its provenance.
+            labels: per image, its class index, or None.
+            attributes: attribute values every image gets (those of the volume they come from), or None.
+        """
+        if not len(images):
+            return
+        unit = self.mapping.to_unit(images.astype(np.float32, copy=False))
+        self._append(unit, spacing, list(subjects), list(sources), labels, attributes, spacing_per_image=True)
 
     def _append(
-        self, slices: np.ndarray, spacing: tuple[float, float], volume: Volume, indices: list[int], label: int | None,
+        self,
+        slices: np.ndarray,
+        spacing: tuple[float, float],
+        subjects: list[str],
+        sources: list[str],
+        labels: Sequence[int] | None,
         attributes: tuple[float, ...] | None,
+        spacing_per_image: bool = False,
     ) -> None:
-        if not indices:
+        if not sources:
             return
         tiles, fitted = fit_slices(slices, spacing, self.config.resolution, self.config.fit)
         self.tiles.append(tiles)
-        self.spacings.append(fitted)
-        self.subjects.extend([volume.subject] * len(indices))
-        self.sources.extend(f"{volume.path}#{index}" for index in indices)
-        if label is not None:
-            self.labels.extend([label] * len(indices))
+        # The stored spacing is the median over volumes; images cut by a layout count one by one.
+        self.spacings.extend([fitted] * (len(sources) if spacing_per_image else 1))
+        self.subjects.extend(subjects)
+        self.sources.extend(sources)
+        if labels is not None:
+            self.labels.extend(labels)
         if attributes is not None:
-            self.attributes.extend([attributes] * len(indices))
+            self.attributes.extend([attributes] * len(sources))
 
     def _add_pictures(self) -> None:
         pooled = np.concatenate([picture[0].array.ravel() for picture in self.pictures])
-        mapping = volume_mapping(pooled, self.modality, self.config)
-        self.mappings.append(mapping)
+        mapping = self.domain.mapping_for(pooled)
         groups: dict[tuple, list[int]] = {}
         for position, (volume, _, _) in enumerate(self.pictures):
             groups.setdefault((volume.array.shape, tuple(volume.spacing)), []).append(position)
@@ -336,24 +350,41 @@ class _Builder:
             if attributes is not None:
                 self.attributes.append(attributes)
 
-    def finish(self, labelled: bool, class_names: tuple[str, ...]) -> SliceSet:
-        if self.first is None:
-            raise DataError("no images to slice")
+    def finish(
+        self, labelled: bool, class_names: Sequence[str] = (), attribute_names: Sequence[str] | None = None
+    ) -> SliceSet:
+        """The slice set of everything added.
+
+        Args:
+            labelled: the tiles were added with labels.
+            class_names: the name of each class index.
+            attribute_names: the attribute names when the tiles were added with attributes, else None.
+
+        Raises:
+            DataError: nothing was added, or no slice passed the foreground filter.
+        """
         if self.pictures:
             self._add_pictures()
         if not self.subjects:
+            if self.domain.first is None:
+                raise DataError("no images to slice")
             raise DataError(
                 f"no slice has a foreground fraction of at least {self.config.min_foreground} along axis "
                 f"{self.config.axis}; lower data.min_foreground",
                 _common_path(self.paths),
             )
-        if self.modality == "CT" or self.pictures:
-            mapping = self.mappings[0]
-        else:
-            mapping = combine_mappings(self.mappings)
+        mapping = self.mapping if self.mapping is not None else self.domain.stored_mapping(bool(self.pictures))
         spacing = tuple(float(v) for v in np.median(np.asarray(self.spacings), axis=0))
         labels = torch.as_tensor(self.labels, dtype=torch.int64) if labelled else None
-        return SliceSet(torch.cat(self.tiles), mapping, spacing, self.subjects, self.sources, labels, class_names)
+        result = SliceSet(torch.cat(self.tiles), mapping, spacing, self.subjects, self.sources, labels, tuple(class_names))
+        if attribute_names is not None:
+            result.attributes = torch.as_tensor(self.attributes, dtype=torch.float32).reshape(len(result), -1)
+            result.attribute_names = tuple(attribute_names)
+        result.aligned = {name: torch.cat(tiles) for name, tiles in self.aligned.items()}
+        result.mappings = {
+            name: self.domains[name].stored_mapping(pooled=False) for name in self.aligned if not self.domains[name].label_map
+        }
+        return result
 
 
 def _common_path(paths: list[Path]) -> Path | None:

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from medgan.config import DataConfig
-from medgan.data.datasets import kept_slices, load_slices, volume_mapping
+from medgan.data.domains import kept_slices, volume_mapping
 from medgan.data.intensity import detect_modality
+from medgan.data.pipeline import load_slices
 from medgan.data.readers import discover, read_volume
 from medgan.data.slicing import axis_name, slice_count
 from medgan.data.sources import SOURCE_FILES, SOURCES

@@ -120,15 +120,22 @@ def fitted_size(
 
 
 def fit_slices(
-    slices: np.ndarray | torch.Tensor, spacing: tuple[float, float], resolution: int, mode: str = "resize"
+    slices: np.ndarray | torch.Tensor,
+    spacing: tuple[float, float],
+    resolution: int,
+    mode: str = "resize",
+    label_map: bool = False,
 ) -> tuple[torch.Tensor, tuple[float, float]]:
     """Brings unit-space slices ``[S, H, W]`` to ``[S, 1, resolution, resolution]``.
 
     Args:
-        slices: slices in [-1, 1], all of one size, background -1.
+        slices: slices in [-1, 1], all of one size, background -1 (or label values for a label map).
         spacing: their (row, column) mm per pixel.
         resolution: output side in pixels.
         mode: ``"resize"``, ``"crop"`` or ``"pad"``.
+        label_map: the slices hold label values: resample nearest-neighbour (``"nearest-exact"``, whose pixel
+            centres match the bilinear resampling of image slices, so aligned domains stay aligned), so no
+            new values appear, and pad with label 0.
 
     Returns:
         The float32 tiles and their (row, column) mm per pixel.
@@ -139,12 +146,16 @@ def fit_slices(
     tensor = tensor.reshape(tensor.shape[0], 1, tensor.shape[-2], tensor.shape[-1])
     size, pixel = fitted_size(tuple(tensor.shape[-2:]), spacing, resolution, mode)
     if size != tuple(tensor.shape[-2:]):
-        chunks = [
-            F.interpolate(chunk, size=size, mode="bilinear", align_corners=False, antialias=True)
-            for chunk in tensor.split(_CHUNK)
-        ]
-        tensor = torch.cat(chunks).clamp_(-1.0, 1.0)
-    return centre_to(tensor, resolution), (pixel, pixel)
+        if label_map:
+            chunks = [F.interpolate(chunk, size=size, mode="nearest-exact") for chunk in tensor.split(_CHUNK)]
+            tensor = torch.cat(chunks)
+        else:
+            chunks = [
+                F.interpolate(chunk, size=size, mode="bilinear", align_corners=False, antialias=True)
+                for chunk in tensor.split(_CHUNK)
+            ]
+            tensor = torch.cat(chunks).clamp_(-1.0, 1.0)
+    return centre_to(tensor, resolution, 0.0 if label_map else BACKGROUND), (pixel, pixel)
 
 
 def centre_to(images: torch.Tensor, resolution: int, value: float = BACKGROUND) -> torch.Tensor:
@@ -163,24 +174,50 @@ def axis_name(axis: int, ndim: int = 3) -> str:
     return AXIS_NAMES.get(axis, f"axis {axis}") if ndim == 3 else "image"
 
 
-
-def crop_to_foreground(slices: np.ndarray, threshold: float = -0.9, margin: float = 0.05) -> np.ndarray:
+def crop_to_foreground(slices: np.ndarray, threshold: float = FOREGROUND_THRESHOLD, margin: float = 0.05) -> np.ndarray:
     """Crops a stack of unit-space slices [S, H, W] to the union bounding box of their foreground.
 
     One box for the whole stack keeps the physical scale identical across the slices of a volume, so
-    after fitting every slice has the same mm per pixel. Uses MONAI's CropForeground on the stack as if
-    its slices were channels (the box is then the union over slices).
+    after fitting every slice has the same mm per pixel.
 
     Args:
         slices: [S, H, W] float32 in [-1, 1].
         threshold: pixels above this count as foreground (the same rule as ``foreground_fraction``).
         margin: border kept around the box, as a fraction of the box's longer side.
-    """
-    from monai.transforms import CropForeground
 
-    if slices.size == 0 or not np.any(slices > threshold):
-        return slices
-    rows, columns = np.nonzero(np.any(slices > threshold, axis=0))
+    Returns:
+        The cropped stack; ``slices`` itself when it has no foreground.
+    """
+    return crop_to_box(slices, foreground_box(slices > threshold, margin))
+
+
+def foreground_box(foreground: np.ndarray, margin: float = 0.05) -> tuple[slice, slice] | None:
+    """The union bounding box of a foreground mask ``[S, H, W]`` over its slices, with a border.
+
+    The rule of MONAI's ``CropForeground(margin=border, allow_smaller=True)`` with the slices as channels:
+    the border is ``margin`` times the box's longer side (rounded), and the box stops at the image edges.
+    Aligned domains share one box by passing the union of their masks (``np.concatenate`` along S).
+
+    Args:
+        foreground: boolean mask, True where a pixel counts as foreground.
+        margin: border kept around the box, as a fraction of the box's longer side.
+
+    Returns:
+        ``(rows, columns)`` slices, or None when nothing is foreground.
+    """
+    if foreground.size == 0 or not foreground.any():
+        return None
+    rows, columns = np.nonzero(foreground.any(axis=0))
     border = int(round(margin * max(np.ptp(rows) + 1, np.ptp(columns) + 1)))
-    cropper = CropForeground(select_fn=lambda x: x > threshold, margin=border, allow_smaller=True)
-    return np.asarray(cropper(slices), dtype=np.float32)
+    height, width = foreground.shape[-2:]
+    return (
+        slice(max(int(rows.min()) - border, 0), min(int(rows.max()) + 1 + border, height)),
+        slice(max(int(columns.min()) - border, 0), min(int(columns.max()) + 1 + border, width)),
+    )
+
+
+def crop_to_box(slices: np.ndarray, box: tuple[slice, slice] | None) -> np.ndarray:
+    """``slices`` ``[S, H, W]`` cropped to ``box`` (from ``foreground_box``) as float32; unchanged for None."""
+    if box is None:
+        return slices
+    return np.ascontiguousarray(slices[:, box[0], box[1]], dtype=np.float32)

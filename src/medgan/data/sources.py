@@ -1,7 +1,7 @@
 """Embedded data sources and dataset-layout detectors (extension points).
 
-* ``SOURCES``: named sources that need no user files; ``load_slices`` calls ``SOURCES.get(name)(config)``
-  when ``config.source`` is a registered name.
+* ``SOURCES``: named sources that need no user files; ``pipeline.load_slices`` calls
+  ``SOURCES.get(name)(config)`` when ``config.source`` is a registered name.
 * ``LAYOUTS``: detectors tried (in name order) on a user path before the generic pipeline; each returns a
   ``SliceSet``, or None when the path is not its layout (LiTS, MSD, MedMNIST, ...).
 * ``SOURCE_FILES``: for sources backed by image files, a function giving those files, so that
@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from medgan.config import DataConfig
+from medgan.data.datasets import SliceSet, relative_sources, slices_from_volumes
+from medgan.data.readers import read_volume
 from medgan.errors import DataError
 from medgan.registry import Registry
 
-if TYPE_CHECKING:
-    from medgan.data.datasets import SliceSet
-
-SOURCES: Registry[Callable[[DataConfig], "SliceSet"]] = Registry("data source")
-LAYOUTS: Registry[Callable[[Path, DataConfig], "SliceSet | None"]] = Registry("dataset layout")
+SOURCES: Registry[Callable[[DataConfig], SliceSet]] = Registry("data source")
+LAYOUTS: Registry[Callable[[Path, DataConfig], SliceSet | None]] = Registry("dataset layout")
 SOURCE_FILES: Registry[Callable[[], list[Path]]] = Registry("data source file list")
 
 MNI152_FILE = "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
@@ -52,7 +51,7 @@ def mni152_files() -> list[Path]:
 
 
 @SOURCES.register("mni152")
-def mni152(config: DataConfig) -> "SliceSet":
+def mni152(config: DataConfig) -> SliceSet:
     """Slices of the MNI152 T1 template, read through the same path as user data.
 
     Args:
@@ -61,8 +60,5 @@ def mni152(config: DataConfig) -> "SliceSet":
     Returns:
         The slice set; with the defaults (axial, 64 x 64, min_foreground 0.15) about 150 slices, one subject.
     """
-    from medgan.data.datasets import relative_sources, slices_from_volumes
-    from medgan.data.readers import read_volume
-
     path = mni152_path()
     return relative_sources(slices_from_volumes([read_volume(path, config.nan_policy)], config), path)

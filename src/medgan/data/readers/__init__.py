@@ -30,6 +30,7 @@ from medgan.data.readers.base import (
     subject_of,
 )
 from medgan.data.readers.discovery import discover, discovered_items, iter_volumes, read_all, read_volume
+from medgan.data.readers.nifti import nifti_shape, read_label_map
 
 __all__ = [
     "DICOM_SUFFIXES",
@@ -45,8 +46,10 @@ __all__ = [
     "file_kind",
     "has_dicom_magic",
     "iter_volumes",
+    "nifti_shape",
     "progress_over",
     "read_all",
+    "read_label_map",
     "read_volume",
     "subject_of",
 ]

@@ -1,4 +1,7 @@
-"""NIfTI (``.nii``, ``.nii.gz``) through nibabel; ``get_fdata`` applies ``scl_slope``/``scl_inter``."""
+"""NIfTI (``.nii``, ``.nii.gz``) through nibabel; ``get_fdata`` applies ``scl_slope``/``scl_inter``.
+
+Also the header-only shape (to compare a volume with its mask before reading gigabytes) and label maps.
+"""
 
 from __future__ import annotations
 
@@ -40,3 +43,33 @@ def _squeeze_to_3d(array: np.ndarray, path: Path) -> np.ndarray:
     if array.ndim > 3:
         raise DataError(f"{array.ndim}D image of shape {array.shape}; medgan reads 2D images and 3D volumes", path)
     return array
+
+
+def nifti_header(path: Path):
+    """The nibabel image of a NIfTI file, header only (voxels are read on demand)."""
+    import nibabel as nib
+    from nibabel.filebasedimages import ImageFileError
+
+    try:
+        return nib.load(str(path))
+    except (OSError, EOFError, ValueError, ImageFileError) as error:
+        problem = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DataError(f"cannot read NIfTI ({problem})", path) from None
+
+
+def nifti_shape(path: Path) -> tuple[int, ...]:
+    """The image shape from a NIfTI header, without trailing singleton axes beyond the third."""
+    shape = tuple(int(v) for v in nifti_header(path).shape)
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    return shape
+
+
+def read_label_map(path: Path) -> np.ndarray:
+    """A NIfTI label map as int16. Not read through ``read_volume``: an all-background mask is valid, not a
+    "constant image"."""
+    try:
+        data = np.asanyarray(nifti_header(path).dataobj)
+    except (OSError, EOFError, ValueError, zlib.error) as error:
+        raise DataError(f"cannot read segmentation ({error})", path) from None
+    return np.rint(data).astype(np.int16)
