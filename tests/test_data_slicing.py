@@ -8,7 +8,10 @@ import torch
 
 from medgan.data.readers import Volume
 from medgan.data.slicing import (
+    crop_to_box,
+    crop_to_foreground,
     fit_slices,
+    foreground_box,
     foreground_fraction,
     in_plane_spacing,
     to_canonical,
@@ -98,6 +101,30 @@ def test_downsampling_is_antialiased():
     stripes = np.tile(np.array([1.0, -1.0], dtype=np.float32), (1, 128, 64))  # period 2 pixels
     tiles, _ = fit_slices(stripes, (1.0, 1.0), 32, "resize")
     assert tiles.abs().max() < 0.1  # averaged to ~0 instead of aliasing into stripes
+
+
+def test_label_maps_are_resampled_nearest_and_padded_with_zero():
+    labels = np.zeros((1, 20, 30), dtype=np.float32)
+    labels[0, 5:15, 10:20], labels[0, 8:12, 12:16] = 1.0, 2.0
+    tiles, spacing = fit_slices(labels, (1.0, 1.0), 16, "resize", label_map=True)
+    assert set(tiles.unique().tolist()) == {0.0, 1.0, 2.0} and spacing == (30 / 16, 30 / 16)
+    assert tiles[0, 0, 0, 0] == 0.0 and (tiles == 1.0).sum() > (tiles == 2.0).sum() > 0
+
+
+def test_foreground_crop_matches_monai_crop_foreground():
+    from monai.transforms import CropForeground
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        slices = np.full((2, int(rng.integers(3, 30)), int(rng.integers(3, 30))), -1.0, dtype=np.float32)
+        top, left = rng.integers(0, slices.shape[1]), rng.integers(0, slices.shape[2])
+        slices[int(rng.integers(0, 2)), top : top + rng.integers(1, 12), left : left + rng.integers(1, 12)] = 0.5
+        rows, columns = np.nonzero((slices > -0.9).any(axis=0))
+        border = int(round(0.2 * max(np.ptp(rows) + 1, np.ptp(columns) + 1)))
+        expected = CropForeground(select_fn=lambda x: x > -0.9, margin=border, allow_smaller=True)(slices)
+        np.testing.assert_array_equal(crop_to_foreground(slices, margin=0.2), np.asarray(expected))
+    empty = np.full((1, 4, 4), -1.0, dtype=np.float32)
+    assert foreground_box(empty > -0.9) is None and crop_to_box(empty, None) is empty
 
 
 # --------------------------------------------------------------------------------------------------------
