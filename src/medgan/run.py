@@ -1,0 +1,243 @@
+"""``RunDir``: the one owner of a run directory's layout, files and checkpoints.
+
+A run directory is the unit of reproducibility::
+
+    config.yaml          the resolved config (RunConfig)
+    data.json            the data spec, human-readable (the checkpoint holds the copy that is read back)
+    checkpoints/         latest.pt and best.pt (atomic writes; see medgan.checkpoint)
+    samples/             grids over training, final.png
+    losses.jsonl         one JSON object per log interval
+    metrics.jsonl        one JSON object per in-training evaluation
+    train.log            human-readable log
+    loss_curve.png       losses over steps
+
+Training, sampling, evaluation, utility and the CLI all reach these files through this class.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from medgan.checkpoint import load_checkpoint, save_checkpoint
+from medgan.config import RunConfig, from_dict, load_yaml, save_yaml
+from medgan.data.spec import DataSpec
+from medgan.errors import CheckpointError, ConfigError, DataError, MedganError
+from medgan.utils import atomic_write_text
+from medgan.visuals import read_jsonl
+
+CHECKPOINTS = ("best", "latest")
+
+
+class RunDir:
+    """Paths and readers/writers of one run directory.
+
+    Args:
+        path: the run directory (it need not exist yet).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.config_file = self.path / "config.yaml"
+        self.data_file = self.path / "data.json"
+        self.checkpoints = self.path / "checkpoints"
+        self.samples = self.path / "samples"
+        self.losses_file = self.path / "losses.jsonl"
+        self.metrics_file = self.path / "metrics.jsonl"
+        self.log_file = self.path / "train.log"
+        self.loss_curve = self.path / "loss_curve.png"
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    @property
+    def latest(self) -> Path:
+        return self.checkpoint_file("latest")
+
+    @property
+    def best(self) -> Path:
+        return self.checkpoint_file("best")
+
+    def checkpoint_file(self, which: str) -> Path:
+        """``checkpoints/<which>.pt`` (which: "best" or "latest")."""
+        return self.checkpoints / f"{which}.pt"
+
+    # ---------------------------------------------------------------------------------------------------
+    # recognising and creating
+
+    @staticmethod
+    def is_run(path: str | Path) -> bool:
+        """True for a ``medgan train`` run directory (``config.yaml`` beside ``checkpoints/``)."""
+        path = Path(path)
+        return (path / "config.yaml").is_file() and (path / "checkpoints").is_dir()
+
+    @classmethod
+    def existing(cls, path: str | Path) -> "RunDir":
+        """An existing run directory; anything else raises CheckpointError naming the path."""
+        path = Path(path)
+        if not path.is_dir():
+            raise CheckpointError("run directory not found", path)
+        if not cls.is_run(path):
+            raise CheckpointError("not a medgan run directory (expected config.yaml and checkpoints/)", path)
+        return cls(path)
+
+    def check_writable(self) -> None:
+        """Raises a one-line MedganError when the run directory cannot be created or written.
+
+        Checked before anything is created: an existing file, a path below a file, or a folder without
+        write permission.
+        """
+        check_output_folder(self.path, "--out")
+
+    def check_new(self) -> None:
+        """Refuses to start a new run over an existing one."""
+        if self.latest.exists():
+            raise ConfigError("run directory already holds a checkpoint; pass --resume to continue it or choose "
+                              "another --out", self.path)
+
+    def create(self) -> None:
+        """Creates the directory and its sub-folders."""
+        self.check_writable()
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        self.samples.mkdir(parents=True, exist_ok=True)
+
+    # ---------------------------------------------------------------------------------------------------
+    # config and data spec
+
+    def write_config(self, config: RunConfig) -> None:
+        save_yaml(config, self.config_file)
+
+    def read_config(self) -> RunConfig:
+        """The run's config.yaml, validated; a bad file raises ConfigError naming it."""
+        try:
+            return from_dict(load_yaml(self.config_file))
+        except ConfigError as error:
+            raise ConfigError(error.message, error.path or self.config_file) from None
+
+    def write_data_spec(self, spec: DataSpec) -> None:
+        """A readable copy of the data spec (``data.json``); the checkpoint holds the one read back."""
+        atomic_write_text(self.data_file, json.dumps(spec.to_dict(), indent=2))
+
+    # ---------------------------------------------------------------------------------------------------
+    # checkpoints
+
+    def checkpoint_path(self, which: str = "best") -> Path:
+        """The ``which`` checkpoint, falling back to latest.pt; none raises CheckpointError."""
+        for name in (which, "latest"):
+            path = self.checkpoint_file(name)
+            if path.is_file():
+                return path
+        raise CheckpointError("no checkpoint in this run directory (expected checkpoints/latest.pt)", self.path)
+
+    def save_checkpoint(self, which: str, state: dict[str, Any]) -> Path:
+        path = self.checkpoint_file(which)
+        save_checkpoint(path, state)
+        return path
+
+    def load_checkpoint(self, which: str = "best") -> tuple[dict[str, Any], Path]:
+        """The verified ``which`` checkpoint (falling back to latest) and its path."""
+        path = self.checkpoint_path(which)
+        return load_checkpoint(path), path
+
+    def load_inference(self, which: str = "best") -> "RunState":
+        """What inference needs from a checkpoint: config, data spec and the inference state."""
+        state, path = self.load_checkpoint(which)
+        return RunState.from_checkpoint(state, path)
+
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Deletes temporary checkpoint files a killed process left behind (``checkpoints/.latest.*.pt``)."""
+        removed = []
+        if self.checkpoints.is_dir():
+            for path in self.checkpoints.glob(".*.pt"):
+                path.unlink(missing_ok=True)
+                removed.append(path)
+        return removed
+
+    # ---------------------------------------------------------------------------------------------------
+    # logs
+
+    def append_loss(self, record: dict[str, Any]) -> None:
+        _append_jsonl(self.losses_file, record)
+
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        _append_jsonl(self.metrics_file, record)
+
+    def read_losses(self) -> list[dict]:
+        return read_jsonl(self.losses_file)
+
+    def read_metrics(self) -> list[dict]:
+        return read_jsonl(self.metrics_file)
+
+    def truncate_logs(self, step: int) -> None:
+        """Drops log records after ``step`` (on resume, the steps after the last checkpoint are redone)."""
+        for path in (self.losses_file, self.metrics_file):
+            if path.is_file():
+                kept = [r for r in read_jsonl(path) if int(r.get("step", 0)) <= step]
+                atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+
+    def log(self, message: str) -> None:
+        """Appends a time-stamped line to train.log."""
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        with self.log_file.open("a", encoding="utf-8") as handle:
+            handle.write(f"{stamp} {message}\n")
+
+
+class RunState:
+    """The parts of a checkpoint that inference needs.
+
+    Args:
+        config: the run's resolved config.
+        spec: the run's data spec.
+        inference: the inference state (``{"kind": ..., ...}``; see ``medgan.inference``).
+        path: the checkpoint file it came from.
+    """
+
+    def __init__(self, config: RunConfig, spec: DataSpec, inference: dict[str, Any], path: Path) -> None:
+        self.config = config
+        self.spec = spec
+        self.inference = inference
+        self.path = path
+
+    @classmethod
+    def from_checkpoint(cls, state: dict[str, Any], path: Path) -> "RunState":
+        """Validates the config, spec and inference sections; anything malformed raises CheckpointError."""
+        try:
+            config = from_dict(state["config"])
+            spec = DataSpec.from_dict(state["data_spec"])
+            inference = state["inference"]
+            if not isinstance(inference, dict) or not isinstance(inference.get("kind"), str):
+                raise CheckpointError("checkpoint has no inference state", path)
+        except (ConfigError, DataError, KeyError, TypeError) as error:
+            detail = error.message if isinstance(error, MedganError) else f"{type(error).__name__}: {error}"
+            raise CheckpointError(f"checkpoint is incomplete or incompatible ({detail})", path) from None
+        return cls(config, spec, inference, path)
+
+
+def check_output_folder(path: str | Path, option: str) -> None:
+    """Raises a one-line MedganError when ``path`` cannot be (created and) written as a folder.
+
+    Args:
+        path: the output folder.
+        option: the CLI option that named it (for the message).
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{option} is an existing file, not a folder", path)
+    parent = path
+    while not parent.exists():
+        if parent.parent == parent:
+            break
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise ConfigError(f"{option} lies below a file ({parent.name} is not a folder)", path)
+    if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option}: no permission to write in {parent}", path)
+
+
+def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    """Appends one JSON line (a single write, so a crash leaves at most a torn last line)."""
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
