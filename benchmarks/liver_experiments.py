@@ -96,7 +96,7 @@ def main() -> None:
         npz = write_medmnist_like(Path(folder) / "lesionmnist_64.npz", per_class=40, seed=7)
         config = from_dict({"task": "conditional", "data": {"source": str(npz), "split": "train"},
                             "model": {"auxiliary_classifier": True},
-                            "train": {"minutes": args.npz_minutes, "steps": 10**9}}, base=recipe("medgan"))
+                            "train": {"minutes": args.npz_minutes, "steps": 0}}, base=recipe("medgan"))
         train(config, Path(folder) / "run", progress=True)
         npz_train = load_slices(config.data, progress=False)
         npz_test = load_slices(replace(config.data, split="test"), progress=False)

@@ -57,7 +57,7 @@ def test_resume_through_the_cli(trained_run, tmp_path):
     assert main(["train", "--out", str(copy), "--resume", "--steps", "4", "--quiet"]) == 0
     import torch
 
-    assert torch.load(copy / "checkpoints" / "latest.pt", weights_only=True)["step"] == 4
+    assert torch.load(copy / "checkpoints" / "latest.pt", weights_only=True)["loop"]["step"] == 4
 
 
 def test_info_describes_a_file(tmp_path, capsys):
@@ -161,9 +161,12 @@ def test_corrupt_and_incompatible_checkpoints(trained_run, tmp_path):
 
     incompatible = tmp_path / "incompatible"
     shutil.copytree(trained_run, incompatible)
+    from medgan.checkpoint import save_checkpoint
+
     state = torch.load(incompatible / "checkpoints" / "best.pt", weights_only=True)
     state["config"]["model"]["generator_channels"] = 8
-    torch.save(state, incompatible / "checkpoints" / "best.pt")
+    state.pop("content_sha256")
+    save_checkpoint(incompatible / "checkpoints" / "best.pt", state)  # consistent, but not this model
     assert_one_line_error(run_cli("sample", "--run", incompatible, "--n", "2", "--out", tmp_path / "s2"),
                           "do not fit")
     assert_one_line_error(run_cli("sample", "--run", tmp_path / "nope", "--n", "2", "--out", tmp_path / "s3"),

@@ -39,7 +39,7 @@ def test_conditional_train_and_sample_by_class(tmp_path):
                  "--out", str(run), "--steps", "3", "--set", "data.normalize=zscore", *TINY])
     assert code == 0
     loaded = load_generator(run)
-    assert loaded.class_names == ("disc", "square") and loaded.config.model.num_classes == 2
+    assert loaded.class_names == ("disc", "square") and loaded.spec.num_classes == 2
     discs, _ = generate(run, 4, seed=0, class_name="disc", loaded=loaded)
     squares, _ = generate(run, 4, seed=0, class_name="square", loaded=loaded)
     assert discs.shape == (4, 1, 32, 32) and not torch.allclose(discs, squares)  # same noise, class decides
@@ -116,26 +116,30 @@ def test_auxiliary_classifier_trains_d_on_real_classes_and_g_on_requested_ones(t
 
 def test_auxiliary_classifier_gradients_reach_the_class_head_and_the_generator():
     from medgan.config import from_dict, recipe
+    from medgan.data import IntensityMapping, SliceSet
     from medgan.training.tasks import TASKS, Batch
+
+    batch = Batch(images=torch.rand(8, 1, 32, 32) * 2 - 1, labels=torch.tensor([0, 1] * 4))
+    data = SliceSet(batch.images, IntensityMapping("identity", -1.0, 1.0), (1.0, 1.0), [f"s{i}" for i in range(8)],
+                    [f"f{i}#0" for i in range(8)], batch.labels, ("a", "b"))
 
     def task_with(weight):
         config = from_dict({"task": "conditional", "data": {"resolution": 32},
                             "model": {"generator_channels": 4, "discriminator_channels": 4, "latent_dim": 8,
-                                      "num_classes": 2, "auxiliary_classifier": True},
+                                      "auxiliary_classifier": True},
                             "loss": {"auxiliary": weight, "mode_seeking": 0.0}, "augment": {"policy": []}},
                            base=recipe("medgan"))
         torch.manual_seed(0)
-        return TASKS.get("conditional")(config, 1, torch.device("cpu"), torch.Generator().manual_seed(0))
+        return TASKS.get("conditional")(config, data, torch.device("cpu"), torch.Generator().manual_seed(0))
 
-    batch = Batch(images=torch.rand(8, 1, 32, 32) * 2 - 1, labels=torch.tensor([0, 1] * 4))
     with_head, without = task_with(1.0), task_with(0.0)
-    logs = with_head.discriminator_step(batch, 0)
+    logs = with_head.discriminator_step(batch)
     assert with_head.discriminator.classifier.weight.grad.abs().sum() > 0 and "ac_real" in logs
-    without.discriminator_step(batch, 0)
+    without.discriminator_step(batch)
     assert without.discriminator.classifier.weight.grad is None  # weight 0: the head is not trained
     with_head, without = task_with(1.0), task_with(0.0)  # fresh: identical G, D, noise and batch
-    assert "ac_fake" in with_head.generator_step(batch, 0)
-    without.generator_step(batch, 0)
+    assert "ac_fake" in with_head.generator_step(batch)
+    without.generator_step(batch)
     # Only the class term differs between the two generators' updates.
     changed = [not torch.equal(a, b) for a, b in zip(with_head.generator.parameters(), without.generator.parameters())]
     assert any(changed)
@@ -182,7 +186,7 @@ def test_continuous_attributes_flow_from_the_csv_into_training_and_sampling(tmp_
     meta = json.loads((run / "data.json").read_text())
     assert meta["attribute_names"] == ["radius"] and meta["attribute_mean"][0] == pytest.approx(7.5, abs=1e-4)
     loaded = load_generator(run)
-    assert loaded.config.model.num_attributes == 1
+    assert loaded.spec.num_attributes == 1
     small, _ = generate(run, 4, seed=0, loaded=loaded, attributes={"radius": 3.0})
     large, _ = generate(run, 4, seed=0, loaded=loaded, attributes={"radius": 12.0})
     mean, _ = generate(run, 4, seed=0, loaded=loaded)

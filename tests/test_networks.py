@@ -4,8 +4,14 @@ import pytest
 import torch
 
 from medgan.config import ModelConfig
-from medgan.networks import build_networks
+from medgan.networks import build_discriminator, build_generator
 from medgan.networks.dcgan import DCGANDiscriminator, DCGANGenerator, num_doublings
+
+
+def build_networks(config, resolution, num_classes=0):
+    """(G, D) for one channel at ``resolution``, conditioned on ``num_classes`` classes."""
+    return (build_generator(config, resolution, 1, num_classes),
+            build_discriminator(config, resolution, 1, num_classes))
 
 
 @pytest.mark.parametrize("name", ["dcgan", "resnet"])
@@ -22,8 +28,8 @@ def test_generator_and_discriminator_shapes(name, resolution):
 
 @pytest.mark.parametrize("name", ["dcgan", "resnet"])
 def test_conditional_networks_use_labels(name):
-    config = ModelConfig(name=name, latent_dim=8, generator_channels=4, discriminator_channels=4, num_classes=3)
-    generator, discriminator = build_networks(config, 32)
+    config = ModelConfig(name=name, latent_dim=8, generator_channels=4, discriminator_channels=4)
+    generator, discriminator = build_networks(config, 32, num_classes=3)
     generator.eval()
     z = torch.randn(1, 8).repeat(3, 1)
     images = generator(z, torch.tensor([0, 1, 2]))
@@ -63,16 +69,16 @@ def test_unsupported_resolution_is_rejected():
 
 @pytest.mark.parametrize("name", ["dcgan", "resnet"])
 def test_auxiliary_classifier_head_returns_class_logits(name):
-    config = ModelConfig(name=name, latent_dim=8, generator_channels=4, discriminator_channels=4, num_classes=3,
+    config = ModelConfig(name=name, latent_dim=8, generator_channels=4, discriminator_channels=4,
                          auxiliary_classifier=True)
-    _, discriminator = build_networks(config, 32)
+    _, discriminator = build_networks(config, 32, num_classes=3)
     discriminator.eval()  # no spectral-norm power iteration between the two calls
     images, labels = torch.randn(4, 1, 32, 32), torch.tensor([0, 1, 2, 0])
     logits, classes = discriminator(images, labels, return_classes=True)
     assert logits.shape == (4,) and classes.shape == (4, 3)
     assert torch.allclose(logits, discriminator(images, labels))  # the head does not change the real/fake logit
-    _, plain = build_networks(ModelConfig(name=name, latent_dim=8, generator_channels=4, discriminator_channels=4,
-                                          num_classes=3), 32)
+    _, plain = build_networks(ModelConfig(name=name, latent_dim=8, generator_channels=4, discriminator_channels=4),
+                              32, num_classes=3)
     with pytest.raises(ValueError, match="no auxiliary classifier"):
         plain(images, labels, return_classes=True)
 

@@ -9,7 +9,7 @@ from medgan.config import from_dict, recipe
 from medgan.errors import ConfigError, TrainingError
 from medgan.sampling import generate, interpolate
 from medgan.training.loop import train
-from medgan.training.tasks.adversarial import lr_factor
+from medgan.training.schedule import lr_factor
 from medgan.visuals import read_jsonl
 
 from helpers import write_tiny_brain
@@ -25,13 +25,18 @@ def tiny_config(source, **train_values):
     return from_dict(values, base=recipe("medgan"))
 
 
+def toy_scorer(real, fake):
+    """A stand-in for the injected scorer: the gap between mean intensities (lower is better)."""
+    return {"fid": float((real.mean() - fake.mean()).abs())}
+
+
 @pytest.fixture(scope="module")
 def brain(tmp_path_factory):
     return write_tiny_brain(tmp_path_factory.mktemp("data") / "brain.nii.gz")
 
 
 def test_tiny_run_writes_a_complete_run_directory(tmp_path, brain):
-    result = train(tiny_config(brain, eval_every=2), tmp_path / "run", progress=False)
+    result = train(tiny_config(brain, eval_every=2), tmp_path / "run", progress=False, scorer=toy_scorer)
     run = tmp_path / "run"
     assert result.steps == 4
     for name in ("config.yaml", "data.json", "losses.jsonl", "train.log", "loss_curve.png",
@@ -40,6 +45,8 @@ def test_tiny_run_writes_a_complete_run_directory(tmp_path, brain):
     records = read_jsonl(run / "losses.jsonl")
     assert [r["step"] for r in records] == [1, 2, 3, 4]
     assert all(r["images_per_s"] > 0 for r in records)
+    assert [r["step"] for r in read_jsonl(run / "metrics.jsonl")] == [2, 4]
+    assert result.score_key == "fid" and result.best_score is not None
     images, mapping = generate(run, 5, seed=3)
     assert images.shape == (5, 1, 32, 32) and images.abs().max() <= 1
     again, _ = generate(run, 5, seed=3)
@@ -81,9 +88,9 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, br
     original = adversarial.AdversarialTask.generator_step
     calls = {"n": 0}
 
-    def poisoned(self, batch, step):
+    def poisoned(self, batch):
         calls["n"] += 1
-        logs = original(self, batch, step)
+        logs = original(self, batch)
         if calls["n"] == 3:
             logs["loss_g"] = float("nan")
         return logs
@@ -92,7 +99,7 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, br
     with pytest.raises(TrainingError, match="loss_g became nan at step 3"):
         train(tiny_config(brain, steps=6), tmp_path / "run", progress=False)
     good = torch.load(tmp_path / "run" / "checkpoints" / "latest.pt", weights_only=True)
-    assert good["step"] == 2  # written before the failure, never overwritten with the bad state
+    assert good["loop"]["step"] == 2  # written before the failure, never overwritten with the bad state
     assert "became nan" in (tmp_path / "run" / "train.log").read_text()
 
 
@@ -115,4 +122,4 @@ def test_regularizers_and_tricks_run(tmp_path, brain):
     train(wgan, tmp_path / "gp", progress=False)
     assert all("gp" in r for r in read_jsonl(tmp_path / "gp" / "losses.jsonl"))
     saved = json.loads((tmp_path / "gp" / "data.json").read_text())
-    assert saved["resolution"] == 32 and saved["mapping"]["kind"] == "percentile"
+    assert saved["resolution"] == 32 and saved["domains"][0]["mapping"]["kind"] == "percentile"

@@ -35,7 +35,7 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
     if args.steps is not None:
         values["train"].update(steps=args.steps, minutes=0.0)
     if args.minutes is not None:
-        values["train"].update(minutes=args.minutes, steps=10**9)
+        values["train"].update(minutes=args.minutes, steps=0)
     if args.batch_size is not None:
         values["train"]["batch_size"] = args.batch_size
     if args.seed is not None:
@@ -58,12 +58,9 @@ def resolve_train_config(args: argparse.Namespace):
     values = deep_update(values, _train_overrides(args))
     values = deep_update(values, parse_overrides(args.set or []))
     config = from_dict(values, base=base)
-    from medgan.networks import DISCRIMINATORS, GENERATORS  # validate names against the registries
-    from medgan.training.tasks import TASKS
+    from medgan.training.loop import check_names
 
-    GENERATORS.get(config.model.name)
-    DISCRIMINATORS.get(config.model.name)
-    TASKS.get(config.task)
+    check_names(config)
     return config
 
 
@@ -74,10 +71,11 @@ def _print_result(result) -> None:
     print(f"sample grid   : {result.grid}")
     print(f"loss curve    : {result.loss_curve}")
     if result.best_score is not None:
-        print(f"best FID      : {result.best_score:.4g} (offline features)")
+        print(f"{'best ' + result.score_key.upper():<14}: {result.best_score:.4g} (offline features)")
 
 
 def command_train(args: argparse.Namespace) -> int:
+    from medgan.metrics import training_score
     from medgan.training.loop import train
 
     if args.resume:
@@ -85,10 +83,10 @@ def command_train(args: argparse.Namespace) -> int:
         if args.steps is not None:
             budget = {"steps": args.steps, "minutes": 0.0}
         if args.minutes is not None:
-            budget = {"minutes": args.minutes, "steps": 10**9}
-        result = train(None, args.out, resume=True, progress=not args.quiet, budget=budget)
+            budget = {"minutes": args.minutes, "steps": 0}
+        result = train(None, args.out, resume=True, progress=not args.quiet, budget=budget, scorer=training_score)
     else:
-        result = train(resolve_train_config(args), args.out, progress=not args.quiet)
+        result = train(resolve_train_config(args), args.out, progress=not args.quiet, scorer=training_score)
     _print_result(result)
     return 0
 
@@ -157,6 +155,7 @@ DEMOS = {
 
 def command_demo(args: argparse.Namespace) -> int:
     from medgan.config import from_dict, recipe
+    from medgan.metrics import training_score
     from medgan.sampling import generate, load_generator
     from medgan.training.loop import train
     from medgan.visuals import save_grid
@@ -165,11 +164,11 @@ def command_demo(args: argparse.Namespace) -> int:
     source, task, what, values = DEMOS[name]
     out = Path(args.out or f"medgan-demo-{name}")
     data = {"source": source, **values.get("data", {})}
-    config = from_dict({**values, "task": task, "data": data, "train": {"minutes": args.minutes, "steps": 10**9}},
+    config = from_dict({**values, "task": task, "data": data, "train": {"minutes": args.minutes, "steps": 0}},
                        base=recipe("medgan"))
     print(f"medgan demo ({name}): training the default recipe on {what} for {args.minutes:g} minutes")
     started = time.monotonic()
-    result = train(config, out, progress=not args.quiet)
+    result = train(config, out, progress=not args.quiet, scorer=training_score)
     _print_result(result)
     loaded = load_generator(out)
     for index, class_name in enumerate(loaded.class_names):

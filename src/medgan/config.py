@@ -57,8 +57,6 @@ class ModelConfig:
     discriminator_channels: int = 32  # width multiplier of D (ndf)
     spectral_norm: bool = True  # spectral normalization on D's layers
     minibatch_std: bool = True  # minibatch standard-deviation feature in D (StyleGAN's guard against collapse)
-    num_classes: int = 0  # >0 makes G and D class-conditional
-    num_attributes: int = 0  # >0 conditions G and D on continuous attributes (set from the labels CSV)
     auxiliary_classifier: bool = False  # conditional: D also predicts the class (AC-GAN head; see loss.auxiliary)
 
 
@@ -102,8 +100,8 @@ class OptimConfig:
 class TrainConfig:
     """Budget, precision, logging and snapshots."""
 
-    steps: int = 2000  # generator steps (ignored when minutes > 0 ends training first)
-    minutes: float = 0.0  # wall-clock budget in minutes (0 = use steps only)
+    steps: int = 2000  # training steps (0 = no step limit: train.minutes must be set); whichever ends first
+    minutes: float = 0.0  # wall-clock budget in minutes (0 = none); schedules follow the steps it allows
     batch_size: int = 32  # images per step
     seed: int = 0  # seed for every RNG
     ema: float = 0.999  # generator EMA decay (0 = off)
@@ -348,8 +346,6 @@ def validate(config: RunConfig) -> None:
     _check(model.latent_dim > 0, "model.latent_dim", "must be positive")
     _check(model.generator_channels >= 4, "model.generator_channels", "must be at least 4")
     _check(model.discriminator_channels >= 4, "model.discriminator_channels", "must be at least 4")
-    _check(model.num_classes >= 0, "model.num_classes", "must be >= 0")
-    _check(model.num_attributes >= 0, "model.num_attributes", "must be >= 0")
     _check(not model.auxiliary_classifier or config.task == "conditional", "model.auxiliary_classifier",
            "needs task: conditional (it predicts class labels)")
     _check(loss.r1_gamma >= 0, "loss.r1_gamma", "must be >= 0")
@@ -367,8 +363,9 @@ def validate(config: RunConfig) -> None:
     _check(optim.warmup_steps >= 0, "optim.warmup_steps", "must be >= 0")
     _check(optim.d_steps >= 1, "optim.d_steps", "must be >= 1")
     _check(optim.grad_clip >= 0, "optim.grad_clip", "must be >= 0")
-    _check(train.steps >= 1, "train.steps", "must be >= 1")
+    _check(train.steps >= 0, "train.steps", "must be >= 0")
     _check(train.minutes >= 0, "train.minutes", "must be >= 0")
+    _check(train.steps > 0 or train.minutes > 0, "train.steps", "must be positive unless train.minutes is set")
     _check(train.batch_size >= 1, "train.batch_size", "must be >= 1")
     _check(0.0 <= train.ema < 1.0, "train.ema", "must be in [0, 1)")
     _check(train.precision in ("auto", "bf16", "fp32"), "train.precision", "must be auto, bf16 or fp32")

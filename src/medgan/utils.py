@@ -70,3 +70,21 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Writes ``text`` (UTF-8) to ``path`` atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Runs the block with ``count`` torch CPU threads (0 = unchanged), restoring the previous setting after.
+
+    Library calls must not change process-wide state, so every thread-count change is scoped this way.
+    """
+    import torch  # here, so that importing medgan.utils stays light
+
+    previous = torch.get_num_threads()
+    if count > 0:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+

@@ -37,27 +37,61 @@ def classic_augment(
         Augmented images, same shape and dtype; pixels from outside the image are -1 (background).
         With ``flip=False`` and zero ranges the input is returned unchanged.
     """
-    if images.ndim != 4:
-        raise ValueError(f"classic_augment expects [N, C, H, W], got shape {tuple(images.shape)}")
-    count = images.shape[0]
+    return aligned_augment({"images": images}, flip, rotate_degrees, scale, generator)["images"]
+
+
+def aligned_augment(
+    tensors: dict[str, torch.Tensor],
+    flip: bool,
+    rotate_degrees: float,
+    scale: float,
+    generator: torch.Generator | None = None,
+    nearest: frozenset[str] | set[str] = frozenset(),
+) -> dict[str, torch.Tensor]:
+    """``classic_augment`` with one random flip/rotation/zoom per image applied to several aligned tensors.
+
+    Paired data (a low-dose input and its routine-dose target, an image and its label map) must stay
+    pixel-aligned: every tensor of the dict gets the same transform for the same batch index.
+
+    Args:
+        tensors: name -> ``[N, C_name, H, W]``; the same N, H and W for all (channels may differ).
+        flip: flip each image left-right with probability 1/2.
+        rotate_degrees: rotation angle drawn uniformly in ``[-rotate_degrees, rotate_degrees]``.
+        scale: zoom factor drawn uniformly in ``[1 - scale, 1 + scale]``.
+        generator: random generator for reproducibility.
+        nearest: names resampled with nearest-neighbour interpolation (label maps, masks), so their values
+            stay the labels they were.
+
+    Returns:
+        The augmented tensors under the same names.
+    """
+    first = next(iter(tensors.values()))
+    for name, tensor in tensors.items():
+        if tensor.ndim != 4 or tensor.shape[0] != first.shape[0] or tensor.shape[2:] != first.shape[2:]:
+            raise ValueError(f"aligned tensors must be [N, C, H, W] of one N, H, W; {name!r} is {tuple(tensor.shape)}")
+    count = first.shape[0]
     if count == 0:
-        return images
+        return dict(tensors)
+    out = dict(tensors)
     if flip:
         # Flipping by indexing is exact, so the interpolation below is only paid for rotation and zoom.
-        mirrored = _uniform(count, generator, images.device) < 0.5
-        images = torch.where(mirrored[:, None, None, None], images.flip(-1), images)
+        mirrored = _uniform(count, generator, first.device) < 0.5
+        out = {name: torch.where(mirrored[:, None, None, None], t.flip(-1), t) for name, t in out.items()}
     if rotate_degrees <= 0 and scale <= 0:
-        return images
-    angles = (2 * _uniform(count, generator, images.device) - 1) * math.radians(rotate_degrees)
-    zooms = 1 + (2 * _uniform(count, generator, images.device) - 1) * scale
+        return out
+    angles = (2 * _uniform(count, generator, first.device) - 1) * math.radians(rotate_degrees)
+    zooms = 1 + (2 * _uniform(count, generator, first.device) - 1) * scale
     cosine, sine = torch.cos(angles) / zooms, torch.sin(angles) / zooms
     zero = torch.zeros_like(angles)
     # theta maps output coordinates to input coordinates in [-1, 1]: rotation by the angle, shrunk by the zoom.
     theta = torch.stack([torch.stack([cosine, -sine, zero], 1), torch.stack([sine, cosine, zero], 1)], 1)
-    grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
-    # grid_sample pads with zeros; shifting by -BACKGROUND first makes outside pixels come out as BACKGROUND.
-    shifted = images - BACKGROUND
-    return F.grid_sample(shifted, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + BACKGROUND
+    for name, tensor in out.items():
+        grid = F.affine_grid(theta.to(tensor.dtype), list(tensor.shape), align_corners=False)
+        mode = "nearest" if name in nearest else "bilinear"
+        # grid_sample pads with zeros; shifting by -BACKGROUND first makes outside pixels come out as BACKGROUND.
+        shifted = tensor - BACKGROUND
+        out[name] = F.grid_sample(shifted, grid, mode=mode, padding_mode="zeros", align_corners=False) + BACKGROUND
+    return out
 
 
 def acquisition_augment(

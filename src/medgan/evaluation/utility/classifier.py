@@ -4,7 +4,6 @@ prediction, and the CPU-thread setting they run under.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from typing import Iterator
 
@@ -15,6 +14,7 @@ from torch import nn
 
 from medgan.data.transforms import acquisition_augment, classic_augment
 from medgan.evaluation.utility.config import UtilityConfig
+from medgan.utils import torch_threads
 
 
 class SmallClassifier(nn.Module):
@@ -65,22 +65,6 @@ def _augment(images: torch.Tensor, generator: torch.Generator, acquisition: bool
     optionally random blur and noise (see ``acquisition_augment``)."""
     images = classic_augment(images, flip=True, rotate_degrees=10.0, scale=0.1, generator=generator)
     return acquisition_augment(images, generator=generator) if acquisition else images
-
-
-@contextlib.contextmanager
-def _threads(count: int) -> Iterator[None]:
-    """Runs the block with ``count`` torch CPU threads (0 = unchanged), restoring the previous setting after.
-
-    The classifier's convolutions are tiny; on a shared or busy CPU, extra threads mostly wait on each other
-    (measured here: 60 images x 6 epochs at 32 px took 0.3 s on 1 thread and 4 s on 2 under load).
-    """
-    previous = torch.get_num_threads()
-    if count > 0:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _batches(count: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
@@ -136,7 +120,7 @@ def train_classifier(
     weights = torch.where(counts > 0, counts.sum() / (num_classes * counts.clamp(min=1)), torch.zeros(()))
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     # Init and dropout draw from the global RNG: fork it so that the caller's stream stays intact.
-    with torch.random.fork_rng(devices=[]), _threads(config.threads):
+    with torch.random.fork_rng(devices=[]), torch_threads(config.threads):
         torch.manual_seed(seed)
         model = SmallClassifier(num_classes, images.shape[-1], images.shape[1], config.width)
         model = model.to(memory_format=memory_format)
@@ -184,7 +168,7 @@ def predict_probabilities(model: nn.Module, images: torch.Tensor, config: Utilit
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model.eval()
     outputs = []
-    with _threads(config.threads):
+    with torch_threads(config.threads):
         for chunk in images.split(256):
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.precision == "bf16"):
                 logits = model(chunk.contiguous(memory_format=memory_format))

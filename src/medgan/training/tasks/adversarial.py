@@ -11,9 +11,7 @@ learns the classes of real images, and G is also trained to make its samples cla
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import math
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -21,52 +19,27 @@ import torch.nn.functional as F
 from torch import nn
 
 from medgan.augment import AdaptiveProbability, DiffAugment
+from medgan.checkpoint import load_module_state
 from medgan.config import RunConfig
+from medgan.data import SliceSet
+from medgan.data.spec import DataSpec, spec_of
+from medgan.errors import CheckpointError, ConfigError
+from medgan.inference.noise import generator_state
 from medgan.losses import get_adversarial
 from medgan.losses.penalties import gradient_penalty, r1_penalty
-from medgan.networks import build_networks
-from medgan.training.checkpoint import load_module_state
-from medgan.training.tasks.base import TASKS, Batch
+from medgan.networks import build_discriminator, build_generator
+from medgan.training.batches import reference_indices
+from medgan.training.ema import EMA, standing_statistics
+from medgan.training.precision import autocast_context, use_bf16
+from medgan.training.schedule import annealed, lr_factor, set_learning_rates
+from medgan.training.tasks.base import TASKS, Batch, ScoreRule, Scorer
 from medgan.utils import exists
 
-
-def autocast_context(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
-    """bf16 autocast on the given device when enabled, else a no-op context."""
-    if not bf16:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
-
-
-def cpu_has_fast_bf16() -> bool:
-    """True when the CPU has native bf16 arithmetic (AVX512-BF16 or AMX), where oneDNN's bf16 kernels win.
-
-    Measured on an AVX2-only EPYC: a bf16 2048^2 matmul ran at 0.14 GFLOP/s against 88 GFLOP/s in fp32,
-    and a bf16 training step was 5-20x slower, so bf16 must never be switched on blindly on a CPU.
-    """
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
-
-
-def use_bf16(precision: str, device: torch.device) -> bool:
-    """Whether to train under bf16 autocast: "bf16" forces it, "fp32" disables it, "auto" uses it where the
-    hardware runs it natively (CUDA with bf16 support, CPUs with AVX512-BF16/AMX)."""
-    if precision == "auto":
-        if device.type == "cuda":
-            return torch.cuda.is_bf16_supported()
-        return cpu_has_fast_bf16()
-    return precision == "bf16"
-
-
-def lr_factor(step: int, total: int, schedule: str, warmup: int) -> float:
-    """Learning-rate multiplier at ``step``: linear warm-up, then constant, linear decay or cosine decay."""
-    if warmup and step < warmup:
-        return (step + 1) / warmup
-    progress = min(max(step - warmup, 0) / max(total - warmup, 1), 1.0)
-    if schedule == "linear":
-        return 1.0 - progress
-    if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-    return 1.0
+GRID_SIZE = 64  # images in each sample grid (8 x 8)
+GRID_SEED = 1234  # fixed noise of the sample grids
+EVAL_IMAGES = 256  # synthetic (and reference) images per in-training evaluation
+EVAL_SEED = 99  # noise of the in-training evaluation and the choice of reference images
+STANDING_SEED = 4321  # noise of the BatchNorm standing statistics
 
 
 def mode_seeking_ratio(fake: torch.Tensor, noise: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | None:
@@ -93,30 +66,42 @@ def mode_seeking_ratio(fake: torch.Tensor, noise: torch.Tensor, labels: torch.Te
 
 
 class AdversarialTask:
-    """G(z[, y]) vs D(x[, y]) with the configured loss, regularizers, augmentation and EMA.
+    """G(z[, y][, a]) vs D(x[, y][, a]) with the configured loss, regularizers, augmentation and EMA.
 
     Args:
         config: the resolved run config.
-        channels: image channels.
+        data: the training data (classes and attributes come from it).
         device: where the networks live.
         rng: the task's generator for noise and augmentation (its state is checkpointed).
-        conditional: pass class labels to G and D (projection discriminator).
+        conditional: condition G and D on the data's classes (projection discriminator) and attributes.
     """
 
-    def __init__(self, config: RunConfig, channels: int, device: torch.device, rng: torch.Generator,
+    def __init__(self, config: RunConfig, data: SliceSet, device: torch.device, rng: torch.Generator,
                  conditional: bool = False) -> None:
+        if conditional and not exists(data.labels):
+            raise ConfigError("task 'conditional' needs labelled data (a labels CSV, a labelled layout or source)",
+                              config.data.source)
         self.config = config
         self.device = device
         self.rng = rng
         self.conditional = conditional
+        self.spec = spec_of(data, attributes=conditional)
+        if not conditional:
+            self.spec = _without_classes(self.spec)
+        self.data = data
+        self.attributes = self.spec.standardize(data.attributes) if self.spec.num_attributes else None
+        self.groups_by_class = conditional
+        self.nearest_domains: frozenset[str] = frozenset()
+        self.score_rule: ScoreRule | None = ScoreRule("fid", lower_is_better=True)
         self.auxiliary = conditional and config.model.auxiliary_classifier and config.loss.auxiliary > 0
-        train, optim = config.train, config.optim
+        optim = config.optim
         self.bf16 = use_bf16(config.train.precision, device)
-        self.memory_format = torch.channels_last if train.channels_last else torch.contiguous_format
-        generator, discriminator = build_networks(config.model, config.data.resolution, channels)
-        self.generator = generator.to(device, memory_format=self.memory_format)
-        self.discriminator = discriminator.to(device, memory_format=self.memory_format)
-        self.ema = copy.deepcopy(self.generator).eval().requires_grad_(False) if train.ema > 0 else None
+        self.memory_format = torch.channels_last if config.train.channels_last else torch.contiguous_format
+        shape = (config.model, self.spec.resolution, self.spec.channels, self.spec.num_classes,
+                 self.spec.num_attributes)
+        self.generator = build_generator(*shape).to(device, memory_format=self.memory_format)
+        self.discriminator = build_discriminator(*shape).to(device, memory_format=self.memory_format)
+        self.ema = EMA(self.generator, config.train.ema, config.train.ema_start) if config.train.ema > 0 else None
         self.optimizer_g = torch.optim.Adam(self.generator.parameters(), lr=optim.lr_generator, betas=optim.betas)
         self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=optim.lr_discriminator,
                                             betas=optim.betas)
@@ -126,9 +111,13 @@ class AdversarialTask:
         if config.augment.adaptive:
             self.ada = AdaptiveProbability(target=config.augment.ada_target, probability=0.0)
             self.augment.probability = 0.0
+        self.horizon = max(config.train.steps, 1)
         self.d_steps_done = 0
         self.steps_done = 0
         self._pending_fake: tuple[torch.Tensor, torch.Tensor] | None = None  # (fakes, noise) of the last D step
+        self._grid_noise = torch.randn(GRID_SIZE, config.model.latent_dim,
+                                       generator=torch.Generator().manual_seed(GRID_SEED))
+        self._grid_conditions = self._conditions(GRID_SIZE, torch.Generator().manual_seed(GRID_SEED + 1))
 
     # ---------------------------------------------------------------------------------------------------
     # helpers
@@ -141,13 +130,13 @@ class AdversarialTask:
         return batch.labels.to(self.device) if self.conditional else None
 
     def _attributes(self, batch: Batch) -> torch.Tensor | None:
-        if not self.conditional or self.config.model.num_attributes == 0:
+        if not self.spec.num_attributes:
             return None
         return batch.attributes.to(self.device)
 
     def _noisy(self, images: torch.Tensor) -> torch.Tensor:
-        """Instance noise: Gaussian noise on D's inputs, its std annealed linearly to 0 over training."""
-        sigma = self.config.loss.instance_noise * max(0.0, 1.0 - self.steps_done / self.config.train.steps)
+        """Instance noise: Gaussian noise on D's inputs, its std annealed linearly to 0 over the horizon."""
+        sigma = annealed(self.config.loss.instance_noise, self.steps_done, self.horizon)
         if sigma <= 0:
             return images
         return images + sigma * torch.randn(images.shape, generator=self.rng).to(images)
@@ -164,10 +153,45 @@ class AdversarialTask:
         if self.config.optim.grad_clip > 0:
             nn.utils.clip_grad_norm_(module.parameters(), self.config.optim.grad_clip)
 
-    # ---------------------------------------------------------------------------------------------------
-    # phases
+    def _conditions(self, count: int, rng: torch.Generator) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Balanced class labels for ``count`` samples and, with attributes, the standardized attributes of a
+        random real image of each sample's class."""
+        if not self.conditional:
+            return None, None
+        labels = torch.arange(count) % self.spec.num_classes
+        if self.attributes is None:
+            return labels, None
+        rows = []
+        for label in labels.tolist():
+            members = torch.nonzero(self.data.labels == label)[:, 0]
+            rows.append(members[torch.randint(0, len(members), (1,), generator=rng)][0])
+        return labels, self.attributes[torch.stack(rows)]
 
-    def discriminator_step(self, batch: Batch, step: int) -> dict[str, float]:
+    # ---------------------------------------------------------------------------------------------------
+    # the step
+
+    def set_horizon(self, steps: int) -> None:
+        """The run's total steps: LR decay and instance-noise annealing reach their end there."""
+        self.horizon = max(int(steps), 1)
+
+    def train_step(self, batch: Batch, step: int) -> dict[str, float]:
+        """D main (+ D reg) ``optim.d_steps`` times, then G main and the EMA update.
+
+        The learning rate for this step is set before any update, so warm-up starts at 1/warmup of the rate.
+        """
+        optim = self.config.optim
+        factor = lr_factor(step, self.horizon, optim.schedule, optim.warmup_steps)
+        set_learning_rates((self.optimizer_g, self.optimizer_d), (optim.lr_generator, optim.lr_discriminator), factor)
+        logs: dict[str, float] = {"lr_factor": factor}
+        for _ in range(optim.d_steps):
+            logs.update(self.discriminator_step(batch))
+        logs.update(self.generator_step(batch))
+        self.steps_done = step + 1
+        if exists(self.ema):
+            self.ema.update(self.generator, self.steps_done)
+        return logs
+
+    def discriminator_step(self, batch: Batch) -> dict[str, float]:
         """D main (+ D reg): minimize L_D on real vs fake logits, plus lazy R1 or WGAN-GP.
 
         On the last D step of an iteration the fakes are generated with their graph kept, and the G step
@@ -220,7 +244,7 @@ class AdversarialTask:
         self.d_steps_done += 1
         return logs
 
-    def generator_step(self, batch: Batch, step: int) -> dict[str, float]:
+    def generator_step(self, batch: Batch) -> dict[str, float]:
         """G main: minimize L_G on D's logits for the fakes (through D, whose weights get no gradient)."""
         labels, attributes = self._labels(batch), self._attributes(batch)
         # D's weight gradients are not needed here: freezing them skips a third of D's backward pass.
@@ -253,34 +277,7 @@ class AdversarialTask:
         self.discriminator.requires_grad_(True)
         self._clip(self.generator)
         self.optimizer_g.step()
-        self._update_ema()
         return logs
-
-    def end_step(self, step: int) -> None:
-        """Advances the LR schedule (both optimizers) after a finished step."""
-        self.steps_done = step + 1
-        optim = self.config.optim
-        factor = lr_factor(self.steps_done, self.config.train.steps, optim.schedule, optim.warmup_steps)
-        for optimizer, base in ((self.optimizer_g, optim.lr_generator), (self.optimizer_d, optim.lr_discriminator)):
-            for group in optimizer.param_groups:
-                group["lr"] = base * factor
-
-    @torch.no_grad()
-    def _update_ema(self) -> None:
-        """ema <- decay * ema + (1 - decay) * G, with the decay ramped up as ``min(ema, (1 + t) / (10 + t))``.
-
-        t counts steps after ``ema_start`` (before it the EMA is a plain copy). The ramp keeps the average's
-        horizon (about 1 / (1 - decay) steps) short early on: short CPU runs of a few thousand steps would
-        otherwise average mostly untrained weights (the same reason as StyleGAN2's EMA ramp-up).
-        """
-        if not exists(self.ema):
-            return
-        since = self.steps_done - self.config.train.ema_start
-        decay = 0.0 if since < 0 else min(self.config.train.ema, (1.0 + since) / (10.0 + since))
-        for ema_param, param in zip(self.ema.parameters(), self.generator.parameters()):
-            ema_param.lerp_(param, 1.0 - decay)
-        for ema_buffer, buffer in zip(self.ema.buffers(), self.generator.buffers()):
-            ema_buffer.copy_(buffer)
 
     # ---------------------------------------------------------------------------------------------------
     # inference
@@ -288,41 +285,25 @@ class AdversarialTask:
     @property
     def inference_generator(self) -> nn.Module:
         """The generator used for samples: the EMA copy when EMA is on."""
-        return self.ema if exists(self.ema) else self.generator
+        return self.ema.module if exists(self.ema) else self.generator
 
-    @torch.no_grad()
-    def prepare_inference(self, noise_generator: torch.Generator, batches: int = 8) -> None:
-        """Recomputes BatchNorm running statistics of the inference generator ("standing statistics").
-
-        EMA weights never ran forward during training, so BatchNorm statistics copied from G do not match
-        them; averaging batch statistics over a few noise batches (BigGAN's standing stats) fixes that and
-        makes eval-mode samples independent of batch composition.
-        """
-        model = self.inference_generator
-        norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        if not norms:
-            return
-        saved = [m.momentum for m in norms]
-        was_training = model.training
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the passes below
-        model.train()
+    def prepare_inference(self) -> None:
+        """Recomputes BatchNorm standing statistics of the inference generator over fixed-seed noise."""
+        rng = torch.Generator().manual_seed(STANDING_SEED)
         size = self.config.train.batch_size
-        num_classes = self.config.model.num_classes
-        for _ in range(batches):
-            z = torch.randn(size, self.config.model.latent_dim, generator=noise_generator).to(self.device)
+        model = self.inference_generator
+
+        def forward() -> None:
+            z = torch.randn(size, self.config.model.latent_dim, generator=rng).to(self.device)
             labels, attributes = None, None
             if self.conditional:
-                labels = torch.randint(0, num_classes, (size,), generator=noise_generator).to(self.device)
-            if self.conditional and self.config.model.num_attributes:  # standardized: N(0, 1) stands in for data
-                attributes = torch.randn(size, self.config.model.num_attributes, generator=noise_generator)
-                attributes = attributes.to(self.device)
+                labels = torch.randint(0, self.spec.num_classes, (size,), generator=rng).to(self.device)
+            if self.spec.num_attributes:  # standardized: N(0, 1) stands in for the data
+                attributes = torch.randn(size, self.spec.num_attributes, generator=rng).to(self.device)
             with autocast_context(self.device, self.bf16):
                 model(z, labels, attributes)
-        for m, momentum in zip(norms, saved):
-            m.momentum = momentum
-        model.train(was_training)  # without EMA this is the training generator: it must stay in train mode
+
+        standing_statistics(model, forward)
 
     @torch.no_grad()
     def sample(self, noise: torch.Tensor, labels: torch.Tensor | None = None,
@@ -336,7 +317,28 @@ class AdversarialTask:
         with autocast_context(self.device, self.bf16):
             images = model(noise.to(self.device), labels, attributes)
         model.train(was_training)
-        return images.float().contiguous()
+        return images.float().contiguous().cpu()
+
+    def grid(self) -> tuple[torch.Tensor, int]:
+        """Samples for the fixed grid noise (and balanced classes), 8 columns."""
+        return self.sample(self._grid_noise, *self._grid_conditions), 8
+
+    def score(self, scorer: Scorer) -> dict[str, float]:
+        """``scorer`` on EVAL_IMAGES samples against a seeded sample of real images spread across subjects."""
+        count = min(EVAL_IMAGES, len(self.data))
+        reference = self.data.images[reference_indices(self.data.subjects, count, EVAL_SEED)]
+        rng = torch.Generator().manual_seed(EVAL_SEED)
+        z = torch.randn(count, self.config.model.latent_dim, generator=rng)
+        return scorer(reference, self.sample(z, *self._conditions(count, rng)))
+
+    def inference_state(self) -> dict[str, Any]:
+        return generator_state(self.inference_generator)
+
+    def modules(self) -> dict[str, nn.Module]:
+        modules = {"generator": self.generator, "discriminator": self.discriminator}
+        if exists(self.ema):
+            modules["ema"] = self.ema.module
+        return modules
 
     # ---------------------------------------------------------------------------------------------------
     # state
@@ -354,34 +356,44 @@ class AdversarialTask:
             "rng": self.rng.get_state(),
         }
         if exists(self.ema):
-            state["ema"] = self.ema.state_dict()
+            state["ema"] = self.ema.module.state_dict()
         if isinstance(self.ada, AdaptiveProbability):
             state["ada"] = {"probability": self.ada.probability}
         return state
 
     def load_state_dict(self, state: dict[str, Any], path: str) -> None:
-        """Restores :meth:`state_dict`; mismatched weights raise CheckpointError naming ``path``."""
-        load_module_state(self.generator, state["generator"], path, "generator")
-        load_module_state(self.discriminator, state["discriminator"], path, "discriminator")
+        """Restores :meth:`state_dict`; mismatched weights or fields raise CheckpointError naming ``path``."""
+        load_module_state(self.generator, state.get("generator"), path, "generator")
+        load_module_state(self.discriminator, state.get("discriminator"), path, "discriminator")
         if exists(self.ema):
-            load_module_state(self.ema, state.get("ema", state["generator"]), path, "EMA generator")
-        self.optimizer_g.load_state_dict(state["optimizer_g"])
-        self.optimizer_d.load_state_dict(state["optimizer_d"])
-        self.d_steps_done = int(state["d_steps_done"])
-        self.steps_done = int(state["steps_done"])
-        self.augment.probability = float(state["augment_probability"])
-        if isinstance(self.ada, AdaptiveProbability) and "ada" in state:
-            self.ada.probability = float(state["ada"]["probability"])
-        self.rng.set_state(state["rng"])
+            load_module_state(self.ema.module, state.get("ema", state.get("generator")), path, "EMA generator")
+        try:
+            self.optimizer_g.load_state_dict(state["optimizer_g"])
+            self.optimizer_d.load_state_dict(state["optimizer_d"])
+            self.d_steps_done = int(state["d_steps_done"])
+            self.steps_done = int(state["steps_done"])
+            self.augment.probability = float(state["augment_probability"])
+            if isinstance(self.ada, AdaptiveProbability) and "ada" in state:
+                self.ada.probability = float(state["ada"]["probability"])
+            self.rng.set_state(state["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as error:
+            raise CheckpointError(f"task state does not fit this run ({type(error).__name__}: {error})",
+                                  path) from None
+
+
+def _without_classes(spec: DataSpec) -> DataSpec:
+    """A spec with class names dropped (an unconditional task ignores labels)."""
+    return replace(spec, class_names=())
 
 
 @TASKS.register("unconditional")
-def unconditional_task(config: RunConfig, channels: int, device: torch.device, rng: torch.Generator) -> AdversarialTask:
+def unconditional_task(config: RunConfig, data: SliceSet, device: torch.device,
+                       rng: torch.Generator) -> AdversarialTask:
     """G(z) -> image; D(image) -> logit."""
-    return AdversarialTask(config, channels, device, rng, conditional=False)
+    return AdversarialTask(config, data, device, rng, conditional=False)
 
 
 @TASKS.register("conditional")
-def conditional_task(config: RunConfig, channels: int, device: torch.device, rng: torch.Generator) -> AdversarialTask:
-    """G(z, class) -> image; D(image, class) -> logit with a projection term."""
-    return AdversarialTask(config, channels, device, rng, conditional=True)
+def conditional_task(config: RunConfig, data: SliceSet, device: torch.device, rng: torch.Generator) -> AdversarialTask:
+    """G(z, class[, attributes]) -> image; D(image, class[, attributes]) -> logit with projection terms."""
+    return AdversarialTask(config, data, device, rng, conditional=True)

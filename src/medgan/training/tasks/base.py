@@ -1,59 +1,83 @@
 """The contract between the training loop and a task, and the task registry.
 
-A task owns its networks, optimizers and losses, and runs its own phases; the loop only feeds batches,
-keeps time, logs, snapshots and checkpoints. A new task (paired translation, unpaired CycleGAN, ...) is a
-new class registered in ``TASKS`` that fulfils :class:`Task`; the loop does not change.
+A task owns its networks, optimizers, losses and phases; the loop only feeds batches, keeps the budget,
+logs, snapshots, scores and checkpoints. A new GAN family (paired pix2pix, unpaired CycleGAN, a 3D GAN...) is
+a new file in this package whose factory is registered in ``TASKS`` and returns an object that fulfils
+:class:`Task`; the loop does not change and never looks at the task's name.
+
+A factory is called as ``factory(config, data, device, rng)`` with the resolved run config, the loaded
+training data (a SliceSet), the torch device and the task's random generator (checkpointed by the task).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import torch
+from torch import nn
 
+from medgan.data.spec import DataSpec
 from medgan.registry import Registry
+from medgan.training.batches import Batch
+
+Scorer = Callable[[torch.Tensor, torch.Tensor], dict[str, float]]
+"""``scorer(real, fake) -> {name: value}`` on [N, C, R, R] images in [-1, 1]; injected by the caller of the loop
+(``medgan.metrics.training_score`` from the CLI)."""
 
 
-@dataclass
-class Batch:
-    """One training batch.
+@dataclass(frozen=True)
+class ScoreRule:
+    """Which score ranks checkpoints for ``best.pt``, and its direction."""
 
-    Args:
-        images: [N, C, R, R] real images in [-1, 1] (already classically augmented).
-        labels: [N] int64 class indices for conditional tasks, else None.
-        attributes: [N, A] standardized continuous attributes for attribute-conditional tasks, else None.
-    """
+    key: str  # a key of the dict that Task.score returns, e.g. "fid"
+    lower_is_better: bool = True
 
-    images: torch.Tensor
-    labels: torch.Tensor | None = None
-    attributes: torch.Tensor | None = None
+    def improves(self, value: float, best: float | None) -> bool:
+        """True when ``value`` beats ``best`` (any value beats None)."""
+        if best is None:
+            return True
+        return value < best if self.lower_is_better else value > best
 
 
 class Task(Protocol):
     """What the loop needs from a task."""
 
-    def discriminator_step(self, batch: Batch, step: int) -> dict[str, float]:
-        """One discriminator update; returns scalar logs (e.g. ``{"loss_d": ...}``)."""
+    spec: DataSpec  # what the task's tensors mean (saved in every checkpoint)
+    score_rule: ScoreRule | None  # what "best" means; None ranks nothing (best.pt is the final checkpoint)
+    groups_by_class: bool  # ask the loop for class-grouped batches (minibatch-stddev groups of one class)
+    nearest_domains: frozenset[str]  # aligned domains that are label maps (resampled nearest-neighbour)
+    attributes: torch.Tensor | None  # standardized per-image attributes the batches should carry, or None
 
-    def generator_step(self, batch: Batch, step: int) -> dict[str, float]:
-        """One generator update (and EMA update); returns scalar logs."""
+    def set_horizon(self, steps: int) -> None:
+        """The number of steps the run will make (re-estimated under a time budget); schedules follow it."""
 
-    def end_step(self, step: int) -> None:
-        """Per-step bookkeeping after all phases (LR schedules, annealing)."""
+    def train_step(self, batch: Batch, step: int) -> dict[str, float]:
+        """All phases of one training step (0-based ``step``); returns scalar logs."""
 
-    def sample(self, noise: torch.Tensor, labels: torch.Tensor | None = None,
-               attributes: torch.Tensor | None = None) -> torch.Tensor:
-        """Images [N, C, R, R] in [-1, 1] from the inference generator (EMA where enabled) for given noise."""
+    def grid(self) -> tuple[torch.Tensor, int]:
+        """The sample grid for fixed inputs: images [N, C, R, R] in [-1, 1] and the number of columns."""
 
-    def prepare_inference(self, noise_generator: torch.Generator) -> None:
-        """Readies the inference generator (e.g. BatchNorm standing statistics) before sampling or saving."""
+    def score(self, scorer: Scorer) -> dict[str, float]:
+        """In-training scores of the inference model; raises MedganError when the data cannot be scored."""
+
+    def prepare_inference(self) -> None:
+        """Readies the inference model (e.g. BatchNorm standing statistics) before sampling or saving."""
+
+    def inference_state(self) -> dict[str, Any]:
+        """``{"kind": <medgan.inference kind>, ...}``: all that inference needs (no optimizer, no D)."""
+
+    def modules(self) -> dict[str, nn.Module]:
+        """Every module the task owns by name (trained ones and their EMA copies)."""
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume: weights, optimizer states, RNG states."""
+        """Everything needed to resume: weights, optimizer states, counters, RNG states."""
 
     def load_state_dict(self, state: dict[str, Any], path: str) -> None:
         """Restores :meth:`state_dict`; raises CheckpointError (naming ``path``) when it does not fit."""
 
 
-TASKS: Registry = Registry("task")
+TaskFactory = Callable[..., Task]
+
+TASKS: Registry[TaskFactory] = Registry("task")
+"""Training tasks, registered by name."""
