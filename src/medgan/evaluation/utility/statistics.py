@@ -11,14 +11,12 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import stats as scipy_stats
 
-try:  # scikit-learn arrives with nilearn; the rank formula below is the same statistic without it
-    from sklearn.metrics import roc_auc_score as _sklearn_roc_auc
-except ImportError:  # pragma: no cover - depends on the environment
-    _sklearn_roc_auc = None
-
-
 def rank_auc(positive: np.ndarray, scores: np.ndarray) -> float:
     """ROC AUC as the Mann-Whitney U statistic from mid-ranks (ties count one half).
+
+    Used instead of ``sklearn.metrics.roc_auc_score``, which gives the same number (a test checks it, ties
+    included): importing scikit-learn sets ``KMP_DUPLICATE_LIB_OK``/``KMP_INIT_AT_FORK`` in the process
+    environment, and the library must not change process-wide state.
 
     Args:
         positive: boolean [N], True for the positive class; both classes must occur.
@@ -30,13 +28,7 @@ def rank_auc(positive: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[positive].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
-def _auc(positive: np.ndarray, scores: np.ndarray) -> float:
-    if _sklearn_roc_auc is not None:
-        return float(_sklearn_roc_auc(positive, scores))
-    return rank_auc(positive, scores)
-
-
-AUC_METHOD = "sklearn.metrics.roc_auc_score" if _sklearn_roc_auc is not None else "rank (Mann-Whitney) formula"
+AUC_METHOD = "rank (Mann-Whitney) formula"
 
 
 def classification_metrics(
@@ -66,7 +58,7 @@ def classification_metrics(
         per_class[name] = {
             "sensitivity": float((hits & positive).sum() / positive.sum()),
             "specificity": float((~hits & ~positive).sum() / (~positive).sum()),
-            "auc": _auc(positive, probabilities[:, index]),
+            "auc": rank_auc(positive, probabilities[:, index]),
         }
     sensitivities = [value["sensitivity"] for value in per_class.values()]
     return {
