@@ -11,7 +11,8 @@ import torch.nn.functional as F
 
 from medgan.config import DataConfig
 from medgan.errors import CheckpointError, ConfigError, DataError
-from medgan.metrics.features import (EXTRACTORS, OfflineFeatures, cached_features, extract_features, get_extractor)
+from medgan.metrics.feature_cache import cached_features
+from medgan.metrics.features import EXTRACTORS, OfflineFeatures, extract_features, get_extractor
 from medgan.metrics.fid import fid
 from medgan.metrics.inception import FIDInceptionV3, download_inception_weights, load_fid_inception
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from medgan.metrics.catalog import METRICS
 from medgan.metrics.diversity import diversity, pairwise_ms_ssim
-from medgan.metrics.features import (DEFAULT_FEATURES, EXTRACTORS, FeatureExtractor, OfflineFeatures, cached_features,
+from medgan.metrics.feature_cache import cached_features
+from medgan.metrics.features import (DEFAULT_FEATURES, EXTRACTORS, FeatureExtractor, OfflineFeatures,
                                      extract_features, get_extractor)
 from medgan.metrics.fid import feature_statistics, fid, frechet_distance
 from medgan.metrics.image import cnr, ms_ssim, paired_quality, psnr, rms_contrast, snr, ssim, unpaired_similarity

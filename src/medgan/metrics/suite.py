@@ -18,8 +18,8 @@ import torch
 from medgan.errors import DataError
 from medgan.metrics.catalog import headline
 from medgan.metrics.diversity import diversity
-from medgan.metrics.features import (DEFAULT_FEATURES, FeatureExtractor, cached_features, check_images,
-                                     content_hash, extract_features, get_extractor)
+from medgan.metrics.feature_cache import cached_features, content_hash
+from medgan.metrics.features import DEFAULT_FEATURES, FeatureExtractor, check_images, extract_features, get_extractor
 from medgan.metrics.fid import fid
 from medgan.metrics.image import no_reference_comparison, unpaired_similarity
 from medgan.metrics.intensity import intensity_fidelity
