@@ -145,11 +145,12 @@ def test_auxiliary_classifier_gradients_reach_the_class_head_and_the_generator()
     assert any(changed)
 
 
-def test_auxiliary_classifier_needs_the_conditional_task():
-    from medgan.config import from_dict, recipe
-
-    with pytest.raises(ConfigError, match="model.auxiliary_classifier"):
-        from_dict({"model": {"auxiliary_classifier": True}}, base=recipe("medgan"))
+def test_auxiliary_classifier_needs_the_conditional_task(tmp_path, capsys):
+    data = write_labelled_pngs(tmp_path / "shapes")
+    code = main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--steps", "1",
+                 "--set", "model.auxiliary_classifier=true", *TINY])
+    assert code == 2 and "model.auxiliary_classifier" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # refused before the run directory was created
 
 
 def write_sized_discs(folder, count=16):

@@ -94,8 +94,15 @@ def figure_png(figure: Figure, **options: Any) -> bytes:
     return buffer.getvalue()
 
 
-def loss_curve_png(records: list[dict], keys: tuple[str, ...] = ("loss_d", "loss_g")) -> bytes:
-    """PNG bytes of loss curves (matplotlib's Agg canvas) from training log records."""
+def loss_curve_png(records: list[dict], keys: tuple[str, ...] | None = None) -> bytes:
+    """PNG bytes of loss curves (matplotlib's Agg canvas) from training log records.
+
+    Args:
+        records: ``losses.jsonl`` records.
+        keys: the record keys to plot (default: every key starting with ``loss_``, whatever the task logs).
+    """
+    if keys is None:
+        keys = tuple(sorted({key for record in records for key in record if key.startswith("loss_")}))
     figure = new_figure(figsize=(6, 3.2), dpi=100)
     axis = figure.subplots()
     steps = [record["step"] for record in records]

@@ -81,6 +81,12 @@ class AdversarialTask:
         if conditional and not exists(data.labels):
             raise ConfigError("task 'conditional' needs labelled data (a labels CSV, a labelled layout or source)",
                               config.data.source)
+        if not conditional and config.data.labels:
+            raise ConfigError("--labels (data.labels) is set, but task 'unconditional' ignores labels; add --task "
+                              "conditional", config.data.labels)
+        if not conditional and config.model.auxiliary_classifier:
+            raise ConfigError("config key 'model.auxiliary_classifier' needs task: conditional (it predicts class "
+                              "labels)")
         self.config = config
         self.device = device
         self.rng = rng
