@@ -307,6 +307,10 @@ def deep_update(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, An
     for key, value in update.items():
         if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
             merged[key] = deep_update(merged[key], value)
+        elif isinstance(value, Mapping) and merged.get(key) is not None:
+            # A section given as a scalar or list (e.g. ``train: 5`` in YAML) must not be silently replaced
+            # by the section a CLI flag builds: the user's file is wrong, say so.
+            raise ConfigError(f"config section {key!r} must be a mapping, got {merged[key]!r}")
         else:
             merged[key] = value
     return merged
@@ -346,8 +350,6 @@ def validate(config: RunConfig) -> None:
     _check(model.latent_dim > 0, "model.latent_dim", "must be positive")
     _check(model.generator_channels >= 4, "model.generator_channels", "must be at least 4")
     _check(model.discriminator_channels >= 4, "model.discriminator_channels", "must be at least 4")
-    _check(not model.auxiliary_classifier or config.task == "conditional", "model.auxiliary_classifier",
-           "needs task: conditional (it predicts class labels)")
     _check(loss.r1_gamma >= 0, "loss.r1_gamma", "must be >= 0")
     _check(loss.r1_interval >= 1, "loss.r1_interval", "must be >= 1")
     _check(loss.gradient_penalty >= 0, "loss.gradient_penalty", "must be >= 0")
