@@ -182,8 +182,13 @@ def command_demo(args: argparse.Namespace) -> int:
 
 def command_evaluate(args: argparse.Namespace) -> int:
     from medgan.evaluation.evaluate import evaluate
+    from medgan.evaluation.paired import evaluate_paired_run, format_paired_table, is_paired_run
     from medgan.metrics.catalog import METRICS, lookup
 
+    if is_paired_run(args.fake):  # an image-to-image run: against its targets and classic baselines
+        print(format_paired_table(evaluate_paired_run(args.fake, args.real, args.out, args.max_images, not args.quiet)))
+        print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'report.html'}")
+        return 0
     metrics = evaluate(args.real, args.fake, args.out, features=args.features, train=args.train,
                        progress=not args.quiet, max_images=args.max_images)
     for info in METRICS:
