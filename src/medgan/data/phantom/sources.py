@@ -65,9 +65,7 @@ def phantom_slices(
     images, patients, heights = [], [], []
     for index in range(n_patients):
         patient = patient_seed(seed, index)
-        rng = np.random.default_rng(np.random.SeedSequence([patient, 61]))
-        base = np.linspace(-35.0, 20.0, slices_per_patient) if slices_per_patient > 1 else np.array([-10.0])
-        for z in base + rng.uniform(-8.0, 8.0, len(base)):
+        for z in slice_heights(patient, slices_per_patient):
             case = render_patient(patient, size, dose, n_lesions=(0, 2), z_mm=float(z), phase=phase)
             images.append(case.image_hu)
             patients.append(case.patient)
@@ -75,6 +73,14 @@ def phantom_slices(
     stack = np.stack(images).astype(np.float32)
     stack.flags.writeable = False  # shared by every caller through the cache
     return stack, tuple(patients), tuple(heights)
+
+
+def slice_heights(patient: int, slices_per_patient: int) -> np.ndarray:
+    """The slice heights (mm from the liver hilum) of a phantom patient's whole slices: spread between 35 mm below
+    and 20 mm above the hilum, each jittered by up to 8 mm (drawn from the patient seed)."""
+    rng = np.random.default_rng(np.random.SeedSequence([patient, 61]))
+    base = np.linspace(-35.0, 20.0, slices_per_patient) if slices_per_patient > 1 else np.array([-10.0])
+    return base + rng.uniform(-8.0, 8.0, len(base))
 
 
 @functools.lru_cache(maxsize=4)

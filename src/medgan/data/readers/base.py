@@ -142,12 +142,12 @@ def has_dicom_magic(path: Path) -> bool:
     return len(head) == 132 and head[128:] == b"DICM"
 
 
-def progress_over(items: list, progress: bool, description: str) -> Iterable:
+def progress_over(items: list, progress: bool, description: str, unit: str = "file") -> Iterable:
     """``items`` wrapped in a tqdm bar when ``progress`` is on and there are more than a few of them."""
     if progress and len(items) > 4:
         from tqdm.auto import tqdm
 
-        return tqdm(items, desc=description, unit="file", leave=False)
+        return tqdm(items, desc=description, unit=unit, leave=False)
     return items
 
 
