@@ -181,7 +181,7 @@ def test_held_out_config_rules(tmp_path):
     assert not is_paired_run(tmp_path)
 
 
-def test_a_trained_paired_run_end_to_end_and_through_the_cli(split, tmp_path, monkeypatch, capsys):
+def test_a_trained_paired_run_end_to_end_and_through_the_cli(split, tmp_path, capsys):
     from medgan.cli import main
     from medgan.training.loop import train
 
@@ -193,18 +193,18 @@ def test_a_trained_paired_run_end_to_end_and_through_the_cli(split, tmp_path, mo
                   "eval_every": 0, "ema_start": 1}}, base=recipe("pix2pix"))
     train(config, tmp_path / "run", progress=False, data=train_set, scorer=None)
     assert is_paired_run(tmp_path / "run")
-    asked = []
-
-    def held_out(data_config, progress=True):
-        asked.append(data_config)
-        return test
-
-    monkeypatch.setattr(paired, "load_held_out", held_out)
+    # The held-out side goes through the real data pipeline: the run's own source means its test split, whose
+    # phantom patients (2000 on) are disjoint from the training patients (0-31), each slice scanned twice.
     assert main(["evaluate", "--real", "ct-phantom", "--fake", str(tmp_path / "run"), "--out",
                  str(tmp_path / "out"), "--max-images", "8", "--quiet"]) == 0
-    assert asked[0].split == "test" and asked[0].degrade == "lowdose:0.25"  # the run's own source: its test split
     printed = capsys.readouterr().out
+    assert main(["evaluate", "--real", "ct-phantom", "--fake", str(tmp_path / "run"), "--out", str(tmp_path / "x"),
+                 "--no-real-images", "--quiet"]) == 2  # refused, not ignored
+    assert "--no-real-images does not apply to a paired run" in capsys.readouterr().err
     assert "NLM" in printed and "GAN" in printed and "held-out: 8 slices of " in printed
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert metrics["run"]["task"] == "paired" and set(metrics["held_out"]["subjects"]).isdisjoint(train_set.subjects)
+    assert metrics["run"]["task"] == "paired" and metrics["held_out"]["slices"] == 8
+    assert all(subject.startswith("phantom-020") for subject in metrics["held_out"]["subjects"])
+    assert set(metrics["held_out"]["subjects"]).isdisjoint(train_set.subjects)
+    assert "test" in metrics["held_out"]["description"] and "cnr_ratio" in metrics["methods"]["gan"]
     assert np.isfinite(metrics["methods"]["gan"]["ssim"]["mean"]) and (tmp_path / "out" / "report.html").is_file()

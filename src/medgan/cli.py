@@ -186,7 +186,8 @@ def command_evaluate(args: argparse.Namespace) -> int:
     from medgan.metrics.catalog import METRICS, lookup
 
     if is_paired_run(args.fake):  # an image-to-image run: against its targets and classic baselines
-        print(format_paired_table(evaluate_paired_run(args.fake, args.real, args.out, args.max_images, not args.quiet)))
+        print(format_paired_table(evaluate_paired_run(args.fake, args.real, args.out, args.max_images, not args.quiet,
+                                                      args.train, features=args.features)))
         print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'report.html'}")
         return 0
     metrics = evaluate(args.real, args.fake, args.out, features=args.features, train=args.train,

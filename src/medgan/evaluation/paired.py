@@ -153,8 +153,18 @@ def evaluate_paired(run_dir: str | Path, test_data: DataConfig | None, out: str 
 
 
 def evaluate_paired_run(run_dir: str | Path, real: str | None, out: str | Path, max_slices: int | None = None,
-                        progress: bool = True) -> dict:
-    """``medgan evaluate --fake RUN --real DATA`` for a paired run: ``evaluate_paired`` on ``held_out_config``."""
+                        progress: bool = True, train: str | None = None, real_images: bool = True,
+                        features: str = "offline") -> dict:
+    """``medgan evaluate --fake RUN --real DATA`` for a paired run: ``evaluate_paired`` on ``held_out_config``.
+
+    The options of the image-set comparison that mean nothing here (``--train``, ``--no-real-images``: the panel
+    is made of held-out images; ``--features``) are refused, not ignored.
+    """
+    for option, given in (("--train", train is not None), ("--no-real-images", not real_images),
+                          ("--features", features != "offline")):
+        if given:
+            raise ConfigError(f"{option} does not apply to a paired run: it is compared with its held-out targets",
+                              run_dir)
     data = held_out_config(RunDir.existing(run_dir).read_config().data, real)
     return evaluate_paired(run_dir, data, out, max_slices=max_slices, progress=progress)
 

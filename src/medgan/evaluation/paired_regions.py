@@ -49,36 +49,38 @@ PHANTOM_NAME = re.compile(r"(phantom-(\d+))/z([+-]?\d+)mm")
 def phantom_labels(data: SliceSet, config: DataConfig) -> tuple[np.ndarray | None, str]:
     """Organ labels ``[N, H, W]`` aligned with held-out "ct-phantom" tiles, or None and why not.
 
-    Each tile's patient and slice height come from its provenance; the slice is rendered again with its
-    organ labels and both are sliced together (``aligned_slices_from_volumes``). The labels are used only
-    when the re-rendered image tiles equal the held-out targets.
+    Each tile's patient and slice height come from its provenance (``ct-phantom/phantom-02003/z-36mm``); the
+    phantom renders that routine-dose slice again with its organ labels (``phantom.pairs.render_pair``, at the
+    exact height of ``phantom.sources.slice_heights``) and both are sliced together
+    (``aligned_slices_from_volumes``). The labels are used only when the re-rendered image tiles equal the
+    held-out targets, so a change in how the source renders cannot misplace a lesion mask.
     """
     if config.source != "ct-phantom":
-        return None, "lesion CNR needs lesion masks; they are known for the ct-phantom source only"
+        return None, "lesion masks are known for the ct-phantom source only"
     from medgan.data import Domain, aligned_slices_from_volumes
-    from medgan.data.phantom import FOV_MM, phantom_slices, render_patient, slice_volume
-    from medgan.data.phantom.sources import PHANTOM_PATIENTS, PHANTOM_SLICES_PER_PATIENT, render_size
+    from medgan.data.phantom import FOV_MM, slice_volume
+    from medgan.data.phantom.pairs import render_pair
+    from medgan.data.phantom.sources import PHANTOM_SLICES_PER_PATIENT, render_size, slice_heights
 
     found = [PHANTOM_NAME.search(source) for source in data.sources]
     if not all(found):
         return None, "held-out phantom tiles do not name their patient and slice height"
     size = render_size(config.resolution)
-    patients = max(PHANTOM_PATIENTS, 1 + max(int(match.group(2)) for match in found))
-    _, names, heights = phantom_slices(patients, PHANTOM_SLICES_PER_PATIENT, size)
     spacing = FOV_MM / size
     groups = []
     for match in found:
-        candidates = [z for name, z in zip(names, heights) if name == match.group(1) and round(z) == int(match.group(3))]
-        if not candidates:
-            return None, f"phantom slice {match.group(0)} is not one of the ct-phantom source's slices"
-        case = render_patient(int(match.group(2)), size, 1.0, n_lesions=(0, 2), z_mm=candidates[0])
+        seed = int(match.group(2))  # phantom ids are the patient seeds (phantom.cases.patient_id)
+        heights = [float(z) for z in slice_heights(seed, PHANTOM_SLICES_PER_PATIENT) if round(z) == int(match.group(3))]
+        if not heights:
+            return None, f"phantom slice {match.group(0)} is not one of the phantom sources' slices"
+        case, _ = render_pair(seed, heights[0], size, None)
         groups.append({"image": slice_volume(case.image_hu, spacing, match.group(0), case.patient),
                        "labels": slice_volume(case.organ_labels.astype(np.float32), spacing, match.group(0),
                                               case.patient)})
     plain = replace(config, input=None, pairs=None, degrade=None)
     tiles = aligned_slices_from_volumes(groups, plain, {"image": Domain(), "labels": Domain(label_map=True)})
     if tiles.images.shape != data.images.shape or (tiles.images - data.images).abs().max() > 1e-3:
-        return None, "re-rendered phantom slices differ from the held-out targets; organ masks not used"
+        return None, "re-rendered phantom slices differ from the held-out targets"
     return tiles.aligned["labels"][:, 0].numpy().round().astype(np.int64), ""
 
 
