@@ -76,44 +76,69 @@ def read_label_table(path: str | Path, root: str | Path | None = None) -> LabelT
         The table.
 
     Raises:
-        DataError: missing, empty or unreadable CSV; a header without ``label``; a short row; an empty label;
-            a file that does not exist; a file listed twice; an attribute that is not a finite number.
+        DataError: missing, empty or unreadable CSV; a header without a file or a ``label`` column, with a
+            column named twice or not at all; a row with too few or too many values; an empty label; a file that
+            does not exist; a file listed twice; an attribute that is empty or not a finite number.
     """
     path = Path(path)
     rows = _csv_rows(path)
-    header = [cell.strip().lower() for cell in rows[0]]
-    if "label" in header:
-        label_column = header.index("label")
-        file_column = next((header.index(name) for name in FILE_COLUMNS if name in header), None)
-        if file_column is None:
-            raise DataError(f"the header needs a file column ({', '.join(FILE_COLUMNS)}), got {rows[0]!r}", path)
-        body, first_number = rows[1:], 2
-    elif len(rows[0]) == 2:
-        header, file_column, label_column, body, first_number = ["file", "label"], 0, 1, rows, 1
-    else:
-        raise DataError(f"the first row must be a header with 'file' and 'label' columns, got {rows[0]!r}", path)
+    file_column, label_column, names, body, first_number = _header(rows, path)
     if not body:
         raise DataError("labels file has no rows below its header", path)
-    attributes = [(index, rows[0][index].strip()) for index in range(len(header))
-                  if index not in (file_column, label_column)]
+    attributes = [(index, names[index]) for index in range(len(names)) if index not in (file_column, label_column)]
     folders = ([Path(root)] if root is not None else []) + [path.parent]
     table: dict[str, LabelRow] = {}
+    first_row: dict[str, int] = {}
     for number, row in enumerate(body, start=first_number):
-        if len(row) < len(header):
-            raise DataError(f"row {number} has {len(row)} columns, the header has {len(header)}", path)
+        if len(row) < len(names):
+            raise DataError(f"row {number} has {len(row)} columns, the header has {len(names)}", path)
+        if any(cell.strip() for cell in row[len(names):]):
+            raise DataError(f"row {number} has {len(row)} values, the header has {len(names)} columns (a comma "
+                            "inside a value needs quotes)", path)
         name, label = row[file_column].strip(), row[label_column].strip()
+        if not name:
+            raise DataError(f"row {number}: empty file name", path)
         if not label:
             raise DataError(f"row {number}: empty label for {name!r}", path)
         candidate = Path(name)
         exists = candidate.exists() if candidate.is_absolute() else any((folder / name).exists() for folder in folders)
-        if not name or not exists:
+        if not exists:
             looked = ", ".join(str(folder) for folder in folders)
-            raise DataError(f"row {number}: file {name!r} does not exist (looked in {looked})", path)
-        if name in table:
-            raise DataError(f"row {number}: file {name!r} is listed twice", path)
+            hint = " (a header needs 'file' and 'label' columns)" if number == 1 else ""
+            raise DataError(f"row {number}: file {name!r} does not exist (looked in {looked}){hint}", path)
+        key = candidate.as_posix()  # "./a.png" and "a.png" are one file
+        if key in table:
+            raise DataError(f"row {number}: file {name!r} is listed twice (first on row {first_row[key]})", path)
         values = tuple(_number(row[index], number, attribute, path) for index, attribute in attributes)
-        table[name] = LabelRow(label, values)
+        table[key], first_row[key] = LabelRow(label, values), number
     return LabelTable(path, table, tuple(name for _, name in attributes))
+
+
+def _header(rows: list[list[str]], path: Path) -> tuple[int, int, list[str], list[list[str]], int]:
+    """``(file column, label column, column names, body rows, number of the first body row)``.
+
+    A first row that names a file column or ``label`` is a header and must name both; without a header the CSV
+    must have exactly the two columns ``file,label``.
+    """
+    names = [cell.strip() for cell in rows[0]]
+    lower = [name.lower() for name in names]
+    if not any(name in FILE_COLUMNS or name == "label" for name in lower):
+        if len(names) == 2:
+            return 0, 1, ["file", "label"], rows, 1
+        raise DataError(f"the first row must be a header with 'file' and 'label' columns, got {rows[0]!r}", path)
+    columns = ", ".join(repr(name) for name in names)
+    file_column = next((lower.index(name) for name in FILE_COLUMNS if name in lower), None)
+    if file_column is None:
+        raise DataError(f"the header has no file column (one of: {', '.join(FILE_COLUMNS)}); its columns are "
+                        f"{columns}", path)
+    if "label" not in lower:
+        raise DataError(f"the header has no 'label' column; its columns are {columns}", path)
+    for index, name in enumerate(lower):
+        if not name:
+            raise DataError(f"column {index + 1} of the header has no name; its columns are {columns}", path)
+        if lower.index(name) != index:
+            raise DataError(f"column {names[index]!r} appears twice in the header", path)
+    return file_column, lower.index("label"), names, rows[1:], 2
 
 
 def sorted_classes(names: Sequence[str] | set[str]) -> tuple[str, ...]:
@@ -142,6 +167,8 @@ def _csv_rows(path: Path) -> list[list[str]]:
 
 
 def _number(text: str, row: int, attribute: str, path: Path) -> float:
+    if not text.strip():
+        raise DataError(f"row {row}: attribute {attribute!r} is empty (every row needs a number)", path)
     try:
         value = float(text)
     except ValueError:
