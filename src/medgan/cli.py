@@ -131,10 +131,14 @@ def command_sample(args: argparse.Namespace) -> int:
 
 def command_info(args: argparse.Namespace) -> int:
     from medgan.config import DataConfig, from_dict
-    from medgan.data import describe
+    from medgan.data.describe import describe_data, render, unreadable
 
     config = from_dict({"data": {"source": args.path, "axis": args.axis, "resolution": args.resolution}}).data
-    print(describe(args.path, config))
+    facts = describe_data(args.path, config)
+    print(render(facts))  # the per-file reasons, also when nothing could be read
+    problem = unreadable(facts)
+    if problem is not None:
+        raise problem
     return 0
 
 

@@ -13,6 +13,8 @@ Intensity mapping and what the ``SliceSet`` stores for export:
   (``intensity.combine_mappings``): exact for a single volume, a representative scale for several.
 * MR, 2D images: a set of pictures usually shares one intensity scale, so one mapping is fitted to the pooled
   foreground voxels of all images and stored as is.
+* 2D images mixed with 3D volumes (accepted with a warning, see ``medgan.data.domains``): each 2D image is one
+  slice with its own mapping, like a one-slice volume; its tiles come after the volumes' slices.
 
 2D images are kept whatever their foreground fraction (the filter is for the empty ends of 3D volumes).
 
@@ -60,6 +62,7 @@ class SliceSet:
             primary one (which is ``images``), each ``[N, 1, R, R]`` and pixel-aligned with ``images``; label
             maps hold label values. Empty otherwise.
         mappings: the intensity mapping of each image domain in ``aligned`` (label maps have none).
+        skipped: inputs left out, as ``(file, reason)`` (blank images when ``load_slices`` skips them).
     """
 
     images: torch.Tensor
@@ -73,6 +76,7 @@ class SliceSet:
     attribute_names: tuple[str, ...] = ()
     aligned: dict[str, torch.Tensor] = field(default_factory=dict)
     mappings: dict[str, IntensityMapping] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -131,7 +135,7 @@ def slices_from_volumes(
         The slice set; see the module docstring for the stored mapping.
 
     Raises:
-        DataError: NaN/Inf (per ``nan_policy``) or constant volumes, mixed 2D/3D or CT/MR inputs, no slice kept.
+        DataError: NaN/Inf (per ``nan_policy``), constant or too small volumes, mixed CT/MR inputs, no slice kept.
     """
     builder = SliceBuilder(config)
     for index, volume in enumerate(volumes):
@@ -164,7 +168,7 @@ def aligned_slices_from_volumes(
     Raises:
         ConfigError: no domains, or a label-map primary domain.
         DataError: a group with other domains, volumes of one group on different grids (both files named),
-            bad voxels, mixed 2D/3D or CT/MR inputs within a domain, no slice kept.
+            bad voxels, mixed CT/MR inputs within a domain, images too small, no slice kept.
     """
     builder = SliceBuilder(config, domains=domains)
     for index, group in enumerate(groups):
@@ -326,22 +330,26 @@ class SliceBuilder:
             self.attributes.extend([attributes] * len(sources))
 
     def _add_pictures(self) -> None:
-        pooled = np.concatenate([picture[0].array.ravel() for picture in self.pictures])
-        mapping = self.domain.mapping_for(pooled)
+        if self.domain.mixed:  # next to 3D volumes, each 2D image is one slice with its own mapping
+            mappings = [self.domain.mapping_for(volume.array) for volume, _, _ in self.pictures]
+        else:  # a set of pictures usually shares one intensity scale: one mapping of the pooled voxels
+            pooled = np.concatenate([picture[0].array.ravel() for picture in self.pictures])
+            mappings = [self.domain.mapping_for(pooled)] * len(self.pictures)
         groups: dict[tuple, list[int]] = {}
         for position, (volume, _, _) in enumerate(self.pictures):
             groups.setdefault((volume.array.shape, tuple(volume.spacing)), []).append(position)
         order: list[int] = []
+        picture_tiles: list[torch.Tensor] = []
         for (shape, spacing), positions in groups.items():
             # Same-size pictures are fitted in one interpolate call; the original order is restored below.
-            stack = np.stack([mapping.to_unit(self.pictures[p][0].array) for p in positions]).astype(np.float32)
+            stack = np.stack([mappings[p].to_unit(self.pictures[p][0].array) for p in positions]).astype(np.float32)
             pixel = (float(spacing[0]), float(spacing[1]))
             tiles, fitted = fit_slices(stack, pixel, self.config.resolution, self.config.fit)
-            self.tiles.append(tiles)
+            picture_tiles.append(tiles)
             self.spacings.extend([fitted] * len(positions))
             order.extend(positions)
         restore = np.argsort(order, kind="stable")
-        self.tiles = [torch.cat(self.tiles)[torch.as_tensor(restore)]]
+        self.tiles.append(torch.cat(picture_tiles)[torch.as_tensor(restore)])  # after any volume's tiles
         for volume, label, attributes in self.pictures:
             self.subjects.append(volume.subject)
             self.sources.append(f"{volume.path}#0")
@@ -373,7 +381,8 @@ class SliceBuilder:
                 f"{self.config.axis}; lower data.min_foreground",
                 _common_path(self.paths),
             )
-        mapping = self.mapping if self.mapping is not None else self.domain.stored_mapping(bool(self.pictures))
+        pooled = bool(self.pictures) and not self.domain.mixed
+        mapping = self.mapping if self.mapping is not None else self.domain.stored_mapping(pooled)
         spacing = tuple(float(v) for v in np.median(np.asarray(self.spacings), axis=0))
         labels = torch.as_tensor(self.labels, dtype=torch.int64) if labelled else None
         result = SliceSet(torch.cat(self.tiles), mapping, spacing, self.subjects, self.sources, labels, tuple(class_names))

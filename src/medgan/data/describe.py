@@ -3,7 +3,9 @@
 For each image: shape, spacing, modality (and why), intensity range in physical units, the intensity mapping
 and how many slices survive the foreground filter along the configured axis. Files that are not images are
 listed with the reason they were skipped, and unreadable images with their error, so one bad file does not
-hide the others.
+hide the others. Every image goes through the checks training runs (``medgan.data.domains.DomainState``: voxels,
+size, mixed modalities, mixed 2D/3D), so ``info`` accepts and refuses what ``train`` does; ``unreadable``
+says when nothing could be read at all (``medgan info`` then exits 2).
 """
 
 from __future__ import annotations
@@ -16,8 +18,7 @@ from typing import Any
 import numpy as np
 
 from medgan.config import DataConfig
-from medgan.data.domains import kept_slices, volume_mapping
-from medgan.data.intensity import detect_modality
+from medgan.data.domains import DomainState, dataset_modality, kept_slices, volume_mapping
 from medgan.data.pipeline import load_slices
 from medgan.data.readers import discover, read_volume
 from medgan.data.slicing import axis_name, slice_count
@@ -70,7 +71,8 @@ def describe_data(path_or_source: str, config: DataConfig | None = None) -> dict
         found = discover(path)
         items, root = found.items, (path if path.is_dir() else path.parent)
         facts["skipped"] = [(_shown(p, root), reason) for p, reason in found.skipped]
-    facts["files"] = [_file_facts(item, root, config) for item in items]
+    state = DomainState(config)  # one state for the whole set, as the slice builder keeps
+    facts["files"] = [_file_facts(item, root, config, state) for item in items]
     kept = [f["kept"] for f in facts["files"] if f["kept"] is not None]
     facts["total_kept"] = sum(kept) if kept or not facts["slice_set"] else facts["slice_set"]["images"]
     return facts
@@ -86,7 +88,11 @@ def describe(path_or_source: str, config: DataConfig | None = None) -> str:
     Returns:
         Multi-line text.
     """
-    facts = describe_data(path_or_source, config)
+    return render(describe_data(path_or_source, config))
+
+
+def render(facts: dict[str, Any]) -> str:
+    """The readable report of ``describe_data``'s facts (what ``describe`` returns)."""
     lines = [f"source: {facts['source']} ({facts['kind']})"]
     lines.append(
         f"slicing: {axis_name(facts['axis'])} (axis {facts['axis']}), keep slices with foreground >= "
@@ -109,16 +115,29 @@ def describe(path_or_source: str, config: DataConfig | None = None) -> str:
     return "\n".join(lines)
 
 
+def unreadable(facts: dict[str, Any]) -> DataError | None:
+    """The error for a source where not one image could be read (every file failed or was skipped), else None."""
+    if facts["slice_set"] or any(file["error"] is None for file in facts["files"]):
+        return None
+    failed, skipped = len(facts["files"]), len(facts["skipped"])
+    if failed:
+        problem = f"no image could be read ({_count(failed, 'image')} failed"
+        problem += f", {_count(skipped, 'other file')} skipped; see above)" if skipped else "; see above)"
+    else:
+        problem = "no readable images (see the skipped files above)" if skipped else "no images found"
+    return DataError(problem, facts["source"])
+
+
 # --------------------------------------------------------------------------------------------------------
 
 
-def _file_facts(item: Path, root: Path | None, config: DataConfig) -> dict[str, Any]:
+def _file_facts(item: Path, root: Path | None, config: DataConfig, state: DomainState) -> dict[str, Any]:
     facts: dict[str, Any] = {"path": _shown(item, root), "error": None, "notes": [], "kept": None}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            volume = read_volume(item, config.nan_policy)
-            modality, reason = detect_modality(volume.modality, volume.array, config.modality)
+            volume = state.check(read_volume(item, config.nan_policy))  # the checks training runs
+            modality, reason = dataset_modality(volume, config)
             mapping = volume_mapping(volume.array, modality, config)
             _, kept, _ = kept_slices(volume, mapping, config)
         except DataError as error:

@@ -2,9 +2,13 @@
 
 A plain dataset has one domain; aligned data (``datasets.aligned_slices_from_volumes``) has one per kind of
 co-registered image (e.g. low-dose CT, routine-dose CT, a liver mask). Per domain, ``DomainState`` keeps the
-inputs consistent (no mix of 2D and 3D, or of CT and MR), chooses each volume's intensity mapping
-(``volume_mapping``) and the one mapping stored with the dataset. ``kept_slices`` gives a volume's unit-space
-slices and those that pass the foreground filter.
+inputs consistent (no mix of CT and MR, no image smaller than ``slicing.MIN_SIDE``), chooses each volume's
+intensity mapping (``volume_mapping``) and the one mapping stored with the dataset. ``kept_slices`` gives a
+volume's unit-space slices and those that pass the foreground filter. ``medgan info`` runs the same
+``DomainState`` checks, so it accepts and refuses exactly what training does.
+
+2D images mixed with 3D volumes (a 2D CT next to a multi-frame CT) are accepted with a warning: the volumes are
+sliced, and each 2D image is one slice with its own mapping, like a one-slice volume.
 
 Aligned groups (``aligned_slices``): each group holds co-registered volumes of one subject, one per domain,
 e.g. ``{"input": low_dose, "target": routine_dose, "mask": liver}``. Every domain takes the primary domain's
@@ -23,6 +27,7 @@ images in groups are mapped per group (not pooled) and, like plain 2D images, ne
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, replace
 from typing import Mapping
 
@@ -33,10 +38,12 @@ from medgan.data.intensity import IntensityMapping, combine_mappings, ct_window_
 from medgan.data.readers import Volume, check_volume
 from medgan.data.slicing import (
     FOREGROUND_THRESHOLD,
+    check_slice_size,
     crop_to_box,
     foreground_box,
     foreground_fraction,
     in_plane_spacing,
+    slice_shape,
     to_canonical,
     upright_slices,
 )
@@ -94,8 +101,12 @@ def mapped_slices(
 
     Returns:
         ``(slices [S, H, W], (row, column) mm per pixel)``.
+
+    Raises:
+        DataError: slices smaller than ``slicing.MIN_SIDE`` pixels on a side.
     """
     canonical = to_canonical(volume)
+    check_slice_size(slice_shape(canonical.array.shape, axis), volume.path, axis if volume.array.ndim == 3 else None)
     values = canonical.array if mapping is None else mapping.to_unit(canonical.array)
     slices = upright_slices(values.astype(np.float32, copy=False), axis)
     return slices, in_plane_spacing(canonical.spacing, axis)
@@ -170,9 +181,11 @@ class DomainState:
         self.first: Volume | None = None
         self.modality: str | None = None
         self.mappings: list[IntensityMapping] = []
+        self.mixed = False  # both 2D images and 3D volumes were seen (each 2D image is then one slice)
 
     def check(self, volume: Volume) -> Volume:
-        """``volume`` with its voxels checked (``check_volume``), refusing a mix of 2D and 3D or of CT and MR.
+        """``volume`` with its voxels checked (``check_volume``), refusing a mix of CT and MR and 2D images smaller
+        than ``slicing.MIN_SIDE``; a first mix of 2D and 3D inputs is accepted with a warning (module docstring).
 
         A label map only has to be finite: an all-background mask is valid, not a "constant image".
         """
@@ -180,22 +193,26 @@ class DomainState:
             if not np.isfinite(volume.array).all():
                 raise DataError("label map has NaN or Inf voxels", volume.path)
             return volume
+        if volume.array.ndim == 2:
+            check_slice_size(volume.array.shape, volume.path)
         volume = check_volume(volume, self.config.nan_policy)
         modality, _ = dataset_modality(volume, self.config)
         if self.first is None:
             self.first, self.modality = volume, modality
             return volume
-        if volume.array.ndim != self.first.array.ndim:
-            raise DataError(
-                f"mixed 2D and 3D inputs ({self.first.path.name} is {self.first.array.ndim}D, this one is "
-                f"{volume.array.ndim}D); put them in separate folders",
-                volume.path,
-            )
         if modality != self.modality:
             raise DataError(
                 f"mixed modalities ({self.first.path.name} is {self.modality}, this one is {modality}); "
                 "set data.modality or separate the files",
                 volume.path,
+            )
+        if volume.array.ndim != self.first.array.ndim and not self.mixed:
+            self.mixed = True
+            warnings.warn(
+                f"{volume.path}: 2D images and 3D volumes are mixed ({self.first.path.name} is "
+                f"{self.first.array.ndim}D, this one is {volume.array.ndim}D); the volumes are sliced and each 2D "
+                "image is taken as one slice",
+                stacklevel=2,
             )
         return volume
 

@@ -1,7 +1,7 @@
 """The top of ``medgan.data``: ``load_slices`` turns ``data.source`` into a ``SliceSet``.
 
 A source is looked up among the embedded sources (``SOURCES``), then a path is offered to the dataset layouts
-(``LAYOUTS``), then read file by file through the generic pipeline (``datasets.slices_from_volumes``).
+(``LAYOUTS``), then read file by file through the generic pipeline (``datasets.SliceBuilder``).
 Importing this module registers every source and layout: ``mni152`` (``sources``), LiTS/MSD/MedMNIST
 (``layouts``) and ``ct-phantom``/``ct-lesions`` (``phantom``), so a name works whenever ``load_slices`` does.
 """
@@ -13,14 +13,15 @@ from pathlib import Path
 import medgan.data.layouts  # noqa: F401  (registers the LiTS, MSD and MedMNIST layouts)
 import medgan.data.phantom  # noqa: F401  (registers the "ct-phantom" and "ct-lesions" sources)
 from medgan.config import DataConfig
-from medgan.data.datasets import SliceSet, relative_sources, slices_from_volumes
+from medgan.data.datasets import SliceBuilder, SliceSet, relative_sources
 from medgan.data.labels import read_label_table, sorted_classes
 from medgan.data.readers import discovered_items, progress_over, read_volume
+from medgan.data.readers.base import BlankImageError
 from medgan.data.sources import LAYOUTS, SOURCES
 from medgan.errors import DataError
 
 
-def load_slices(config: DataConfig, progress: bool = True) -> SliceSet:
+def load_slices(config: DataConfig, progress: bool = True, skip_blank: bool = False) -> SliceSet:
     """Loads ``config.source`` as training tiles.
 
     Args:
@@ -28,12 +29,15 @@ def load_slices(config: DataConfig, progress: bool = True) -> SliceSet:
             (``"mni152"``, ``"ct-phantom"``), or a file or folder; folders are first offered to the registered
             dataset layouts (``LAYOUTS``), then read by the generic pipeline.
         progress: show a progress bar over files when there are more than a few.
+        skip_blank: leave out blank (constant) images of the generic pipeline instead of raising, and list them
+            in the result's ``skipped`` (``medgan evaluate`` reads real sets this way; training does not).
 
     Returns:
         The slice set.
 
     Raises:
-        DataError: missing path, unreadable or bad images, nothing left after filtering (the path is named).
+        DataError: missing path, unreadable or bad images, nothing left after filtering (the path is named);
+            every image blank with ``skip_blank``.
     """
     if config.source in SOURCES:
         return SOURCES.get(config.source)(config)
@@ -53,6 +57,20 @@ def load_slices(config: DataConfig, progress: bool = True) -> SliceSet:
         labels = [class_names.index(row.label) for row in rows]
         if table.attribute_names:
             attributes, attribute_names = [row.attributes for row in rows], table.attribute_names
-    volumes = (read_volume(item, config.nan_policy) for item in progress_over(items, progress, "reading"))
-    sliced = slices_from_volumes(volumes, config, labels, class_names, attributes, attribute_names)
+    builder, skipped = SliceBuilder(config), []
+    for index, item in enumerate(progress_over(items, progress, "reading")):
+        try:
+            volume = read_volume(item, config.nan_policy)
+        except BlankImageError:
+            if not skip_blank:
+                raise
+            skipped.append(item)
+            continue
+        values = None if attributes is None else tuple(float(v) for v in attributes[index])
+        builder.add_volume(volume, None if labels is None else labels[index], values)
+    if skipped and len(skipped) == len(items):
+        raise DataError(f"every image is blank (constant): {len(skipped)} left out, nothing to use", path)
+    sliced = builder.finish(labels is not None, class_names, attribute_names if attributes is not None else None)
+    shown = [item.relative_to(path).as_posix() if path.is_dir() else item.name for item in skipped]
+    sliced.skipped = [(name, "blank (constant) image") for name in shown]
     return relative_sources(sliced, path)

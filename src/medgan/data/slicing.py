@@ -23,6 +23,9 @@ Fitting (all outputs are square, isotropic pixels, background -1):
 * ``"pad"``: keep the native pixel size (resampling only to make anisotropic pixels square), then centre-pad
   with -1 to ``resolution``, centre-cropping any side that is longer.
 
+Minimum size. A slice smaller than ``MIN_SIDE`` pixels on a side is refused (``check_slice_size``): fitting
+would only upscale a few pixels into a blur, which trains nothing useful.
+
 Resampling is bilinear with antialiasing (``torch.nn.functional.interpolate(antialias=True)``): its weights
 are non-negative, so [-1, 1] stays [-1, 1], and downsampling a 512-pixel CT slice does not alias.
 """
@@ -34,12 +37,14 @@ import torch
 import torch.nn.functional as F
 
 from medgan.data.readers import Volume
+from medgan.errors import DataError
 
 FOREGROUND_THRESHOLD = -0.9  # unit-space level above which a pixel counts as foreground
 BACKGROUND = -1.0  # unit-space value of padding (air / no signal)
 FIT_MODES = ("resize", "crop", "pad")
 AXIS_NAMES = {0: "sagittal", 1: "coronal", 2: "axial"}
 _CHUNK = 64  # slices resampled per interpolate call, to bound memory on 512 x 512 CT stacks
+MIN_SIDE = 8  # smallest slice side medgan takes, in pixels (module docstring)
 
 
 def to_canonical(volume: Volume) -> Volume:
@@ -78,6 +83,24 @@ def upright_slices(array: np.ndarray, axis: int) -> np.ndarray:
         return array[None]
     stack = np.moveaxis(array, axis, 0)  # [S, a, b]
     return np.ascontiguousarray(np.flip(np.swapaxes(stack, 1, 2), axis=(1, 2)))  # [S, b, a], flipped
+
+
+def slice_shape(shape: tuple[int, ...], axis: int) -> tuple[int, int]:
+    """``(H, W)`` of the slices ``upright_slices`` gives of an array of ``shape`` (a 2D shape is its own slice)."""
+    if len(shape) == 2:
+        return int(shape[0]), int(shape[1])
+    first, second = (index for index in range(3) if index != axis)
+    return int(shape[second]), int(shape[first])
+
+
+def check_slice_size(shape: tuple[int, ...], path, axis: int | None = None) -> None:
+    """Raises DataError, naming ``path``, when slices of ``shape`` (``(H, W)``, or ``[S, H, W]``) are smaller than
+    ``MIN_SIDE`` pixels on a side; ``axis`` is the slicing axis of a 3D volume, named in the error."""
+    height, width = (int(side) for side in shape[-2:])
+    if min(height, width) >= MIN_SIDE:
+        return
+    what = "image" if axis is None else f"{axis_name(axis)} slices (data.axis={axis})"
+    raise DataError(f"{what} of {height} x {width} pixels; medgan needs at least {MIN_SIDE} pixels on a side", path)
 
 
 def in_plane_spacing(spacing: tuple[float, ...], axis: int) -> tuple[float, float]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,9 @@ def evaluate(real: str | Path, fake: str | Path, out: str | Path, features: str 
         extractor = extractor.to("cuda")
     real_set, fake_set, train_set = resolve_inputs(str(real), str(fake), None if train is None else str(train),
                                                    data_config, max_images, progress)
+    input_notes = [note for image_set in (real_set, fake_set, train_set) if image_set for note in image_set.notes]
+    for note in input_notes:  # shown now, before the long metric work, and kept in metrics.json and the report
+        print(f"note: {note}", file=sys.stderr)
     metrics, artefacts = compute_metrics(real_set.images, fake_set.images, real_set.mapping, extractor,
                                          train=train_set.images if train_set else None, progress=progress)
     metrics["inputs"] = {
@@ -75,7 +79,9 @@ def evaluate(real: str | Path, fake: str | Path, out: str | Path, features: str 
         "train_images": len(train_set.images) if train_set else len(real_set.images),
         "resolution": int(real_set.images.shape[-1]), "features": features, "feature_dim": extractor.dim,
         "mapping": real_set.mapping.to_dict() if real_set.mapping is not None else None,
+        "blank_images_left_out": {"real": real_set.skipped, "train": train_set.skipped if train_set else 0},
     }
+    artefacts.notes.extend(input_notes)  # metrics["notes"] is this list
     _add_run_extras(artefacts, fake_set.run_dir or real_set.run_dir, fake_set.run_dir)
     metrics["timings_s"]["total"] = time.perf_counter() - started
     write_outputs(out, metrics, artefacts)

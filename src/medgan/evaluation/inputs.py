@@ -8,23 +8,25 @@
   sidecar mapping if one exists or else the real set's mapping), NIfTI/DICOM (physical units, slices along z).
 * training images for the memorization audit: ``train`` if given, else none (the real set stands in).
 
-All sets are brought to the real set's resolution R.
+All sets are brought to the real set's resolution R. Blank (constant) real or training images are left out
+with a note (``ImageSet.notes``) rather than stopping the evaluation; nothing left is an error.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from medgan.config import RESOLUTIONS, DataConfig
 from medgan.data import IntensityMapping, load_slices, read_volume
 from medgan.data.readers import PICTURE_SUFFIXES, discovered_items
+from medgan.data.readers.image import grey_picture
+from medgan.data.readers.numpy import load_array
 from medgan.data.slicing import fit_slices, to_canonical, upright_slices
 from medgan.errors import DataError
 from medgan.metrics.suite import SAMPLE_SEED
@@ -41,6 +43,8 @@ class ImageSet:
     mapping: Any  # medgan.data.IntensityMapping or None
     description: str
     run_dir: Path | None = None
+    notes: list[str] = field(default_factory=list)  # what was left out while loading, for the user and report
+    skipped: int = 0  # images left out as blank
 
 
 def resolve_inputs(real: str, fake: str, train: str | None, data_config: Any, max_images: int | None,
@@ -61,7 +65,7 @@ def resolve_inputs(real: str, fake: str, train: str | None, data_config: Any, ma
                             str(fake_path))
     train_set = None
     if train is not None:
-        train_set = _load_real(train, config, progress)
+        train_set = _load_real(train, config, progress, role="training")
         if train_set.images.shape[-1] != resolution:
             side = train_set.images.shape[-1]
             raise DataError(f"training images are {side} px but real images {resolution} px", train)
@@ -83,13 +87,22 @@ def _data_config(real: str, data_config: Any, fake_run: Path | None, raw_fake: l
     return DataConfig(source=str(real), resolution=side if side in RESOLUTIONS else 64)
 
 
-def _load_real(source: str, config: Any, progress: bool) -> ImageSet:
+def _load_real(source: str, config: Any, progress: bool, role: str = "real") -> ImageSet:
+    """A real (or training, per ``role``) set; blank images are left out with a note."""
     if RunDir.is_run(source):
         run = RunDir(source)
-        slices = load_slices(run.read_config().data, progress=progress)
-        return ImageSet(slices.images, slices.mapping, f"{run.path} (training data)", run.path)
-    slices = load_slices(replace(config, source=str(source)), progress=progress)
-    return ImageSet(slices.images, slices.mapping, str(source))
+        slices = load_slices(run.read_config().data, progress=progress, skip_blank=True)
+        image_set = ImageSet(slices.images, slices.mapping, f"{run.path} (training data)", run.path)
+    else:
+        slices = load_slices(replace(config, source=str(source)), progress=progress, skip_blank=True)
+        image_set = ImageSet(slices.images, slices.mapping, str(source))
+    if slices.skipped:
+        files = [file for file, _ in slices.skipped]
+        shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+        noun = "image" if len(files) == 1 else "images"
+        image_set.notes.append(f"left out {len(files)} blank (constant) {role} {noun} of {source}: {shown}")
+        image_set.skipped = len(files)
+    return image_set
 
 
 def _generate(run_dir: Path, count: int, resolution: int) -> ImageSet:
@@ -137,30 +150,22 @@ def read_image_folder(path: Path) -> list[tuple[np.ndarray, bool, Any]]:
 
 
 def _read_picture_unit(path: Path) -> np.ndarray:
-    """A PNG/TIFF as model units: 8-bit 0..255 or 16-bit 0..65535 -> [-1, 1] (colour -> grey luminance)."""
-    try:
-        with Image.open(path) as image:
-            if image.mode not in ("L", "I;16", "I;16B", "I;16L", "I", "F"):
-                image = image.convert("L")  # ITU-R 601 luma, documented: synthetic images should be grey
-            full_scale = 255.0 if image.mode == "L" else 65535.0
-            if image.mode == "F":
-                full_scale = 1.0
-            pixels = np.asarray(image, dtype=np.float64)
-    except (OSError, UnidentifiedImageError, ValueError) as error:
-        raise DataError(f"cannot read image ({str(error).splitlines()[0]})", path) from None
+    """A PNG/TIFF as model units: 8-bit 0..255 or 16-bit 0..65535 -> [-1, 1] (colour -> grey luminance, with the
+    warning real pictures get)."""
+    image = grey_picture(path)
+    if image.mode not in ("L", "I;16", "I;16B", "I;16L", "I", "F"):
+        image = image.convert("L")  # bilevel ("1") pictures: 0/255
+    full_scale = 255.0 if image.mode == "L" else 65535.0
+    if image.mode == "F":
+        full_scale = 1.0
+    pixels = np.asarray(image, dtype=np.float64)
     return (pixels / full_scale * 2.0 - 1.0).astype(np.float32)
 
 
 def _read_numpy_stack(path: Path) -> list[tuple[np.ndarray, bool, Any]]:
     try:
-        loaded = np.load(path, allow_pickle=False)
-        if isinstance(loaded, np.lib.npyio.NpzFile):
-            with loaded:
-                array = loaded["image" if "image" in loaded.files else loaded.files[0]]
-        else:
-            array = loaded
-        array = np.asarray(array, dtype=np.float32)
-    except (OSError, ValueError, IndexError, KeyError) as error:
+        array = np.asarray(load_array(path), dtype=np.float32)
+    except (ValueError, TypeError) as error:  # e.g. a structured or string array
         raise DataError(f"cannot read NumPy file ({str(error).splitlines()[0]})", path) from None
     if array.ndim == 4 and array.shape[1] == 1:
         array = array[:, 0]

@@ -18,6 +18,7 @@ import hashlib
 import re
 import urllib.error
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ import numpy as np
 from medgan.config import DataConfig
 from medgan.data.datasets import SliceBuilder, SliceSet
 from medgan.data.intensity import IntensityMapping
+from medgan.data.readers.numpy import npz_member
 from medgan.data.sources import LAYOUTS
 from medgan.errors import ConfigError, DataError
 
@@ -62,7 +64,7 @@ def medmnist_layout(path: Path, config: DataConfig) -> SliceSet | None:
         with np.load(path, allow_pickle=False) as data:
             if "train_images" not in data.files:
                 return None
-    except (OSError, ValueError, EOFError):
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
         return None  # not a readable npz: the generic reader reports it
     return load_medmnist(path, config.split, config)
 
@@ -100,12 +102,14 @@ def load_medmnist(path: str | Path, split: str = "train", config: DataConfig | N
             for name in splits:
                 if f"{name}_images" not in data.files or f"{name}_labels" not in data.files:
                     raise DataError(f"no {name}_images/{name}_labels arrays (has: {', '.join(data.files)})", path)
-                raw_images, raw_labels = data[f"{name}_images"], data[f"{name}_labels"]
+                # npz_member checks each array's claimed size before NumPy allocates it
+                raw_images = npz_member(data, f"{name}_images", path)
+                raw_labels = npz_member(data, f"{name}_labels", path)
                 split_images, split_labels = _medmnist_arrays(raw_images, raw_labels, name, path)
                 images.append(split_images)
                 labels.append(split_labels)
                 sources.extend(f"{path}#{name}/{index}" for index in range(len(split_images)))
-    except (OSError, ValueError, EOFError) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise DataError(f"cannot read MedMNIST file ({error})", path) from None
     stack, classes = np.concatenate(images), np.concatenate(labels)
     count = int(classes.max()) + 1 if len(classes) else 0

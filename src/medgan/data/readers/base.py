@@ -8,11 +8,21 @@ Conventions (shared with every other module):
   LPS patient coordinates are turned into RAS (x and y negated), exactly as dcm2niix/nibabel do, so a DICOM
   series and its NIfTI conversion give the same ``Volume``.
 * Data stays float32 in physical units (HU for CT, arbitrary units for MR); nothing is squashed to uint8.
+
+Size and geometry checks, shared by every reader:
+
+* A header's claimed image size is checked before any voxel is read (``check_claimed_size``): more than
+  ``MAX_VOXELS`` voxels, or more bytes than the file holds, is an error, so a 452-byte file claiming 32767^3
+  voxels fails in one line instead of allocating terabytes.
+* ``check_geometry``: voxel sizes must be finite and positive and the affine finite (NaN/Inf is an error). A 3D
+  affine with no usable orientation (a singular matrix, e.g. an all-zero sform) is replaced by the voxel-size
+  diagonal (RAS axes), with a warning; the NIfTI reader first tries the header's other transform.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +36,13 @@ NIFTI_SUFFIXES = (".nii", ".nii.gz")
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 PICTURE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 NUMPY_SUFFIXES = (".npy", ".npz")
+# The largest image medgan reads: 1 Gi voxels (4 GiB as float32, e.g. 512 x 512 x 4096 CT). A header claiming
+# more is refused before anything is allocated: such claims come from damaged or crafted files.
+MAX_VOXELS = 2**30
+
+
+class BlankImageError(DataError):
+    """A constant image (every voxel the same value): an error for training, skipped with a count by evaluation."""
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: arrays have no single truth value, compare fields explicitly
@@ -112,8 +129,67 @@ def check_volume(volume: Volume, nan_policy: str = "error") -> Volume:
     if array.size == 0:
         raise DataError("image has no voxels", volume.path)
     if array.min() == array.max():
-        raise DataError(f"constant image (every voxel is {float(array.flat[0]):g})", volume.path)
+        raise BlankImageError(f"constant image (every voxel is {float(array.flat[0]):g})", volume.path)
     return volume
+
+
+def check_geometry(volume: Volume) -> Volume:
+    """Validates the voxel sizes and affine of ``volume`` (module docstring).
+
+    Returns:
+        ``volume``, or a copy whose singular 3D affine is replaced by the voxel-size diagonal (with a warning).
+
+    Raises:
+        DataError: a voxel size that is not a positive finite number, or NaN/Inf in the affine.
+    """
+    spacing = np.asarray(volume.spacing, dtype=np.float64)
+    if not (np.isfinite(spacing).all() and (spacing > 0).all()):
+        shown = " x ".join(f"{value:g}" for value in spacing)
+        raise DataError(f"voxel size {shown} mm is not a positive finite number on every axis", volume.path)
+    affine = np.asarray(volume.affine, dtype=np.float64)
+    if not np.isfinite(affine).all():
+        raise DataError("the affine (voxel -> world transform) has NaN or Inf values; fix the header", volume.path)
+    if volume.array.ndim == 3 and is_singular(affine):
+        warnings.warn(
+            f"{volume.path}: the affine has no usable orientation (singular matrix); using the voxel sizes along "
+            "RAS axes",
+            stacklevel=2,
+        )
+        volume = dataclasses.replace(volume, affine=np.diag([*spacing[:3], 1.0]))
+    return volume
+
+
+def is_singular(affine: np.ndarray) -> bool:
+    """True when the 3x3 part of ``affine`` cannot orient a volume (a zero or dependent column)."""
+    values = np.linalg.svd(np.asarray(affine, dtype=np.float64)[:3, :3], compute_uv=False)
+    return bool(values.max() == 0 or values.min() < 1e-6 * values.max())
+
+
+def check_claimed_size(path: Path, shape: tuple[int, ...], itemsize: int, available: int | None,
+                       offset: int = 0, holder: str = "the file") -> None:
+    """Refuses a header whose image is too large for medgan or for the file, before anything is allocated.
+
+    Args:
+        path: the file (named in the error).
+        shape: the image shape the header claims.
+        itemsize: bytes per stored voxel.
+        available: bytes the file holds (uncompressed), or None when unknown; checked when given.
+        offset: bytes before the voxel data (the header).
+        holder: what holds ``available`` bytes, for the error (``"the file"``, ``"the pixel data"``).
+
+    Raises:
+        DataError: more than ``MAX_VOXELS`` voxels, or more bytes than ``available``.
+    """
+    voxels = math.prod(int(size) for size in shape)
+    shown = " x ".join(str(int(size)) for size in shape)
+    if voxels > MAX_VOXELS:
+        raise DataError(f"the header claims {shown} voxels, over medgan's limit of {MAX_VOXELS:,} voxels "
+                        "(a damaged header, or an image too large to read)", path)
+    needed = int(offset) + voxels * int(itemsize)
+    if available is not None and needed > available:
+        after = f" after {offset:,} header bytes" if offset else ""
+        raise DataError(f"the header claims {shown} voxels of {itemsize} bytes ({needed - offset:,} bytes{after}) but "
+                        f"{holder} holds {available:,} bytes; it is truncated or its header is wrong", path)
 
 
 def file_kind(path: Path) -> str | None:

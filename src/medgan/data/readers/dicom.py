@@ -3,6 +3,11 @@
 The modality LUT (RescaleSlope/RescaleIntercept) is applied, so CT comes out in Hounsfield units. Volumes are
 transposed from pydicom's ``(frame, row, column)`` to ``(column, row, frame)`` and LPS patient coordinates
 become RAS (see ``medgan.data.readers.base``).
+
+Geometry: NaN/Inf in ImageOrientationPatient, ImagePositionPatient or a frame position is an error naming the
+file. An orientation whose directions span no plane (zeros, or parallel rows and columns) is treated as
+missing, with a warning: slices are then ordered by InstanceNumber and laid out axially. Rows x Columns x frames
+is checked against the pixel data before it is decoded (``_check_pixel_claim``).
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medgan.data.readers.base import Volume, first_line, subject_of
+from medgan.data.readers.base import Volume, check_claimed_size, first_line, subject_of
 from medgan.errors import DataError
 
 PIXEL_DATA_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -39,6 +44,7 @@ def read_dicom_file(path: Path) -> Volume:
     """One DICOM file: a 2D image, or a 3D volume for a multi-frame file."""
     dataset = _load_dicom(path)
     frames = _dicom_frames(dataset, path)  # [F, rows, cols] float32, rescaled
+    _warn_unusable_orientation(dataset, path)
     if frames.shape[0] == 1:
         return _dicom_2d(dataset, frames[0], path)
     positions = _frame_positions(dataset, frames.shape[0])
@@ -64,6 +70,7 @@ def read_dicom_series(folder: Path, members: list[Path]) -> Volume:
     shapes = {f.shape[1:] for f in frames}
     if len(shapes) > 1:
         raise DataError(f"slices of different sizes in one series: {sorted(shapes)}", folder)
+    _warn_unusable_orientation(datasets[0], folder)
     order, positions = _series_order(datasets, folder)
     stack = np.stack([frames[i][0] for i in order])
     ordered = [datasets[i] for i in order]
@@ -82,7 +89,33 @@ def _load_dicom(path: Path):
         raise DataError(f"unreadable DICOM ({first_line(error)})", path) from None
     if not any(keyword in dataset for keyword in PIXEL_DATA_KEYWORDS):
         raise DataError("DICOM without pixel data (a report, structure set or DICOMDIR?)", path)
+    _check_finite_geometry(dataset, path)
     return dataset
+
+
+def _check_finite_geometry(dataset, path: Path) -> None:
+    """Raises DataError for NaN/Inf (or unreadable numbers) in the orientation or positions of ``dataset``."""
+    per_frame = dataset.get("PerFrameFunctionalGroupsSequence") or []
+    planes = [_group_item(item, "PlanePositionSequence") for item in per_frame]
+    values = {
+        "ImageOrientationPatient": _raw_orientation(dataset),
+        "ImagePositionPatient": dataset.get("ImagePositionPatient"),
+        "PixelSpacing": dataset.get("PixelSpacing"),
+        "a frame's ImagePositionPatient": [v for plane in planes for v in getattr(plane, "ImagePositionPatient", [])],
+    }
+    for keyword, value in values.items():
+        try:
+            finite = value is None or bool(np.isfinite(np.asarray([float(v) for v in value], dtype=np.float64)).all())
+        except (TypeError, ValueError):
+            finite = False
+        if not finite:
+            raise DataError(f"{keyword} has values that are not finite numbers ({value!r})", path)
+
+
+def _warn_unusable_orientation(dataset, path: Path) -> None:
+    if _raw_orientation(dataset) is not None and _orientation(dataset) is None:
+        warnings.warn(f"{path}: ImageOrientationPatient spans no plane (zero or parallel directions); ignored, "
+                      "slices laid out axially", stacklevel=3)
 
 
 def _read_without_preamble(path: Path):
@@ -103,6 +136,7 @@ def _dicom_frames(dataset, path: Path) -> np.ndarray:
     """Pixel data as float32 ``[frames, rows, cols]`` in physical units (modality LUT / rescale applied)."""
     from pydicom.pixels import apply_modality_lut
 
+    _check_pixel_claim(dataset, path)
     try:
         pixels = dataset.pixel_array
     except Exception as error:  # missing decoder plugins, truncated pixel data, bad attributes...
@@ -135,6 +169,21 @@ def _dicom_frames(dataset, path: Path) -> np.ndarray:
     return frames
 
 
+def _check_pixel_claim(dataset, path: Path) -> None:
+    """Rows x Columns x frames x samples against the voxel limit and, for uncompressed data, the bytes present."""
+    try:
+        shape = tuple(int(dataset.get(keyword, 1) or 1) for keyword in ("NumberOfFrames", "Rows", "Columns"))
+        samples, bits = int(dataset.get("SamplesPerPixel", 1) or 1), int(dataset.get("BitsAllocated", 0) or 0)
+    except (TypeError, ValueError) as error:
+        raise DataError(f"unreadable image size in the DICOM header ({first_line(error)})", path) from None
+    shape = shape + ((samples,) if samples > 1 else ())
+    syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
+    keyword = next(keyword for keyword in PIXEL_DATA_KEYWORDS if keyword in dataset)
+    native = syntax is None or not syntax.is_encapsulated
+    stored = len(dataset[keyword].value or b"") if native and bits % 8 == 0 and bits else None
+    check_claimed_size(path, shape, bits // 8, stored, holder="the pixel data")
+
+
 def _functional_rescale(dataset, per_frame, index: int) -> tuple[float, float]:
     for groups in (per_frame[index] if per_frame else None, _shared_groups(dataset)):
         transform = _group_item(groups, "PixelValueTransformationSequence")
@@ -160,15 +209,25 @@ def _grey(rgb: np.ndarray) -> np.ndarray:
     return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
 
 
-def _orientation(dataset) -> np.ndarray | None:
-    """Image orientation as a (2, 3) array (row direction, column direction) in LPS, or None."""
+def _raw_orientation(dataset):
+    """ImageOrientationPatient of the dataset or of its shared functional groups, as stored, or None."""
     value = dataset.get("ImageOrientationPatient")
     if value is None:
         plane = _group_item(_shared_groups(dataset), "PlaneOrientationSequence")
         value = getattr(plane, "ImageOrientationPatient", None)
+    return value
+
+
+def _orientation(dataset) -> np.ndarray | None:
+    """Image orientation as a (2, 3) array (row direction, column direction) in LPS, or None when missing or
+    spanning no plane (see the module docstring)."""
+    value = _raw_orientation(dataset)
     if value is None or len(value) != 6:
         return None
-    return np.asarray([float(v) for v in value], dtype=np.float64).reshape(2, 3)
+    orientation = np.asarray([float(v) for v in value], dtype=np.float64).reshape(2, 3)
+    if not np.linalg.norm(np.cross(orientation[0], orientation[1])) > 1e-6:
+        return None  # zero or parallel direction vectors (NaN is refused when the file is loaded)
+    return orientation
 
 
 def _pixel_spacing(dataset) -> tuple[float, float]:

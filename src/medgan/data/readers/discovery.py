@@ -9,6 +9,7 @@ from typing import Iterator
 from medgan.data.readers.base import (
     Discovery,
     Volume,
+    check_geometry,
     check_same_dimensionality,
     check_volume,
     file_kind,
@@ -34,7 +35,8 @@ def read_volume(path: str | Path, nan_policy: str = "error") -> Volume:
         The volume, float32 in physical units.
 
     Raises:
-        DataError: missing path, unreadable or unsupported file, no pixel data, NaN/Inf voxels, constant image.
+        DataError: missing path, unreadable or unsupported file, a header claiming more voxels than the file holds,
+            no pixel data, NaN/Inf voxels, constant image (``BlankImageError``), NaN/Inf in the affine or voxel sizes.
     """
     path = Path(path)
     if not path.exists():
@@ -47,7 +49,7 @@ def read_volume(path: str | Path, nan_policy: str = "error") -> Volume:
             expected = "expected NIfTI, DICOM, PNG/TIFF or NPY/NPZ"
             raise DataError(f"unsupported file type {suffix_of(path) or '(no suffix)'}; {expected}", path)
         volume = _READERS[kind](path)
-    return check_volume(volume, nan_policy)
+    return check_volume(check_geometry(volume), nan_policy)
 
 
 def discover(path: str | Path) -> Discovery:
