@@ -62,6 +62,7 @@ class SliceSet:
             primary one (which is ``images``), each ``[N, 1, R, R]`` and pixel-aligned with ``images``; label
             maps hold label values. Empty otherwise.
         mappings: the intensity mapping of each image domain in ``aligned`` (label maps have none).
+        degradation: how ``aligned`` was derived from ``images`` (normalized ``data.degrade``), else empty.
         skipped: inputs left out, as ``(file, reason)`` (blank images when ``load_slices`` skips them).
     """
 
@@ -76,6 +77,7 @@ class SliceSet:
     attribute_names: tuple[str, ...] = ()
     aligned: dict[str, torch.Tensor] = field(default_factory=dict)
     mappings: dict[str, IntensityMapping] = field(default_factory=dict)
+    degradation: str = ""
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
     def __len__(self) -> int:

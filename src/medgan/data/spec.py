@@ -55,6 +55,7 @@ class DataSpec:
         attribute_std: per attribute, the training standard deviation (1 for constant attributes).
         images: number of training images.
         subjects: number of distinct training subjects (patients).
+        degradation: for derived pairs, how the inputs were made from the targets (e.g. ``"downsample:4"``).
     """
 
     resolution: int
@@ -66,6 +67,7 @@ class DataSpec:
     attribute_std: tuple[float, ...] = ()
     images: int = 0
     subjects: int = 0
+    degradation: str = ""
 
     def __post_init__(self) -> None:
         if not self.domains:
@@ -126,6 +128,7 @@ class DataSpec:
             "attribute_std": list(self.attribute_std),
             "images": self.images,
             "subjects": self.subjects,
+            "degradation": self.degradation,
         }
 
     @classmethod
@@ -144,6 +147,7 @@ class DataSpec:
                 attribute_std=tuple(float(v) for v in values.get("attribute_std", ())),
                 images=int(values.get("images", 0)),
                 subjects=int(values.get("subjects", 0)),
+                degradation=str(values.get("degradation", "")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise DataError(f"malformed data spec ({type(error).__name__}: {error})") from None
@@ -178,4 +182,5 @@ def spec_of(data: "SliceSet", attributes: bool = True) -> DataSpec:
         attribute_std=std,
         images=len(data),
         subjects=len(set(data.subjects)),
+        degradation=data.degradation,
     )

@@ -13,6 +13,7 @@ Modules, in the order a slice is made:
 * ``lesions``: liver lesions (cyst, metastasis, hemangioma) placed in the liver and painted;
 * ``acquisition``: projection, Poisson photon noise and filtered back-projection;
 * ``cases``: rendered slices, lesion ROIs and LiTS-style volumes of phantom patients;
+* ``pairs``: the same slices at routine and at low dose, with their label maps (paired tasks);
 * ``sources``: the ``"ct-phantom"`` and ``"ct-lesions"`` sources; ``previews``: the README pictures.
 """
 
