@@ -8,6 +8,7 @@ Unknown keys and bad values raise ``ConfigError`` naming the offending key.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field, fields, replace
@@ -19,6 +20,14 @@ import yaml
 from medgan.errors import ConfigError
 
 RESOLUTIONS = (32, 64, 128, 256)
+# Upper bounds that keep a typo (latent_dim: 100000000000) from reaching the allocator, each well above what a
+# GAN here needs (StyleGAN: latent 512; BigGAN: batch 2048; DCGAN: width 64, whose deepest layer has 8x as many
+# channels: 512 gives 4096-channel layers of ~1 GB each).
+MAX_LATENT_DIM = 4096
+MAX_CHANNELS = 512
+MAX_BATCH_SIZE = 4096
+MAX_ROI_SIZE = 1024
+MAX_THREADS = 1024
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,10 @@ class DataConfig:
     extract: str = "slices"  # CT layouts (LiTS/MSD): "slices", "liver-slices", "liver-crops" or "lesion-rois"
     roi_size: int = 64  # side in pixels of "lesion-rois" regions (native pixels) and of "ct-lesions" ROIs
     split: str = "train"  # MedMNIST .npz split: "train", "val", "test" or "all"
+    input: str | None = None  # paired tasks: input images matched to ``source`` (the targets) by file name
+    pairs: str | None = None  # paired tasks: CSV with input,target[,mask] columns (paths relative to the CSV)
+    degrade: str | None = None  # paired tasks: derive the input from each target: lowdose:F, downsample:F, inpaint, mask
+    patch: int = 0  # paired tasks: train on random square patches of this side (0 = whole tiles)
 
 
 @dataclass(frozen=True)
@@ -58,6 +71,8 @@ class ModelConfig:
     spectral_norm: bool = True  # spectral normalization on D's layers
     minibatch_std: bool = True  # minibatch standard-deviation feature in D (StyleGAN's guard against collapse)
     auxiliary_classifier: bool = False  # conditional: D also predicts the class (AC-GAN head; see loss.auxiliary)
+    depth: int = 4  # image-to-image U-Net: stride-2 levels (inputs are padded to a multiple of 2**depth)
+    residual: bool = True  # image-to-image U-Net: predict a correction of the first input channel
 
 
 @dataclass(frozen=True)
@@ -71,6 +86,8 @@ class LossConfig:
     instance_noise: float = 0.0  # std of Gaussian noise added to D's inputs, annealed linearly to 0
     mode_seeking: float = 0.1  # conditional tasks: weight of MSGAN's mode-seeking term (0 = off)
     auxiliary: float = 1.0  # weight of the AC-GAN class cross-entropy when model.auxiliary_classifier is on
+    adversarial_weight: float = 1.0  # image-to-image tasks: weight of the adversarial term (0 = pure pixel loss)
+    pixel: float = 100.0  # image-to-image tasks: weight of the L1 pixel loss (pix2pix: 100)
 
 
 @dataclass(frozen=True)
@@ -129,7 +146,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
-RECIPES = ("medgan", "dcgan")
+RECIPES = ("medgan", "dcgan", "pix2pix")
 
 
 def recipe(name: str) -> RunConfig:
@@ -139,7 +156,8 @@ def recipe(name: str) -> RunConfig:
         name: ``"medgan"`` (data-efficient default: DCGAN-topology G (ngf 32) with a spectrally normalized D
             (ndf 32, no BatchNorm), hinge loss, greyscale DiffAugment, classic flips/rotations/zoom, ramped
             generator EMA, batch 32, FID-picked best checkpoint) or ``"dcgan"`` (the classic recipe: DCGAN nets
-            with ngf = ndf = 64, BCE, Adam 2e-4 / beta1 0.5, batch 64, no augmentation, no EMA).
+            with ngf = ndf = 64, BCE, Adam 2e-4 / beta1 0.5, batch 64, no augmentation, no EMA) or ``"pix2pix"``
+            (paired image-to-image translation: U-Net G, PatchGAN D, L1 weight 100).
     """
     if name == "medgan":
         return RunConfig()
@@ -152,6 +170,19 @@ def recipe(name: str) -> RunConfig:
             optim=OptimConfig(betas=(0.5, 0.999)),
             train=TrainConfig(ema=0.0, batch_size=64, eval_every=0),
             data=DataConfig(flip=False, rotate_degrees=0.0, scale=0.0),
+        )
+    if name == "pix2pix":
+        # Isola et al. 2017: U-Net G, 70 x 70 PatchGAN D (here 64 wide at the first layer), the classic
+        # non-saturating loss, L1 weight 100, Adam 2e-4 / beta1 0.5, no D augmentation; plus a generator EMA.
+        return RunConfig(
+            task="paired",
+            model=ModelConfig(name="unet", generator_channels=32, discriminator_channels=64, spectral_norm=False,
+                              minibatch_std=False),
+            loss=LossConfig(adversarial="nonsaturating", adversarial_weight=1.0, pixel=100.0, mode_seeking=0.0),
+            augment=AugmentConfig(policy=()),
+            optim=OptimConfig(betas=(0.5, 0.999)),
+            train=TrainConfig(batch_size=16, ema=0.999),
+            data=DataConfig(flip=True, rotate_degrees=0.0, scale=0.0),
         )
     raise ConfigError(f"unknown recipe {name!r}; choose one of: {', '.join(RECIPES)}")
 
@@ -222,14 +253,19 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     if annotation is float:
         if isinstance(value, bool):
             raise ConfigError(f"config key {key!r} must be a number, got {value!r}")
+        number = None
         if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"config key {key!r} must be a number, got {value!r}")
+        if number is None:
+            raise ConfigError(f"config key {key!r} must be a number, got {value!r}")
+        if not math.isfinite(number):  # .inf / .nan in YAML, "inf" in --set: never a meaningful setting
+            raise ConfigError(f"config key {key!r} must be a finite number, got {value!r}")
+        return number
     if annotation is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
@@ -343,19 +379,26 @@ def validate(config: RunConfig) -> None:
     _check(data.window_width is None or data.window_width > 0, "data.window_width", "must be positive")
     _check(data.extract in ("slices", "liver-slices", "liver-crops", "lesion-rois"), "data.extract",
            "must be slices, liver-slices, liver-crops or lesion-rois")
-    _check(data.roi_size >= 8, "data.roi_size", "must be at least 8")
+    _check(8 <= data.roi_size <= MAX_ROI_SIZE, "data.roi_size", f"must be between 8 and {MAX_ROI_SIZE}")
+    _check(data.patch == 0 or 32 <= data.patch <= data.resolution, "data.patch",
+           "must be 0 (whole tiles) or between 32 and data.resolution")
+    _check(sum(v is not None for v in (data.input, data.pairs, data.degrade)) <= 1, "data.input",
+           "data.input, data.pairs and data.degrade are alternatives: give one")
+    _check(1 <= model.depth <= 6, "model.depth", "must be between 1 and 6")
     _check(data.split in ("train", "val", "test", "all"), "data.split", "must be train, val, test or all")
     _check(0.0 <= data.rotate_degrees <= 180.0, "data.rotate_degrees", "must be in [0, 180]")
     _check(0.0 <= data.scale < 1.0, "data.scale", "must be in [0, 1)")
-    _check(model.latent_dim > 0, "model.latent_dim", "must be positive")
-    _check(model.generator_channels >= 4, "model.generator_channels", "must be at least 4")
-    _check(model.discriminator_channels >= 4, "model.discriminator_channels", "must be at least 4")
+    _check(0 < model.latent_dim <= MAX_LATENT_DIM, "model.latent_dim", f"must be between 1 and {MAX_LATENT_DIM}")
+    for key in ("generator_channels", "discriminator_channels"):
+        _check(4 <= getattr(model, key) <= MAX_CHANNELS, f"model.{key}", f"must be between 4 and {MAX_CHANNELS}")
     _check(loss.r1_gamma >= 0, "loss.r1_gamma", "must be >= 0")
     _check(loss.r1_interval >= 1, "loss.r1_interval", "must be >= 1")
     _check(loss.gradient_penalty >= 0, "loss.gradient_penalty", "must be >= 0")
     _check(loss.instance_noise >= 0, "loss.instance_noise", "must be >= 0")
     _check(loss.mode_seeking >= 0, "loss.mode_seeking", "must be >= 0")
     _check(loss.auxiliary >= 0, "loss.auxiliary", "must be >= 0")
+    _check(loss.adversarial_weight >= 0, "loss.adversarial_weight", "must be >= 0")
+    _check(loss.pixel >= 0, "loss.pixel", "must be >= 0")
     _check(0.0 <= config.augment.probability <= 1.0, "augment.probability", "must be in [0, 1]")
     _check(0.0 < config.augment.ada_target < 1.0, "augment.ada_target", "must be in (0, 1)")
     _check(optim.lr_generator > 0, "optim.lr_generator", "must be positive")
@@ -368,12 +411,13 @@ def validate(config: RunConfig) -> None:
     _check(train.steps >= 0, "train.steps", "must be >= 0")
     _check(train.minutes >= 0, "train.minutes", "must be >= 0")
     _check(train.steps > 0 or train.minutes > 0, "train.steps", "must be positive unless train.minutes is set")
-    _check(train.batch_size >= 1, "train.batch_size", "must be >= 1")
+    _check(1 <= train.batch_size <= MAX_BATCH_SIZE, "train.batch_size", f"must be between 1 and {MAX_BATCH_SIZE}")
     _check(0.0 <= train.ema < 1.0, "train.ema", "must be in [0, 1)")
     _check(train.precision in ("auto", "bf16", "fp32"), "train.precision", "must be auto, bf16 or fp32")
     _check(train.device in ("auto", "cpu", "cuda"), "train.device", "must be auto, cpu or cuda")
     for key in ("log_every", "sample_every", "checkpoint_every"):
         _check(getattr(train, key) >= 1, f"train.{key}", "must be >= 1")
     _check(train.eval_every >= 0, "train.eval_every", "must be >= 0")
+    _check(0 <= train.threads <= MAX_THREADS, "train.threads", f"must be between 0 and {MAX_THREADS}")
     # Name checks against the registries happen where the registries live (networks, losses, augment, tasks),
     # so this module stays import-light; see medgan.training.loop.check_names.

@@ -161,8 +161,9 @@ def spec_of(data: "SliceSet", attributes: bool = True) -> DataSpec:
         attributes: keep the data's continuous attributes (tasks that do not condition on them pass False).
     """
     domains = [DomainSpec(PRIMARY, int(data.images.shape[1]), data.mapping)]
-    for name, tensor in getattr(data, "aligned", {}).items():
-        mapping = getattr(data, "mappings", {}).get(name, data.mapping)
+    for name, tensor in data.aligned.items():
+        # Label maps and masks carry no physical unit: they are stored as they are in [-1, 1].
+        mapping = data.mappings.get(name) or IntensityMapping("identity", -1.0, 1.0, "label")
         domains.append(DomainSpec(name, int(tensor.shape[1]), mapping))
     names: tuple[str, ...] = ()
     mean: tuple[float, ...] = ()

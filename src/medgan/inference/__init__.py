@@ -5,8 +5,9 @@ and builds the model from the run's config, data spec and that state. Nothing he
 an inference model needs weights and the data spec only.
 """
 
-from medgan.inference import noise  # noqa: F401  (registers "noise-to-image")
-from medgan.inference.registry import INFERENCE, load_model
+from medgan.inference import noise, translate  # noqa: F401  (register "noise-to-image", "image-to-image")
 from medgan.inference.noise import NoiseToImage
+from medgan.inference.registry import INFERENCE, load_model
+from medgan.inference.translate import Translator
 
-__all__ = ["INFERENCE", "NoiseToImage", "load_model"]
+__all__ = ["INFERENCE", "NoiseToImage", "Translator", "load_model"]

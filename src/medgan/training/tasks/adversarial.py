@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medgan.augment import AdaptiveProbability, DiffAugment
+from medgan.augment import POLICIES, AdaptiveProbability, DiffAugment
 from medgan.checkpoint import load_module_state
 from medgan.config import RunConfig
 from medgan.data import SliceSet
@@ -27,7 +27,7 @@ from medgan.errors import CheckpointError, ConfigError
 from medgan.inference.noise import generator_state
 from medgan.losses import get_adversarial
 from medgan.losses.penalties import gradient_penalty, r1_penalty
-from medgan.networks import build_discriminator, build_generator
+from medgan.networks import DISCRIMINATORS, GENERATORS, build_discriminator, build_generator
 from medgan.training.batches import reference_indices
 from medgan.training.ema import EMA, standing_statistics
 from medgan.training.precision import autocast_context, use_bf16
@@ -75,6 +75,17 @@ class AdversarialTask:
         rng: the task's generator for noise and augmentation (its state is checkpointed).
         conditional: condition G and D on the data's classes (projection discriminator) and attributes.
     """
+
+    default_recipe = "medgan"
+
+    @staticmethod
+    def check_config(config: RunConfig) -> None:
+        """Registered names this task uses (networks, loss, augmentation), checked before anything is created."""
+        GENERATORS.get(config.model.name)
+        DISCRIMINATORS.get(config.model.name)
+        get_adversarial(config.loss.adversarial)
+        for name in config.augment.policy:
+            POLICIES.get(name)
 
     def __init__(self, config: RunConfig, data: SliceSet, device: torch.device, rng: torch.Generator,
                  conditional: bool = False) -> None:
@@ -393,13 +404,16 @@ def _without_classes(spec: DataSpec) -> DataSpec:
 
 
 @TASKS.register("unconditional")
-def unconditional_task(config: RunConfig, data: SliceSet, device: torch.device,
-                       rng: torch.Generator) -> AdversarialTask:
+class UnconditionalTask(AdversarialTask):
     """G(z) -> image; D(image) -> logit."""
-    return AdversarialTask(config, data, device, rng, conditional=False)
+
+    def __init__(self, config: RunConfig, data: SliceSet, device: torch.device, rng: torch.Generator) -> None:
+        super().__init__(config, data, device, rng, conditional=False)
 
 
 @TASKS.register("conditional")
-def conditional_task(config: RunConfig, data: SliceSet, device: torch.device, rng: torch.Generator) -> AdversarialTask:
+class ConditionalTask(AdversarialTask):
     """G(z, class[, attributes]) -> image; D(image, class[, attributes]) -> logit with projection terms."""
-    return AdversarialTask(config, data, device, rng, conditional=True)
+
+    def __init__(self, config: RunConfig, data: SliceSet, device: torch.device, rng: torch.Generator) -> None:
+        super().__init__(config, data, device, rng, conditional=True)

@@ -5,8 +5,10 @@ logs, snapshots, scores and checkpoints. A new GAN family (paired pix2pix, unpai
 a new file in this package whose factory is registered in ``TASKS`` and returns an object that fulfils
 :class:`Task`; the loop does not change and never looks at the task's name.
 
-A factory is called as ``factory(config, data, device, rng)`` with the resolved run config, the loaded
+A registered task is a class: ``Task(config, data, device, rng)`` with the resolved run config, the loaded
 training data (a SliceSet), the torch device and the task's random generator (checkpointed by the task).
+The class also names its ``default_recipe`` (``medgan.config.recipe``) and validates the registered names its
+config uses in ``check_config(config)``, which runs before any data is read or any file is written.
 """
 
 from __future__ import annotations
@@ -77,7 +79,5 @@ class Task(Protocol):
         """Restores :meth:`state_dict`; raises CheckpointError (naming ``path``) when it does not fit."""
 
 
-TaskFactory = Callable[..., Task]
-
-TASKS: Registry[TaskFactory] = Registry("task")
+TASKS: Registry[Any] = Registry("task")
 """Training tasks, registered by name."""

@@ -1,0 +1,229 @@
+"""Paired image-to-image translation (pix2pix): low-dose -> routine-dose CT, low -> high resolution, holes ->
+filled, label maps -> images.
+
+Phases per step, in pix2pix's order:
+  G forward: y_hat = G(x) on (random patches of) the stacked input domains x;
+  D main:    minimize the adversarial D loss on D(x, y) vs D(x, y_hat.detach()) (PatchGAN: a logit per patch);
+  G main:    minimize adversarial_weight * L_G(D(x, y_hat)) + pixel * |y_hat - y|_1; then update the EMA.
+With ``loss.adversarial_weight: 0`` D is not trained at all: the pure-L1 baseline users compare against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import torch
+from torch import nn
+
+from medgan.augment import POLICIES, DiffAugment
+from medgan.checkpoint import load_module_state
+from medgan.config import RunConfig
+from medgan.data import SliceSet
+from medgan.data.spec import spec_of
+from medgan.errors import CheckpointError, ConfigError
+from medgan.inference.translate import build_translator, translator_state
+from medgan.losses import get_adversarial
+from medgan.losses.pixel import l1
+from medgan.metrics.image import psnr, ssim
+from medgan.networks.translation import TRANSLATORS, PatchDiscriminator
+from medgan.training.batches import Batch, reference_indices
+from medgan.training.ema import EMA
+from medgan.training.precision import autocast_context, use_bf16
+from medgan.training.schedule import lr_factor, set_learning_rates
+from medgan.training.tasks.base import TASKS, ScoreRule, Scorer
+from medgan.utils import exists
+
+GRID_ROWS = 8  # fixed tiles shown in each sample grid (input | output | target | difference)
+GRID_SEED = 1234
+EVAL_TILES = 64  # fixed tiles scored during training
+EVAL_SEED = 99
+TARGET = "image"  # the target domain's name in the data spec
+
+
+@TASKS.register("paired")
+class PairedTask:
+    """G(x) -> y with a conditional PatchGAN and an L1 term; see the module docstring.
+
+    Args:
+        config: the resolved run config (``model.name`` names the translator, e.g. "unet").
+        data: paired training data: ``images`` are the targets, ``aligned`` the input domains.
+        device: where the networks live.
+        rng: the task's generator for patches and augmentation (checkpointed).
+    """
+
+    default_recipe = "pix2pix"
+
+    @staticmethod
+    def check_config(config: RunConfig) -> None:
+        """Registered names this task uses, checked before anything is created."""
+        TRANSLATORS.get(config.model.name)
+        get_adversarial(config.loss.adversarial)
+        for name in config.augment.policy:
+            POLICIES.get(name)
+
+    def __init__(self, config: RunConfig, data: SliceSet, device: torch.device, rng: torch.Generator) -> None:
+        if not data.aligned:
+            raise ConfigError("task 'paired' needs input images: --input DIR (matched by file name), "
+                              "--pairs CSV, or --degrade lowdose:F|downsample:F|inpaint|mask", config.data.source)
+        self.config = config
+        self.device = device
+        self.rng = rng
+        self.data = data
+        self.spec = replace(spec_of(data, attributes=False), class_names=())
+        self.input_domains = tuple(data.aligned)
+        self.nearest_domains = frozenset(name for name in data.aligned if name not in data.mappings)
+        self.groups_by_class = False
+        self.attributes = None
+        self.score_rule: ScoreRule | None = ScoreRule("ssim", lower_is_better=False)
+        self.bf16 = use_bf16(config.train.precision, device)
+        in_channels = sum(self.spec.domain(name).channels for name in self.input_domains)
+        self.generator = build_translator(config, in_channels, self.spec.channels).to(device)
+        self.discriminator = PatchDiscriminator(in_channels + self.spec.channels,
+                                                config.model.discriminator_channels).to(device)
+        self.ema = EMA(self.generator, config.train.ema, config.train.ema_start) if config.train.ema > 0 else None
+        optim = config.optim
+        self.optimizer_g = torch.optim.Adam(self.generator.parameters(), lr=optim.lr_generator, betas=optim.betas)
+        self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=optim.lr_discriminator,
+                                            betas=optim.betas)
+        self.loss = get_adversarial(config.loss.adversarial)
+        self.augment = DiffAugment(config.augment.policy, config.augment.probability)
+        self.adversarial = config.loss.adversarial_weight > 0
+        self.horizon = max(config.train.steps, 1)
+        self._grid = reference_indices(data.subjects, GRID_ROWS, GRID_SEED)
+        self._eval = reference_indices(data.subjects, EVAL_TILES, EVAL_SEED)
+
+    # ---------------------------------------------------------------------------------------------------
+    # helpers
+
+    def _inputs(self, aligned: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The input domains stacked on channels, in the spec's order: [N, C_in, H, W]."""
+        return torch.cat([aligned[name] for name in self.input_domains], dim=1)
+
+    def _patches(self, inputs: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same random ``data.patch``-sized square of every image in both tensors (whole tiles at 0)."""
+        size = self.config.data.patch
+        height, width = target.shape[-2:]
+        if size <= 0 or (size >= height and size >= width):
+            return inputs, target
+        top = int(torch.randint(0, height - size + 1, (1,), generator=self.rng))
+        left = int(torch.randint(0, width - size + 1, (1,), generator=self.rng))
+        window = (..., slice(top, top + size), slice(left, left + size))
+        return inputs[window], target[window]
+
+    def _discriminate(self, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """D's patch logits on an (input, target) pair, both through the same DiffAugment draw."""
+        pair = self.augment(torch.cat([inputs, target], dim=1), self.rng)
+        return self.discriminator(pair[:, : inputs.shape[1]], pair[:, inputs.shape[1]:])
+
+    # ---------------------------------------------------------------------------------------------------
+    # the step
+
+    def set_horizon(self, steps: int) -> None:
+        self.horizon = max(int(steps), 1)
+
+    def train_step(self, batch: Batch, step: int) -> dict[str, float]:
+        """G forward, D main (unless pure L1), G main, EMA."""
+        optim, loss_config = self.config.optim, self.config.loss
+        factor = lr_factor(step, self.horizon, optim.schedule, optim.warmup_steps)
+        set_learning_rates((self.optimizer_g, self.optimizer_d), (optim.lr_generator, optim.lr_discriminator), factor)
+        inputs, target = self._patches(self._inputs(batch.aligned).to(self.device), batch.images.to(self.device))
+        logs: dict[str, float] = {"lr_factor": factor}
+        with autocast_context(self.device, self.bf16):
+            fake = self.generator(inputs)
+        if self.adversarial:
+            # D main: real pairs vs generated pairs (G's output detached).
+            with autocast_context(self.device, self.bf16):
+                real_logits = self._discriminate(inputs, target)
+                fake_logits = self._discriminate(inputs, fake.detach())
+                loss_d = self.loss.discriminator(real_logits.flatten(1).mean(1), fake_logits.flatten(1).mean(1))
+            self.optimizer_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            self.optimizer_d.step()
+            logs["loss_d"] = loss_d.item()
+        # G main: fool D (through D, whose weights get no gradient here) and stay close to the target.
+        pixel = l1(fake, target)
+        total = loss_config.pixel * pixel
+        if self.adversarial:
+            self.discriminator.requires_grad_(False)
+            with autocast_context(self.device, self.bf16):
+                loss_g = self.loss.generator(self._discriminate(inputs, fake).flatten(1).mean(1))
+            self.discriminator.requires_grad_(True)
+            total = total + loss_config.adversarial_weight * loss_g
+            logs["loss_g"] = loss_g.item()
+        self.optimizer_g.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimizer_g.step()
+        logs["loss_l1"] = pixel.item()
+        if exists(self.ema):
+            self.ema.update(self.generator, step + 1)
+        return logs
+
+    # ---------------------------------------------------------------------------------------------------
+    # inference
+
+    @property
+    def inference_generator(self) -> nn.Module:
+        return self.ema.module if exists(self.ema) else self.generator
+
+    def prepare_inference(self) -> None:
+        """Nothing to recompute: the U-Net uses instance norm, which has no running statistics."""
+
+    @torch.no_grad()
+    def translate(self, inputs: torch.Tensor) -> torch.Tensor:
+        model = self.inference_generator
+        was_training = model.training
+        model.eval()
+        with autocast_context(self.device, self.bf16):
+            output = model(inputs.to(self.device))
+        model.train(was_training)
+        return output.float().cpu()
+
+    def grid(self) -> tuple[torch.Tensor, int]:
+        """Rows of input (first channel) | output | target | |output - target| (black = 0) for fixed tiles."""
+        inputs = self._inputs({name: tiles[self._grid] for name, tiles in self.data.aligned.items()})
+        target = self.data.images[self._grid]
+        output = self.translate(inputs)
+        difference = (output - target).abs() - 1.0
+        return torch.stack([inputs[:, :1], output, target, difference], dim=1).flatten(0, 1), 4
+
+    def score(self, scorer: Scorer) -> dict[str, float]:
+        """L1, PSNR and SSIM of the inference G on fixed training tiles spread across subjects."""
+        inputs = self._inputs({name: tiles[self._eval] for name, tiles in self.data.aligned.items()})
+        target = self.data.images[self._eval]
+        output = self.translate(inputs).clamp(-1, 1)
+        return {"ssim": float(ssim(output, target).mean()), "psnr": float(psnr(output, target).mean()),
+                "l1": float(l1(output, target))}
+
+    def inference_state(self) -> dict[str, Any]:
+        return translator_state(self.inference_generator, self.input_domains, TARGET)
+
+    def modules(self) -> dict[str, nn.Module]:
+        modules = {"generator": self.generator, "discriminator": self.discriminator}
+        if exists(self.ema):
+            modules["ema"] = self.ema.module
+        return modules
+
+    # ---------------------------------------------------------------------------------------------------
+    # state
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {"generator": self.generator.state_dict(), "discriminator": self.discriminator.state_dict(),
+                 "optimizer_g": self.optimizer_g.state_dict(), "optimizer_d": self.optimizer_d.state_dict(),
+                 "rng": self.rng.get_state()}
+        if exists(self.ema):
+            state["ema"] = self.ema.module.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any], path: str) -> None:
+        load_module_state(self.generator, state.get("generator"), path, "generator")
+        load_module_state(self.discriminator, state.get("discriminator"), path, "discriminator")
+        if exists(self.ema):
+            load_module_state(self.ema.module, state.get("ema", state.get("generator")), path, "EMA generator")
+        try:
+            self.optimizer_g.load_state_dict(state["optimizer_g"])
+            self.optimizer_d.load_state_dict(state["optimizer_d"])
+            self.rng.set_state(state["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            raise CheckpointError(f"task state does not fit this run ({type(error).__name__}: {error})",
+                                  path) from None
