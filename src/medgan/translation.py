@@ -1,0 +1,257 @@
+"""``medgan translate``: apply a trained image-to-image model to a user's images, in physical units.
+
+A PNG/TIFF picture, a NIfTI volume or a DICOM file/series goes in; the same kind comes out:
+
+* volumes are reoriented to RAS and sliced along the run's axis exactly as in training, translated in batches
+  of slices (memory stays bounded by the volume itself), and put back in the input's own voxel order, so a
+  NIfTI output keeps the input's affine and header geometry;
+* intensities go through the run's stored mappings: a CT window in HU for CT domains, a per-volume
+  normalization (fitted like in training) for MR domains, and back to the target's physical units;
+* where the input and the target share one CT window, values outside it (air, dense bone) are passed through
+  from the input: the model was trained inside the window and cannot represent them;
+* DICOM output is a new *derived* series (see ``medgan.export.derived``).
+
+Every output is written through one all-or-nothing batch: a failure leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from medgan.data.intensity import mri_mapping
+from medgan.data.pairs import one_hot, region_mask
+from medgan.data.readers import Volume, discovered_items, file_kind, read_volume
+from medgan.data.slicing import upright_slices
+from medgan.errors import ConfigError, DataError
+from medgan.export.common import all_or_nothing
+from medgan.export.derived import series_files, write_derived_dicom
+from medgan.inference import Translator
+from medgan.inference.translate import TRANSLATE_BATCH
+
+NORMALIZED = ("percentile", "zscore")  # MR mappings, fitted to each volume as in training
+OUTPUT_FORMATS = ("same", "nifti", "dicom", "png16", "npy")
+
+
+def translate_volume(model: Translator, volumes: dict[str, Volume], progress: bool = False) -> np.ndarray:
+    """The target-domain array for co-registered input volumes (one per input domain), in physical units.
+
+    Args:
+        model: the run's Translator.
+        volumes: input domain name -> Volume; every domain of ``model.input_domains``, of one shape.
+        progress: show a progress bar over slice batches.
+
+    Returns:
+        float32 array of the first input's shape and voxel order.
+    """
+    names = model.input_domains
+    missing = [name for name in names if name not in volumes]
+    if missing:
+        raise ConfigError(f"this run needs the input domain {missing[0]!r} too (--domain {missing[0]}=PATH)")
+    first = volumes[names[0]]
+    for name in names[1:]:
+        if volumes[name].array.shape != first.array.shape:
+            raise DataError(f"{name} has shape {volumes[name].array.shape} but {names[0]} has {first.array.shape} "
+                            f"({first.path})", volumes[name].path)
+    axis = model.config.data.axis
+    ornt = _orientation(first)
+    stacks = [_unit_slices(model, name, volumes[name], ornt, axis) for name in names]
+    target = model.spec.domain(model.target).mapping
+    physical_input = upright_slices(_canonical(first.array, ornt), axis)
+    passthrough = model.spec.domain(names[0]).mapping == target and target.kind == "ct_window"
+    outputs = []
+    starts = range(0, stacks[0].shape[0], TRANSLATE_BATCH)
+    for start in tqdm(starts, desc="translate", unit="batch", disable=not progress, leave=False):
+        stop = start + TRANSLATE_BATCH
+        inputs = torch.cat([torch.from_numpy(stack[start:stop]) for stack in stacks], dim=1)
+        unit = model.translate(inputs)[:, 0].numpy()
+        values = np.asarray(target.to_physical(unit), dtype=np.float32)
+        if passthrough:
+            source = physical_input[start:stop]
+            outside = (source < target.low) | (source > target.high)
+            values = np.where(outside, source, values)
+        outputs.append(values)
+    slices = np.concatenate(outputs)
+    return _from_canonical(_from_upright(slices, first.array.ndim, axis), ornt).astype(np.float32)
+
+
+def translate_path(model: Translator, inputs: dict[str, str | Path], out: str | Path, fmt: str = "same",
+                   progress: bool = True) -> list[Path]:
+    """Translates the images at ``inputs[first domain]`` (a file or a folder of files or a DICOM series) into ``out``.
+
+    Args:
+        model: the run's Translator.
+        inputs: input domain name -> path; folders are matched file by file by name across domains.
+        out: output folder (created).
+        fmt: "same" (the input's kind), "nifti", "dicom" (from DICOM input only), "png16" or "npy".
+        progress: progress bars.
+
+    Returns:
+        The files written.
+    """
+    if fmt not in OUTPUT_FORMATS:
+        raise ConfigError(f"unknown --format {fmt!r}; choose one of: {', '.join(OUTPUT_FORMATS)}")
+    first = Path(inputs[model.input_domains[0]])
+    items = _items(first)
+    out = Path(out)
+    written: list[Path] = []
+    with all_or_nothing(out) as batch:
+        for item in tqdm(items, desc="volumes", unit="file", disable=not progress or len(items) < 2):
+            volumes = {name: read_volume(_partner(Path(inputs[name]), item, first)) for name in inputs}
+            array = translate_volume(model, volumes, progress=progress)
+            written.extend(_write(batch, item, volumes[model.input_domains[0]], array, model, fmt))
+    return written
+
+
+# -----------------------------------------------------------------------------------------------------------
+# intensities and geometry
+
+
+def _unit_slices(model: Translator, name: str, volume: Volume, ornt: np.ndarray | None, axis: int) -> np.ndarray:
+    """A domain's upright slices ``[S, C, H, W]`` in [-1, 1] through the run's mapping for that domain."""
+    domain = model.spec.domain(name)
+    physical = upright_slices(_canonical(volume.array, ornt), axis)
+    if domain.mapping.unit == "label":
+        return _encode_labels(physical, domain.channels)
+    mapping = domain.mapping
+    if mapping.kind in NORMALIZED:  # MR: each volume is normalized on its own, as in training
+        data = model.config.data
+        mapping = mri_mapping(volume.array, mapping.kind, data.percentiles)
+    return np.asarray(mapping.to_unit(physical), dtype=np.float32)[:, None]
+
+
+def _encode_labels(labels: np.ndarray, channels: int) -> np.ndarray:
+    """A label map as the network saw it in training (``medgan.data.pairs``): a +1/-1 region mask for one
+    channel, else one-hot channels of labels 1..C."""
+    tensor = torch.from_numpy(np.rint(labels).astype(np.float32))[:, None]
+    encoded = region_mask(tensor) if channels == 1 else one_hot(tensor, channels)
+    return encoded.numpy()
+
+
+def _orientation(volume: Volume) -> np.ndarray | None:
+    import nibabel.orientations as orientations
+
+    return orientations.io_orientation(volume.affine) if volume.array.ndim == 3 else None
+
+
+def _canonical(array: np.ndarray, ornt: np.ndarray | None) -> np.ndarray:
+    import nibabel.orientations as orientations
+
+    return array if ornt is None else np.ascontiguousarray(orientations.apply_orientation(array, ornt))
+
+
+def _from_canonical(array: np.ndarray, ornt: np.ndarray | None) -> np.ndarray:
+    """The inverse of ``_canonical``: back to the input's own voxel order."""
+    import nibabel.orientations as orientations
+
+    if ornt is None:
+        return array
+    back = orientations.ornt_transform(orientations.axcodes2ornt("RAS"), ornt)
+    return np.ascontiguousarray(orientations.apply_orientation(array, back))
+
+
+def _from_upright(slices: np.ndarray, ndim: int, axis: int) -> np.ndarray:
+    """The inverse of ``upright_slices``: ``[S, H, W]`` back to the canonical volume (or the 2D image)."""
+    if ndim == 2:
+        return slices[0]
+    stack = np.swapaxes(np.flip(slices, axis=(1, 2)), 1, 2)  # [S, a, b]
+    return np.moveaxis(stack, 0, axis)
+
+
+# -----------------------------------------------------------------------------------------------------------
+# inputs and outputs
+
+
+def _items(path: Path) -> list[Path]:
+    """The inputs under ``path``: itself (a file or a DICOM series folder) or the images of a folder."""
+    if not path.exists():
+        raise DataError("no such file or folder", path)
+    if path.is_dir() and file_kind(next(iter(sorted(p for p in path.iterdir() if p.is_file())), path)) == "dicom":
+        return [path]  # a folder of DICOM files is one series
+    return discovered_items(path)
+
+
+def _partner(root: Path, item: Path, first_root: Path) -> Path:
+    """The file of another domain that goes with ``item`` (same relative name), or ``root`` itself."""
+    if root.is_file() or root == first_root or not first_root.is_dir():
+        return root
+    partner = root / item.relative_to(first_root)
+    if not partner.exists():
+        raise DataError(f"no matching file for {item.name} in this folder", root)
+    return partner
+
+
+def _write(batch: Any, item: Path, source: Volume, array: np.ndarray, model: Translator, fmt: str) -> list[Path]:
+    kind = _kind(item)
+    chosen = kind if fmt == "same" else fmt
+    stem = _stem(item)
+    note = f"derived by medgan translate from {item.name} ({model.config.task} run; not for diagnostic use)"
+    if chosen == "nifti":
+        return [_write_nifti(batch, f"{stem}.nii.gz", source, array, note)]
+    if chosen == "dicom":
+        if kind != "dicom":
+            raise ConfigError("--format dicom needs DICOM input (a derived series copies the input's geometry); "
+                              "use --format nifti", item)
+        return write_derived_dicom(batch, series_files(item), _frames(array, source), stem, note,
+                                   model.spec.domain(model.target).mapping)
+    if chosen == "npy":
+        with batch.file(f"{stem}.npy") as tmp:
+            np.save(tmp, array)
+        return [batch.folder / f"{stem}.npy"]
+    if array.ndim != 2:
+        raise ConfigError("--format png16 needs 2D input; use --format nifti for volumes", item)
+    return [_write_png16(batch, f"{stem}.png", array)]
+
+
+def _kind(item: Path) -> str:
+    if item.is_dir() or file_kind(item) == "dicom":
+        return "dicom"
+    name = item.name.lower()
+    if name.endswith((".nii", ".nii.gz")):
+        return "nifti"
+    if name.endswith(".npy"):
+        return "npy"
+    return "png16"
+
+
+def _stem(item: Path) -> str:
+    name = item.name
+    for suffix in (".nii.gz", ".nii", ".dcm", ".png", ".tif", ".tiff", ".npy"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)] + "_translated"
+    return name + "_translated"
+
+
+def _frames(array: np.ndarray, source: Volume) -> np.ndarray:
+    """The reader's (column, row, frame) volume back to DICOM frames ``[K, rows, cols]``."""
+    if array.ndim == 2:
+        return array[None]
+    return np.ascontiguousarray(np.transpose(array, (2, 1, 0)))
+
+
+def _write_nifti(batch: Any, name: str, source: Volume, array: np.ndarray, note: str) -> Path:
+    """The translated volume with the input's affine (float32; HU stay HU)."""
+    import nibabel as nib
+
+    affine = source.affine if source.array.ndim == 3 else np.diag([*source.spacing, 1.0, 1.0])
+    image = nib.Nifti1Image(array.astype(np.float32), affine)
+    image.header["descrip"] = note[:79].encode("ascii", "replace")
+    image.header.set_xyzt_units("mm")
+    with batch.file(name) as tmp:
+        nib.save(image, str(tmp))
+    return batch.folder / name
+
+
+def _write_png16(batch: Any, name: str, array: np.ndarray) -> Path:
+    """A 16-bit PNG of the translated picture, values rounded and clipped to 0..65535 (the input's scale)."""
+    from PIL import Image
+
+    pixels = np.clip(np.rint(array), 0, 65535).astype(np.uint16)
+    with batch.file(name) as tmp:
+        Image.fromarray(pixels).save(tmp, format="PNG")
+    return batch.folder / name
+

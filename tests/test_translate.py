@@ -1,0 +1,100 @@
+"""``medgan translate``: a trained paired run applied to NIfTI volumes (affine and HU kept), to a real DICOM CT
+(a derived series with its geometry), to PNGs; and its bad inputs."""
+
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from medgan.cli import main
+from medgan.data import IntensityMapping, SliceSet
+from medgan.training.loop import train
+
+from test_paired_task import paired_config
+
+HU = IntensityMapping("ct_window", -160.0, 240.0, "HU")
+
+
+@pytest.fixture(scope="module")
+def paired_run(tmp_path_factory):
+    generator = torch.Generator().manual_seed(0)
+    target = torch.rand(16, 1, 32, 32, generator=generator) * 2 - 1
+    noisy = (target + 0.2 * torch.randn(target.shape, generator=generator)).clamp(-1, 1)
+    data = SliceSet(target, HU, (0.7, 0.7), [f"p{i % 4}" for i in range(16)], [f"f{i}#0" for i in range(16)],
+                    aligned={"input": noisy}, mappings={"input": HU})
+    run = tmp_path_factory.mktemp("runs") / "paired"
+    train(paired_config(train={"steps": 3}), run, progress=False, data=data)
+    return run
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "medgan.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_translate_keeps_the_nifti_affine_and_writes_hu(paired_run, tmp_path):
+    rng = np.random.default_rng(0)
+    volume = rng.normal(40, 30, (40, 36, 5)).astype(np.float32)
+    volume[:3] = -1000.0  # air outside the window: passed through
+    volume[-3:] = 1200.0  # dense bone outside the window: passed through
+    affine = np.array([[0, -0.8, 0, 10], [0.8, 0, 0, -20], [0, 0, 2.5, 5], [0, 0, 0, 1]], dtype=float)
+    nib.save(nib.Nifti1Image(volume, affine), tmp_path / "case.nii.gz")
+    assert main(["translate", "--run", str(paired_run), "--input", str(tmp_path / "case.nii.gz"),
+                 "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    result = nib.load(tmp_path / "out" / "case_translated.nii.gz")
+    array = result.get_fdata()
+    assert np.allclose(result.affine, affine) and array.shape == volume.shape
+    assert np.array_equal(array[:3], volume[:3]) and np.array_equal(array[-3:], volume[-3:])
+    inside = array[5:-5]
+    assert -160 <= inside.min() and inside.max() <= 240 and abs(inside.mean() - 40) < 60  # HU, not [-1, 1]
+    assert b"medgan translate" in result.header["descrip"].tobytes()
+
+
+def test_a_real_dicom_ct_becomes_a_derived_series_with_its_geometry(paired_run, tmp_path):
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    source = get_testdata_file("CT_small.dcm")
+    original = pydicom.dcmread(source)
+    assert main(["translate", "--run", str(paired_run), "--input", source, "--out", str(tmp_path / "out"),
+                 "--quiet"]) == 0
+    files = sorted((tmp_path / "out").rglob("*.dcm"))
+    assert len(files) == 1
+    derived = pydicom.dcmread(files[0])
+    assert list(derived.ImageType)[:2] == ["DERIVED", "SECONDARY"] and "medgan" in derived.DerivationDescription
+    assert derived.SeriesInstanceUID != original.SeriesInstanceUID and derived.SOPInstanceUID != original.SOPInstanceUID
+    assert derived.SourceImageSequence[0].ReferencedSOPInstanceUID == original.SOPInstanceUID
+    for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns"):
+        assert derived.get(keyword) == original.get(keyword), keyword
+    hu_in = original.pixel_array * float(original.RescaleSlope) + float(original.RescaleIntercept)
+    hu_out = derived.pixel_array * float(derived.RescaleSlope) + float(derived.RescaleIntercept)
+    inside = (hu_in > -160) & (hu_in < 240)
+    assert np.array_equal(hu_out[~inside], np.rint(hu_in[~inside]))  # outside the window: passed through
+    assert np.abs(hu_out[inside] - hu_in[inside]).mean() < 80  # a 3-step model stays near its identity start
+    assert derived.PatientName == original.PatientName  # the user's own series: nothing added, nothing new
+
+
+def test_translate_bad_inputs(paired_run, tmp_path):
+    result = run_cli("translate", "--run", paired_run, "--input", tmp_path / "missing.nii", "--out", tmp_path / "o")
+    assert result.returncode == 2 and result.stderr.startswith("error: ") and "missing.nii" in result.stderr
+    assert not (tmp_path / "o").exists()
+    two = np.zeros((2, 8, 8, 3), np.float32)
+    nib.save(nib.Nifti1Image(two, np.eye(4)), tmp_path / "four_d.nii.gz")
+    result = run_cli("translate", "--run", paired_run, "--input", tmp_path / "four_d.nii.gz", "--out", tmp_path / "o2")
+    assert result.returncode == 2 and "Traceback" not in result.stderr and not (tmp_path / "o2").exists()
+    result = run_cli("translate", "--run", paired_run, "--input", tmp_path / "four_d.nii.gz", "--out",
+                     tmp_path / "o3", "--domain", "mask=x.nii")
+    assert result.returncode == 2 and "--domain" in result.stderr
+
+
+def test_translate_refuses_a_noise_to_image_run(tmp_path):
+    from helpers import TINY, write_tiny_brain
+
+    brain = write_tiny_brain(tmp_path / "brain.nii.gz")
+    assert main(["train", "--data", str(brain), "--out", str(tmp_path / "gan"), "--steps", "1", *TINY]) == 0
+    result = run_cli("translate", "--run", tmp_path / "gan", "--input", brain, "--out", tmp_path / "o")
+    assert result.returncode == 2 and "does not translate images" in result.stderr
+    assert not (tmp_path / "o").exists()
