@@ -138,3 +138,23 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_brain(tmp_path_factory) -> Path:
+    """A tiny NIfTI head (``helpers.write_tiny_brain``), shared by the whole session; do not modify it."""
+    from helpers import write_tiny_brain
+
+    return write_tiny_brain(tmp_path_factory.mktemp("tiny-data") / "brain.nii.gz")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_brain) -> Path:
+    """A 2-step run of ``helpers.TINY`` on ``tiny_brain``, shared by the whole session; copy it to modify it."""
+    from helpers import TINY
+
+    from medgan.cli import main
+
+    run = tmp_path_factory.mktemp("tiny-runs") / "run"
+    assert main(["train", "--data", str(tiny_brain), "--out", str(run), "--steps", "2", *TINY]) == 0
+    return run

@@ -33,3 +33,20 @@ def blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
     kernel = kernel / kernel.sum()
     images = F.conv2d(F.pad(images, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
     return F.conv2d(F.pad(images, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))
+
+
+def listing(folder: Path) -> list[str]:
+    """Every path below ``folder``, relative and sorted: compare before/after to see that nothing was left behind."""
+    return sorted(str(path.relative_to(folder)) for path in Path(folder).rglob("*"))
+
+
+def assert_one_error_line(code: int, capsys, *fragments: str) -> str:
+    """Asserts the bad-input contract of a ``medgan.cli.main`` call: exit 2 and exactly one stderr line
+    ``error: ...`` containing every fragment, no traceback. Returns the line."""
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]

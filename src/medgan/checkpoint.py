@@ -22,6 +22,7 @@ Format 1 (medgan 0.1, before the task contract) is not read: such files get a on
 from __future__ import annotations
 
 import hashlib
+import io
 import pickle
 import struct
 import zipfile
@@ -80,8 +81,12 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     payload["format_version"] = FORMAT_VERSION
     payload["versions"] = {"medgan": medgan.__version__, "torch": str(torch.__version__)}
     payload[HASH_KEY] = content_hash(payload)
+    # Serialized in memory, then written with one plain write: torch.save's own file writer reports a full
+    # disk as a RuntimeError ("unexpected pos ..."), a plain write as OSError(ENOSPC) naming the file.
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        tmp.write_bytes(buffer.getbuffer())
 
 
 def load_checkpoint(path: str | Path, required: tuple[str, ...] = ("config", "data_spec", "inference")) -> dict[str, Any]:

@@ -6,6 +6,7 @@ User errors (MedganError) print as one line ``error: <file>: <problem>`` and exi
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import time
@@ -15,6 +16,10 @@ from typing import Any, Callable, Sequence
 from medgan.errors import ConfigError, MedganError
 
 EXIT_USER_ERROR = 2
+# Write failures the user's machine causes (a full disk, a quota, a read-only or forbidden folder): printed as one
+# line naming the file. Writes go through medgan.utils.atomic_path, so nothing half-written is left behind.
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG})
+MAX_INTERPOLATION_STEPS = 64  # images per row of a latent interpolation grid
 
 
 def _add_budget(parser: argparse.ArgumentParser) -> None:
@@ -108,24 +113,34 @@ def parse_attributes(items: list[str] | None) -> dict[str, float]:
     return values
 
 
-def command_sample(args: argparse.Namespace) -> int:
-    from medgan.export import export
-    from medgan.sampling import generate, interpolate, load_generator
-    from medgan.visuals import save_grid
+def check_range(value: int | None, low: int, high: int, option: str) -> None:
+    """Raises ConfigError naming ``option`` unless ``value`` (when given) is in [low, high]."""
+    if value is not None and not low <= value <= high:
+        raise ConfigError(f"{option} must be between {low:,} and {high:,}, got {value}")
 
-    loaded = load_generator(args.run)
-    if args.n < 1:
-        raise MedganError(f"--n must be at least 1, got {args.n}")
+
+def command_sample(args: argparse.Namespace) -> int:
+    from medgan.export import output_folder
+    from medgan.inference.noise import MAX_SAMPLES, check_sample_count
+    from medgan.run import check_output_folder
+    from medgan.sampling import generate, interpolate, load_generator, write_samples
+
+    # Every option is checked before the checkpoint is read and before anything is written.
+    check_range(args.n, 1, MAX_SAMPLES, "--n")
+    check_range(args.interpolate, 2, MAX_INTERPOLATION_STEPS, "--interpolate")
     attributes = parse_attributes(args.attribute)
-    images, mapping = generate(args.run, args.n, seed=args.seed, class_name=args.class_name, loaded=loaded,
-                               attributes=attributes)
-    written = export(images, Path(args.out), args.format, mapping=mapping, spacing=loaded.spacing)
+    check_output_folder(output_folder(args.out, args.format), "--out")
+    loaded = load_generator(args.run)
+    check_sample_count(args.n, loaded.spec.resolution)
+    images, _ = generate(args.run, args.n, seed=args.seed, class_name=args.class_name, loaded=loaded,
+                         attributes=attributes)
+    grid = None
+    if args.interpolate:  # computed before anything is written, and written in the same all-or-nothing batch
+        grid = interpolate(args.run, steps=args.interpolate, rows=4, seed=args.seed, loaded=loaded)
+    written = write_samples(images, loaded, args.out, args.format, interpolation=grid, columns=args.interpolate or 8)
     print(f"wrote {len(images)} synthetic images ({args.format}) to {args.out}")
-    if args.interpolate:
-        path = Path(args.out) / "interpolation.png"
-        save_grid(interpolate(args.run, steps=args.interpolate, rows=4, seed=args.seed, loaded=loaded), path,
-                  columns=args.interpolate, scale=2)
-        print(f"latent interpolation grid: {path}")
+    if grid is not None:
+        print(f"latent interpolation grid: {output_folder(args.out, args.format) / 'interpolation.png'}")
     return 0 if written else 1
 
 
@@ -160,6 +175,7 @@ DEMOS = {
 def command_demo(args: argparse.Namespace) -> int:
     from medgan.config import from_dict, recipe
     from medgan.metrics import training_score
+    from medgan.run import check_output_folder
     from medgan.sampling import generate, load_generator
     from medgan.training.loop import train
     from medgan.visuals import save_grid
@@ -167,6 +183,7 @@ def command_demo(args: argparse.Namespace) -> int:
     name = "liver" if args.ct else args.name
     source, task, what, values = DEMOS[name]
     out = Path(args.out or f"medgan-demo-{name}")
+    check_output_folder(out, "--out")
     data = {"source": source, **values.get("data", {})}
     config = from_dict({**values, "task": task, "data": data, "train": {"minutes": args.minutes, "steps": 0}},
                        base=recipe("medgan"))
@@ -187,15 +204,17 @@ def command_demo(args: argparse.Namespace) -> int:
 def command_evaluate(args: argparse.Namespace) -> int:
     from medgan.evaluation.evaluate import evaluate
     from medgan.evaluation.paired import evaluate_paired_run, format_paired_table, is_paired_run
+    from medgan.inference.noise import MAX_SAMPLES
     from medgan.metrics.catalog import METRICS, lookup
 
+    check_range(args.max_images, 1, MAX_SAMPLES, "--max-images")
     if is_paired_run(args.fake):  # an image-to-image run: against its targets and classic baselines
         print(format_paired_table(evaluate_paired_run(args.fake, args.real, args.out, args.max_images, not args.quiet,
-                                                      args.train, features=args.features)))
+                                                      args.train, not args.no_real_images, args.features)))
         print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'report.html'}")
         return 0
     metrics = evaluate(args.real, args.fake, args.out, features=args.features, train=args.train,
-                       progress=not args.quiet, max_images=args.max_images)
+                       progress=not args.quiet, max_images=args.max_images, real_images=not args.no_real_images)
     for info in METRICS:
         value = lookup(metrics, info.key)
         if isinstance(value, (int, float)):
@@ -206,7 +225,9 @@ def command_evaluate(args: argparse.Namespace) -> int:
 
 def command_utility(args: argparse.Namespace) -> int:
     from medgan.evaluation.utility import UtilityConfig, format_utility, run_utility_app
+    from medgan.inference.noise import MAX_SAMPLES
 
+    check_range(args.per_class, 0, MAX_SAMPLES, "--per-class")
     config = UtilityConfig(seeds=args.seeds, epochs=args.epochs, seed=args.seed, threads=args.threads)
     result = run_utility_app(args.synthetic, args.real, args.test, args.out, config, per_class=args.per_class,
                              progress=not args.quiet)
@@ -251,8 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="continuous attribute value (runs trained with attribute columns in the labels CSV); "
                              "repeatable; attributes not given take their training mean")
     sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--interpolate", type=int, nargs="?", const=8, default=0, metavar="STEPS",
-                        help="also write a latent-interpolation grid with STEPS images per row (default 8)")
+    sample.add_argument("--interpolate", type=int, nargs="?", const=8, default=None, metavar="STEPS",
+                        help="also write a latent-interpolation grid with STEPS images per row (2 to "
+                             f"{MAX_INTERPOLATION_STEPS}, default 8)")
     sample.set_defaults(handler=command_sample)
 
     demo = commands.add_parser("demo", help="train the default recipe on embedded data: brain MRI (default) or "
@@ -272,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "inception[:weights.pth] or torchscript:model.pt")
     evaluate.add_argument("--train", help="training images for the memorization audit (default: --real)")
     evaluate.add_argument("--max-images", type=int, help="use at most this many images per set")
+    evaluate.add_argument("--no-real-images", action="store_true",
+                          help="leave every real image out of report.html (the metrics stay), e.g. to share it")
     evaluate.add_argument("--quiet", action="store_true")
     evaluate.set_defaults(handler=command_evaluate)
 
@@ -312,6 +336,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except MedganError as error:
         print(f"error: {error.one_line()}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as error:
+        if error.errno not in WRITE_ERRNOS:
+            raise  # any other OS error is a bug until a reader or writer turns it into a MedganError
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"error: {where}{os.strerror(error.errno).lower()}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

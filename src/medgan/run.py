@@ -16,8 +16,11 @@ Training, sampling, evaluation, utility and the CLI all reach these files throug
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,8 @@ from medgan.utils import atomic_write_text
 from medgan.visuals import read_jsonl
 
 CHECKPOINTS = ("best", "latest")
+# The temporary files of medgan.utils.atomic_path / atomic_write_files: ".<stem>.<16 hex digits><suffixes>".
+TEMPORARY_NAME = re.compile(r"^\..+\.[0-9a-f]{16}(\.[^/]*)?$")
 
 
 class RunDir:
@@ -49,6 +54,8 @@ class RunDir:
         self.metrics_file = self.path / "metrics.jsonl"
         self.log_file = self.path / "train.log"
         self.loss_curve = self.path / "loss_curve.png"
+        self._created: list[Path] | None = None  # folders ``create`` made (None: create not called)
+        self._existing: set[str] = set()  # entries of the folder before ``create``
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -99,10 +106,35 @@ class RunDir:
                               "another --out", self.path)
 
     def create(self) -> None:
-        """Creates the directory and its sub-folders."""
+        """Creates the directory and its sub-folders, noting what existed before (see ``discard_unfinished``)."""
         self.check_writable()
+        self._created = [folder for folder in (self.path, *self.path.parents) if not folder.exists()]
+        self._existing = set(os.listdir(self.path)) if self.path.is_dir() else set()
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         self.samples.mkdir(parents=True, exist_ok=True)
+
+    def discard_unfinished(self) -> None:
+        """Removes what this process created since ``create``, unless a checkpoint was written.
+
+        A new run that fails (a full disk, a diverged loss, Ctrl-C) before its first checkpoint cannot be
+        resumed, so it leaves nothing behind. Entries that were in the folder before ``create`` stay.
+        """
+        created = self._created
+        if created is None or self.latest.exists():
+            return
+        if self.path in created:
+            shutil.rmtree(self.path, ignore_errors=True)
+        elif self.path.is_dir():
+            for name in set(os.listdir(self.path)) - self._existing:
+                entry = self.path / name
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+        for folder in created[1:]:  # parents of a new run directory, deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        self._created = None
 
     # ---------------------------------------------------------------------------------------------------
     # config and data spec
@@ -148,12 +180,17 @@ class RunDir:
         return RunState.from_checkpoint(state, path)
 
     def remove_stale_temporaries(self) -> list[Path]:
-        """Deletes temporary checkpoint files a killed process left behind (``checkpoints/.latest.*.pt``)."""
+        """Deletes the temporary files a killed process left behind (``checkpoints/.latest.<random>.pt``, and
+        likewise for sample grids, logs and the config: every name ``medgan.utils.atomic_path`` makes)."""
         removed = []
-        if self.checkpoints.is_dir():
-            for path in self.checkpoints.glob(".*.pt"):
-                path.unlink(missing_ok=True)
-                removed.append(path)
+        for folder in (self.path, self.checkpoints, self.samples):
+            if folder.is_dir():
+                for path in sorted(folder.iterdir()):
+                    hidden = path.name.startswith(".") and (path.suffix == ".pt" if folder == self.checkpoints
+                                                            else bool(TEMPORARY_NAME.match(path.name)))
+                    if hidden and path.is_file():
+                        path.unlink(missing_ok=True)
+                        removed.append(path)
         return removed
 
     # ---------------------------------------------------------------------------------------------------
@@ -181,8 +218,7 @@ class RunDir:
     def log(self, message: str) -> None:
         """Appends a time-stamped line to train.log."""
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        with self.log_file.open("a", encoding="utf-8") as handle:
-            handle.write(f"{stamp} {message}\n")
+        _append(self.log_file, f"{stamp} {message}\n")
 
 
 class RunState:
@@ -239,5 +275,15 @@ def check_output_folder(path: str | Path, option: str) -> None:
 
 def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
     """Appends one JSON line (a single write, so a crash leaves at most a torn last line)."""
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
+    _append(path, json.dumps(record) + "\n")
+
+
+def _append(path: Path, text: str) -> None:
+    """Appends ``text`` to a log file; a failed write (a full disk) raises OSError naming the file."""
+    try:
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as error:
+        if error.filename is not None or error.errno is None:
+            raise
+        raise OSError(error.errno, error.strerror, str(path)) from None

@@ -12,7 +12,10 @@ import torch
 
 from medgan.data.intensity import IntensityMapping
 from medgan.errors import CheckpointError
+from medgan.export import export, output_folder
+from medgan.export.common import all_or_nothing
 from medgan.inference import NoiseToImage, load_model
+from medgan.visuals import image_grid, png_bytes
 
 
 def load_generator(run_dir: str | Path, which: str = "best") -> NoiseToImage:
@@ -49,3 +52,29 @@ def interpolate(run_dir: str | Path, steps: int = 8, rows: int = 4, seed: int = 
     """Latent interpolation grid of a run (see ``NoiseToImage.interpolate``)."""
     loaded = loaded or load_generator(run_dir)
     return loaded.interpolate(steps, rows, seed)
+
+
+def write_samples(images: torch.Tensor, loaded: NoiseToImage, out: str | Path, fmt: str,
+                  interpolation: torch.Tensor | None = None, columns: int = 8) -> list[Path]:
+    """Exports ``images`` and, if given, the interpolation grid ``interpolation.png``, all or nothing.
+
+    Args:
+        images: generated images in [-1, 1].
+        loaded: the model they came from (intensity mapping and spacing).
+        out: the output folder, or file for single-file formats (see ``medgan.export.export``).
+        fmt: an export format.
+        interpolation: interpolation images (``interpolate``), ``columns`` per row.
+        columns: images per row of the interpolation grid.
+
+    Returns:
+        Every path written; when any write fails none of them is left (DataError naming the file).
+    """
+    folder = output_folder(out, fmt)
+    picture = None if interpolation is None else png_bytes(image_grid(interpolation, columns), scale=2)
+    with all_or_nothing(folder) as batch:
+        written = export(images, Path(out), fmt, mapping=loaded.mapping, spacing=loaded.spacing)
+        if picture is not None:
+            with batch.file("interpolation.png") as temporary:
+                temporary.write_bytes(picture)
+            written.append(folder / "interpolation.png")
+    return written

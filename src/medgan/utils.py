@@ -6,9 +6,10 @@ import contextlib
 import errno
 import os
 import secrets
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator, TypeVar
+from typing import Iterator, Mapping, TypeVar
 
 T = TypeVar("T")
 
@@ -30,15 +31,34 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     Readers never see a half-written file, and a crash leaves the previous file intact.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Keep the real suffix so libraries that pick a format by extension (nibabel, PIL) still work.
-    tmp = _new_file(path.parent, prefix=f".{path.stem}.", suffix="".join(path.suffixes) or ".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Keep the real suffix so libraries that pick a format by extension (nibabel, PIL) still work.
+        tmp = _new_file(path.parent, prefix=f".{path.stem}.", suffix="".join(path.suffixes) or ".tmp")
+    except OSError as error:
+        raise _naming(error, path) from None
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise _naming(error, path) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _naming(error: OSError, path: Path) -> OSError:
+    """``error`` naming ``path`` where it named a temporary file beside it (or no file).
+
+    Users know the file they asked for, not ``.name.3f2a....png``; an error about another file (say a parent
+    folder that is a file) keeps its own name.
+    """
+    named = None if error.filename is None else Path(error.filename)
+    temporary = named is None or (named.parent == path.parent and named.name.startswith(f".{path.stem}."))
+    if error.errno is None or not temporary:
+        return error
+    return OSError(error.errno, error.strerror or os.strerror(error.errno), str(path))
 
 
 def _new_file(folder: Path, prefix: str, suffix: str) -> Path:
@@ -70,6 +90,70 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Writes ``text`` (UTF-8) to ``path`` atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_files(files: Mapping[str | Path, bytes | str]) -> list[Path]:
+    """Writes several files together: afterwards either every one holds its new content or none changed.
+
+    All contents are first written to temporary files beside their targets (a full disk shows up here, before
+    anything changed); existing targets are then kept as hard links (or copies) and the temporary files renamed
+    into place. A failure removes the temporary files and the folders this call created, and puts the previous
+    files back. OS errors name the target file, not a temporary one.
+
+    Args:
+        files: target path -> content (str is written as UTF-8).
+
+    Returns:
+        The target paths, in order.
+    """
+    targets = [(Path(path), data.encode("utf-8") if isinstance(data, str) else bytes(data))
+               for path, data in files.items()]
+    created: list[Path] = []  # folders this call made, deepest first
+    staged: list[tuple[Path, Path]] = []  # (temporary, target)
+    backups: list[tuple[Path, Path]] = []  # (backup, target) of targets that existed
+    replaced: list[tuple[Path, Path | None]] = []  # (target, its backup or None when it is new)
+    current = targets[0][0] if targets else Path()
+    try:
+        for current, data in targets:
+            missing = [folder for folder in (current.parent, *current.parent.parents) if not folder.exists()]
+            current.parent.mkdir(parents=True, exist_ok=True)
+            created = missing + [folder for folder in created if folder not in missing]
+            staged.append((_new_file(current.parent, f".{current.stem}.", "".join(current.suffixes) or ".tmp"),
+                           current))
+            staged[-1][0].write_bytes(data)
+        for _, current in staged:
+            if current.exists():
+                backup = _new_file(current.parent, f".{current.stem}.", ".previous")
+                backups.append((backup, current))
+                try:
+                    backup.unlink()
+                    os.link(current, backup)
+                except OSError:
+                    shutil.copyfile(current, backup)
+        kept = dict((target, backup) for backup, target in backups)
+        for temporary, current in staged:
+            os.replace(temporary, current)
+            replaced.append((current, kept.get(current)))
+    except BaseException as error:
+        for current_target, backup in reversed(replaced):
+            with contextlib.suppress(OSError):
+                if backup is None:
+                    current_target.unlink()
+                else:
+                    os.replace(backup, current_target)
+        for temporary, _ in staged:
+            temporary.unlink(missing_ok=True)
+        for backup, _ in backups:
+            backup.unlink(missing_ok=True)
+        for folder in created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        if isinstance(error, OSError):
+            raise _naming(error, current) from None
+        raise
+    for backup, _ in backups:
+        backup.unlink(missing_ok=True)
+    return [target for target, _ in targets]
 
 
 @contextlib.contextmanager

@@ -12,7 +12,9 @@ Inputs (each resolved to ``[N, 1, R, R]`` float32 in [-1, 1] at one resolution R
 The metrics come from ``medgan.metrics.suite.compute_metrics``; when a run directory is involved its loss curves,
 metric history and a latent interpolation strip are added to the report.
 
-Outputs: ``out/metrics.json`` and ``out/report.html`` (self-contained), both written atomically.
+Outputs: ``out/metrics.json`` and ``out/report.html`` (self-contained), written together: either both are new or
+neither changed (a full disk leaves the previous pair, or nothing). The report shows real images unless
+``real_images=False``; a banner at its top says which.
 """
 
 from __future__ import annotations
@@ -33,13 +35,13 @@ from medgan.metrics.catalog import METRICS
 from medgan.metrics.features import DEFAULT_FEATURES, get_extractor
 from medgan.metrics.suite import SAMPLE_SEED, Artefacts, compute_metrics
 from medgan.report.html import render_report
-from medgan.run import RunDir
-from medgan.utils import atomic_write_text
+from medgan.run import RunDir, check_output_folder
+from medgan.utils import atomic_write_files
 
 
 def evaluate(real: str | Path, fake: str | Path, out: str | Path, features: str = DEFAULT_FEATURES,
              train: str | Path | None = None, data_config: Any = None, progress: bool = True,
-             max_images: int | None = None) -> dict:
+             max_images: int | None = None, real_images: bool = True) -> dict:
     """Evaluates synthetic images against real ones and writes ``metrics.json`` and ``report.html``.
 
     Args:
@@ -53,6 +55,7 @@ def evaluate(real: str | Path, fake: str | Path, out: str | Path, features: str 
             config, or defaults at the synthetic images' resolution.
         progress: progress bars.
         max_images: use at most this many images per set (random subset) and generate this many from a run.
+        real_images: show real (patient) images in the report; False leaves every one out, the metrics stay.
 
     Returns:
         The metrics dict written to ``metrics.json``.
@@ -62,6 +65,7 @@ def evaluate(real: str | Path, fake: str | Path, out: str | Path, features: str 
     """
     started = time.perf_counter()
     out = Path(out)
+    check_output_folder(out, "--out")  # before any slow loading
     extractor = get_extractor(features)  # fail on a bad name before any slow loading
     if torch.cuda.is_available():  # features are the only heavy network work; everything else stays on the CPU
         extractor = extractor.to("cuda")
@@ -84,7 +88,7 @@ def evaluate(real: str | Path, fake: str | Path, out: str | Path, features: str 
     artefacts.notes.extend(input_notes)  # metrics["notes"] is this list
     _add_run_extras(artefacts, fake_set.run_dir or real_set.run_dir, fake_set.run_dir)
     metrics["timings_s"]["total"] = time.perf_counter() - started
-    write_outputs(out, metrics, artefacts)
+    write_outputs(out, metrics, artefacts, real_images)
     return metrics
 
 
@@ -120,11 +124,12 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
-def write_outputs(out: Path, metrics: dict, artefacts: Artefacts) -> None:
-    """Writes ``metrics.json`` and ``report.html`` into ``out`` atomically."""
+def write_outputs(out: Path, metrics: dict, artefacts: Artefacts, real_images: bool = True) -> None:
+    """Writes ``metrics.json`` and ``report.html`` into ``out``: both rendered first, then written all or nothing."""
     clean = _json_ready(metrics)
     metrics.clear()
     metrics.update(clean)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2, allow_nan=False) + "\n")
-    atomic_write_text(out / "report.html", render_report(metrics, artefacts, METRICS))
+    atomic_write_files({
+        out / "metrics.json": json.dumps(metrics, indent=2, allow_nan=False) + "\n",
+        out / "report.html": render_report(metrics, artefacts, METRICS, real_images=real_images),
+    })

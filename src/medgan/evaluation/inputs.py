@@ -106,8 +106,10 @@ def _load_real(source: str, config: Any, progress: bool, role: str = "real") -> 
 
 
 def _generate(run_dir: Path, count: int, resolution: int) -> ImageSet:
+    from medgan.inference.noise import check_sample_count
     from medgan.sampling import generate  # imported here: sampling pulls in the training stack
 
+    check_sample_count(count, resolution, "--max-images")
     images, mapping = generate(run_dir, count, seed=SAMPLE_SEED)
     images = images.detach().float().cpu()
     if images.ndim != 4 or images.shape[1] != 1:

@@ -21,7 +21,7 @@ from medgan.data.intensity import IntensityMapping
 from medgan.export import dicom, nifti, npy, png  # noqa: F401  (registers the writers)
 from medgan.export.common import SYNTHETIC_DESCRIPTION, SYNTHETIC_TAG, WRITERS, ExportOptions, Images, Spacing
 from medgan.export.dicom import write_dicom
-from medgan.export.nifti import centred_affine, write_nifti
+from medgan.export.nifti import NIFTI_SUFFIXES, centred_affine, write_nifti
 from medgan.export.npy import write_npy
 from medgan.export.png import read_png_physical, write_png
 
@@ -32,6 +32,7 @@ __all__ = [
     "SYNTHETIC_TAG",
     "centred_affine",
     "export",
+    "output_folder",
     "read_png_physical",
     "write_dicom",
     "write_nifti",
@@ -70,3 +71,13 @@ def export(
     """
     writer = WRITERS.get(fmt)
     return writer(images, Path(out), ExportOptions(mapping=mapping, spacing=spacing, modality=modality, prefix=prefix))
+
+
+# Formats whose ``out`` may name the file itself (see each writer): the rest always write into the folder ``out``.
+_FILE_SUFFIXES = {"nifti": NIFTI_SUFFIXES, "npy": (".npy",)}
+
+
+def output_folder(out: str | Path, fmt: str) -> Path:
+    """The folder that ``export(images, out, fmt)`` writes into: ``out``, or its parent when ``out`` names the file."""
+    out = Path(out)
+    return out.parent if out.name.endswith(_FILE_SUFFIXES.get(fmt, ())) else out

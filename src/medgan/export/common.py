@@ -15,6 +15,7 @@ existed before and was overwritten by this call is removed too, not restored.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,13 +97,23 @@ class FileBatch:
                 folder.rmdir()
 
 
+_OUTER: contextvars.ContextVar[FileBatch | None] = contextvars.ContextVar("medgan_export_batch", default=None)
+
+
 @contextlib.contextmanager
 def all_or_nothing(folder: Path) -> Iterator[FileBatch]:
-    """A file batch that is rolled back when the block raises; OS errors become DataError for ``folder``."""
+    """A file batch that is rolled back when the block raises; OS errors become DataError for ``folder``.
+
+    Batches nest: the files of a batch opened inside another one join the outer batch when the inner block
+    succeeds, so a later failure of the outer block removes them too (e.g. ``medgan sample --interpolate``
+    writes its images and the interpolation grid as one batch).
+    """
     try:
         batch = FileBatch(folder)
     except OSError as error:
         raise DataError(f"cannot create the output folder: {error.strerror or error}", path=folder) from None
+    outer = _OUTER.get()
+    token = _OUTER.set(batch)
     try:
         yield batch
     except OSError as error:
@@ -112,6 +123,11 @@ def all_or_nothing(folder: Path) -> Iterator[FileBatch]:
     except BaseException:
         batch.rollback()
         raise
+    finally:
+        _OUTER.reset(token)
+    if outer is not None:
+        outer.written.extend(batch.written)
+        outer.created_folders = batch.created_folders + outer.created_folders
 
 
 # ---------------------------------------------------------------------------------------------------------

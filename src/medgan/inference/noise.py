@@ -18,6 +18,21 @@ from medgan.run import RunState
 
 SAMPLE_BATCH = 64  # images per forward pass
 KIND = "noise-to-image"
+MAX_SAMPLES = 100_000  # images per call, whatever their size
+MAX_SAMPLE_VALUES = 2**30  # float32 values per call (4 GiB; the export holds a few copies): bounds large images
+
+
+def check_sample_count(n: int, resolution: int, option: str = "--n") -> None:
+    """Raises ConfigError naming ``option`` unless ``n`` images of ``resolution`` px fit in one call.
+
+    The bound keeps a typo (``--n 100000000``) from reaching the allocator: at most ``MAX_SAMPLES`` images and
+    ``MAX_SAMPLE_VALUES`` values; larger sets are drawn in several calls with different seeds.
+    """
+    limit = max(1, min(MAX_SAMPLES, MAX_SAMPLE_VALUES // (resolution * resolution)))
+    if not 1 <= n <= limit:
+        hint = " (draw larger sets in several calls with different --seed)" if option == "--n" else ""
+        raise ConfigError(f"{option} must be between 1 and {limit:,} for {resolution}x{resolution} images per "
+                          f"call{hint}, got {n}")
 
 
 def generator_state(generator: torch.nn.Module) -> dict[str, Any]:

@@ -140,14 +140,41 @@ def _flags(metrics: dict) -> str:
     return f'<ul class="flags">{rows}</ul>'
 
 
-def _images_section(artefacts: Any) -> str:
-    figures = [
-        _figure(plots.grid_png(artefacts.real), "real-grid",
-                f"Real images ({min(64, len(artefacts.real))} of {len(artefacts.real)}, evenly spaced)"),
-        _figure(plots.grid_png(artefacts.fake), "synthetic-grid",
-                f"Synthetic images ({min(64, len(artefacts.fake))} of {len(artefacts.fake)}, evenly spaced)"),
-    ]
+def _privacy_banner(real_images: bool) -> str:
+    """The notice at the top of the report: whether it shows real (patient) images, and what it still names."""
+    if real_images:
+        text = ("This report contains real patient images: the real-image grid and the training images of the "
+                "memorization audit. Keep it as private as the data; do not share it as is. For a copy without "
+                "them, run medgan evaluate with --no-real-images.")
+    else:
+        text = ("Real images are left out of this report (--no-real-images), and so are synthetic images that the "
+                "memorization audit flags as near copies of a training image. It still names the data locations "
+                "in the summary.")
+    level = "warn" if real_images else "info"
+    return f'<p class="privacy {level}" data-real-images="{"yes" if real_images else "no"}">{html.escape(text)}</p>'
+
+
+def _shareable_fakes(artefacts: Any) -> tuple[Any, int]:
+    """The synthetic images without those flagged as near copies of a training image (they show a patient)."""
+    if artefacts.audit is None:
+        return artefacts.fake, 0
+    keep = (~artefacts.audit.near_copies).nonzero()[0].tolist()
+    return artefacts.fake[keep], len(artefacts.fake) - len(keep)
+
+
+def _images_section(artefacts: Any, real_images: bool = True) -> str:
+    fakes, hidden = (artefacts.fake, 0) if real_images else _shareable_fakes(artefacts)
+    caption = f"Synthetic images ({min(64, len(fakes))} of {len(fakes)}, evenly spaced)"
+    if hidden:
+        caption += f"; {hidden} near copies of training images left out"
+    figures = [_figure(plots.grid_png(fakes), "synthetic-grid", caption) if len(fakes) else ""]
+    if real_images:
+        figures.insert(0, _figure(plots.grid_png(artefacts.real), "real-grid",
+                                  f"Real images ({min(64, len(artefacts.real))} of {len(artefacts.real)}, "
+                                  "evenly spaced)"))
     content = f'<div class="figures">{"".join(figures)}</div>'
+    if not real_images:
+        content = '<p class="note">Real images left out (--no-real-images).</p>' + content
     if artefacts.interpolation is not None:
         strip = _figure(plots.strip_png(artefacts.interpolation, columns=8), "interpolation",
                         "Latent interpolation: each row walks a spherical path between two random latent vectors")
@@ -155,7 +182,7 @@ def _images_section(artefacts: Any) -> str:
     return content
 
 
-def _memorization_section(metrics: dict, artefacts: Any) -> str:
+def _memorization_section(metrics: dict, artefacts: Any, real_images: bool = True) -> str:
     audit = artefacts.audit
     if audit is None:
         return '<p class="note">Not computed.</p>'
@@ -167,24 +194,33 @@ def _memorization_section(metrics: dict, artefacts: Any) -> str:
     distribution = _figure(plots.nearest_distribution_png(audit), "nearest-distribution",
                            "Nearest-training similarity of synthetic images against the real-to-real baseline",
                            plot=True)
-    return text + f'<div class="figures">{distribution}</div>' + _gallery(artefacts, audit)
+    return text + f'<div class="figures">{distribution}</div>' + _gallery(artefacts, audit, real_images)
 
 
-def _gallery(artefacts: Any, audit: Any, count: int = 8) -> str:
-    """The closest synthetic/training pairs as a table of image tiles with their SSIM."""
+def _gallery(artefacts: Any, audit: Any, real_images: bool = True, count: int = 8) -> str:
+    """The closest synthetic/training pairs as a table of image tiles with their SSIM.
+
+    Without real images only the synthetic tiles are shown, and a flagged near copy not even that.
+    """
     columns = []
     for fake_index, train_index, score in audit.closest_pairs(count):
         flagged = score >= audit.threshold
         label = f"SSIM {score:.3f}" + (" · copy" if flagged else "")
+        tiles = f'<img src="{_data_uri(plots.tile_png(artefacts.fake[fake_index]))}" alt="synthetic #{fake_index}">'
+        if real_images:
+            real = _data_uri(plots.tile_png(artefacts.train[train_index]))
+            tiles += f'<img src="{real}" alt="training #{train_index}">'
+        elif flagged:
+            tiles = '<div class="hidden">near copy<br>not shown</div>'
         columns.append(
-            f'<td><img src="{_data_uri(plots.tile_png(artefacts.fake[fake_index]))}" alt="synthetic #{fake_index}">'
-            f'<img src="{_data_uri(plots.tile_png(artefacts.train[train_index]))}" alt="training #{train_index}">'
-            f'<div class="{"copy" if flagged else "pair"}">{label}</div>'
+            f'<td>{tiles}<div class="{"copy" if flagged else "pair"}">{label}</div>'
             f'<div class="index">synthetic #{fake_index}<br>train #{train_index}</div></td>'
         )
+    caption = ("Closest synthetic/training pairs, most similar first: synthetic image on top, its nearest training "
+               "image below." if real_images else "Synthetic images closest to a training image, most similar "
+               "first (the training images are left out).")
     return (f'<figure data-figure="nearest-gallery"><table class="gallery"><tr>{"".join(columns)}</tr></table>'
-            "<figcaption>Closest synthetic/training pairs, most similar first: synthetic image on top, its nearest "
-            "training image below.</figcaption></figure>")
+            f"<figcaption>{caption}</figcaption></figure>")
 
 
 def _definitions(metrics: dict) -> str:
@@ -196,22 +232,26 @@ def _definitions(metrics: dict) -> str:
     return f'<dl class="definitions">{body}</dl>'
 
 
-def render_report(metrics: dict, artefacts: Any, infos: Iterable[Any]) -> str:
+def render_report(metrics: dict, artefacts: Any, infos: Iterable[Any], real_images: bool = True) -> str:
     """The report page as one HTML string.
 
     Args:
         metrics: the JSON-ready metrics (as written to ``metrics.json``).
         artefacts: ``medgan.metrics.suite.Artefacts`` (images, audit, histogram, run records).
         infos: the metrics table rows (``medgan.metrics.catalog.METRICS``).
+        real_images: show real (patient) images; False leaves them out (and synthetic near copies), for a report
+            that can be shared. A banner at the top says which.
 
     Returns:
         A complete, self-contained HTML document.
     """
     intensity = metrics.get("intensity") or {}
     sections = [
+        _privacy_banner(real_images),
         _section("Summary", _facts(metrics) + _flags(metrics), "summary"),
         _section("Metrics", _metrics_table(metrics, infos), "metrics"),
-        _section("Real and synthetic images", _images_section(artefacts), "images"),
+        _section("Real and synthetic images" if real_images else "Synthetic images",
+                 _images_section(artefacts, real_images), "images"),
     ]
     curves = plots.training_curves_png(artefacts.losses, artefacts.history)
     if curves is not None:
@@ -223,7 +263,8 @@ def render_report(metrics: dict, artefacts: Any, infos: Iterable[Any]) -> str:
                           f"Foreground intensities in physical units ({intensity.get('unit', '')}); "
                           f"W1 = {format_value(intensity.get('wasserstein_foreground'))}", plot=True)
         sections.append(_section("Intensity fidelity", f'<div class="figures">{overlay}</div>', "intensity"))
-    sections.append(_section("Memorization audit", _memorization_section(metrics, artefacts), "memorization"))
+    sections.append(_section("Memorization audit", _memorization_section(metrics, artefacts, real_images),
+                             "memorization"))
     sections.append(_section("How each number is computed", _definitions(metrics), "definitions"))
     inputs = metrics.get("inputs") or {}
     template = string.Template(resources.files("medgan.report").joinpath("template.html").read_text(encoding="utf-8"))

@@ -133,7 +133,11 @@ def train(config: RunConfig | None, run_dir: str | Path, resume: bool = False, p
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     with torch_threads(config.train.threads), torch.random.fork_rng(devices=devices):
         torch.manual_seed(config.train.seed)
-        return _train(config, run, state, progress, data, scorer)
+        try:
+            return _train(config, run, state, progress, data, scorer)
+        except BaseException:
+            run.discard_unfinished()  # a new run that failed before its first checkpoint leaves nothing behind
+            raise
 
 
 def _train(config: RunConfig, run: RunDir, state: dict[str, Any] | None, progress: bool, data: SliceSet | None,

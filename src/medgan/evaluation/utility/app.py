@@ -16,7 +16,8 @@ from medgan.errors import ConfigError, MedganError
 from medgan.evaluation.utility.config import UtilityConfig
 from medgan.evaluation.utility.protocol import run_utility
 from medgan.evaluation.utility.report import utility_html
-from medgan.utils import atomic_write_text
+from medgan.run import check_output_folder
+from medgan.utils import atomic_write_files
 
 
 def synthetic_set(run_dir: str | Path, per_class: int, seed: int, loaded: Any = None) -> SliceSet:
@@ -31,11 +32,13 @@ def synthetic_set(run_dir: str | Path, per_class: int, seed: int, loaded: Any = 
     Raises:
         ConfigError: the run is not class-conditional.
     """
+    from medgan.inference.noise import check_sample_count
     from medgan.sampling import generate, load_generator  # imported here: sampling pulls in the training stack
 
     loaded = loaded if loaded is not None else load_generator(run_dir)
     if not loaded.class_names:
         raise ConfigError("the synthetic run is not class-conditional; train it with --task conditional", run_dir)
+    check_sample_count(per_class * len(loaded.class_names), loaded.spec.resolution, "--per-class times the classes")
     images, labels = [], []
     for index, name in enumerate(loaded.class_names):
         batch, _ = generate(run_dir, per_class, seed=seed + index, class_name=name, loaded=loaded)
@@ -56,7 +59,7 @@ def run_utility_app(synthetic_run: str | Path, real: str | None, test: str | Non
         synthetic_run: a class-conditional run directory (the synthetic images are sampled from it).
         real: labelled real data, read with the run's data config; None = the run's own training data.
         test: separate labelled real test data; None or "" = a patient-level split of ``real``.
-        out: output folder (created).
+        out: output folder (created); ``metrics.json`` and ``utility.html`` are written all or nothing.
         config: classifier and summary settings; ``config.seed`` also seeds the synthetic samples.
         per_class: synthetic images per class; 0 = as many as the largest real class.
         progress: progress bars.
@@ -70,6 +73,9 @@ def run_utility_app(synthetic_run: str | Path, real: str | None, test: str | Non
     """
     from medgan.sampling import load_generator  # imported here: sampling pulls in the training stack
 
+    out = Path(out)
+    check_output_folder(out, "--out")  # before the slow part
+    config.validate()
     loaded = load_generator(synthetic_run)
     data_config = loaded.config.data if real is None else replace(loaded.config.data, source=real)
     real_set = load_slices(data_config, progress=progress)
@@ -82,8 +88,6 @@ def run_utility_app(synthetic_run: str | Path, real: str | None, test: str | Non
     result = run_utility(real_set, test_set, synthetic, config, progress=progress)
     # Without a test set the test patients are split off the run's own training data: the GAN has seen them.
     result["test_seen_by_generator"] = test_set is None and not real
-    out = Path(out)
-    atomic_write_text(out / "metrics.json", json.dumps({"utility": result}, indent=2))
     page = f"<!doctype html><meta charset='utf-8'><title>medgan utility</title><body>{utility_html(result)}</body>"
-    atomic_write_text(out / "utility.html", page)
+    atomic_write_files({out / "metrics.json": json.dumps({"utility": result}, indent=2), out / "utility.html": page})
     return result

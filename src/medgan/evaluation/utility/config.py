@@ -43,7 +43,7 @@ class UtilityConfig:
             "confidence": 0 < self.confidence < 1,
             "width": self.width >= 1,
             "precision": self.precision in ("fp32", "bf16"),
-            "threads": self.threads >= 0,
+            "threads": 0 <= self.threads <= 1024,  # a huge count makes OpenMP allocate per-thread state and abort
         }
         for key, valid in checks.items():
             if not valid:
