@@ -186,8 +186,8 @@ def test_a_full_disk_during_export_leaves_nothing(tmp_path, tiny_run, capsys, mo
     monkeypatch.setattr(os, "replace", replace)
     out = tmp_path / "export"
     code = main(["sample", "--run", str(tiny_run), "--n", "3", "--format", fmt, "--out", str(out)])
-    assert_one_error_line(code, capsys, str(out), FULL)
-    assert "/." not in capsys.readouterr().err  # names the file, never the hidden temporary
+    line = assert_one_error_line(code, capsys, str(out), FULL)
+    assert "/." not in line  # names the file, never the hidden temporary
     assert not out.exists() and listing(tmp_path) == []
 
 
