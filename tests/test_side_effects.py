@@ -60,6 +60,12 @@ SCRIPT = textwrap.dedent(
     plots.training_curves_png([{"step": 1, "loss_d": 1.0, "loss_g": 2.0}], [{"step": 1, "fid": 3.0}])
     plots.histogram_png({"centres": [0.0, 1.0], "real": [0.5, 0.5], "synthetic": [0.4, 0.6]}, "HU")
     export(images, out / "png", "png")
+    # MONAI's import writes KMP_* and CUBLAS_WORKSPACE_CONFIG into the environment: calls that use it must not.
+    from medgan.metrics.image import ssim
+    from medgan.networks.translation import PatchDiscriminator, UNetTranslator
+    ssim(torch.zeros(2, 1, 16, 16), torch.ones(2, 1, 16, 16))
+    UNetTranslator(1, 1, channels=4, depth=2)(images)
+    PatchDiscriminator(2, channels=4)
     import medgan.cli
     medgan.cli.build_parser()
 

@@ -9,7 +9,7 @@ import secrets
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator, Mapping, TypeVar
+from typing import Any, Iterator, Mapping, TypeVar
 
 T = TypeVar("T")
 
@@ -171,4 +171,23 @@ def torch_threads(count: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def quiet_import(module: str) -> Any:
+    """Imports ``module`` and undoes what the import wrote into ``os.environ``.
+
+    MONAI's import sets ``KMP_DUPLICATE_LIB_OK``, ``KMP_INIT_AT_FORK`` and ``CUBLAS_WORKSPACE_CONFIG`` for the
+    whole process; the library must not change process-wide state, so MONAI is imported through here.
+    """
+    import importlib
+
+    saved = dict(os.environ)
+    try:
+        return importlib.import_module(module)
+    finally:
+        for key in set(os.environ) - set(saved):
+            del os.environ[key]
+        for key, value in saved.items():
+            if os.environ.get(key) != value:
+                os.environ[key] = value
 

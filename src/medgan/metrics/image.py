@@ -36,6 +36,7 @@ from scipy.stats import wasserstein_distance
 
 from medgan.errors import DataError
 from medgan.metrics.features import check_images
+from medgan.utils import quiet_import
 
 FOREGROUND_THRESHOLD = -0.9  # same rule as medgan.data.slicing: above low + 5% of the window
 SSIM_WINDOW = 11
@@ -87,7 +88,7 @@ def _chunked(function, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-pair SSIM of two aligned [N, 1, H, W] sets in [-1, 1] (MONAI); returns [N]."""
-    from monai.metrics.regression import compute_ssim_and_cs
+    compute_ssim_and_cs = quiet_import("monai.metrics.regression").compute_ssim_and_cs
 
     _check_pair(a, b)
 
@@ -103,7 +104,7 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def ms_ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-pair MS-SSIM of two aligned [N, 1, H, W] sets in [-1, 1] (MONAI), scales by image size; returns [N]."""
-    from monai.metrics.regression import compute_ms_ssim
+    compute_ms_ssim = quiet_import("monai.metrics.regression").compute_ms_ssim
 
     _check_pair(a, b)
     weights = ms_ssim_weights(min(a.shape[-2:]))
@@ -119,7 +120,7 @@ def ms_ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-pair PSNR in dB (display scale, peak 1, capped at 100 dB) of aligned [N, 1, H, W] sets; returns [N]."""
-    from monai.metrics import PSNRMetric
+    PSNRMetric = quiet_import("monai.metrics").PSNRMetric
 
     _check_pair(a, b)
     metric = PSNRMetric(max_val=1.0, reduction="none")

@@ -32,6 +32,7 @@ from scipy import ndimage
 
 from medgan.errors import DataError
 from medgan.metrics.image import PSNR_CAP_DB, SSIM_SIGMA, SSIM_WINDOW, _plain_convolutions
+from medgan.utils import quiet_import
 
 BOOTSTRAP_RESAMPLES = 2000
 
@@ -95,7 +96,7 @@ def paired_errors(output: np.ndarray | torch.Tensor, target: np.ndarray | torch.
 def masked_ssim(output: np.ndarray, target: np.ndarray, mask: np.ndarray, data_range: float,
                 low: float = 0.0) -> np.ndarray:
     """Mean of MONAI's SSIM map over the mask pixels at which an 11 px window fits; ``[N]`` (NaN if none)."""
-    from monai.metrics.regression import compute_ssim_and_cs
+    compute_ssim_and_cs = quiet_import("monai.metrics.regression").compute_ssim_and_cs
 
     if min(target.shape[1:]) < SSIM_WINDOW:
         raise DataError(f"images of {target.shape[1:]} px are too small for SSIM (window {SSIM_WINDOW} px)")

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from monai.networks.nets import PatchDiscriminator as MonaiPatchDiscriminator
-from monai.networks.nets import UNet
 from torch import nn
 
 from medgan.registry import Registry
+from medgan.utils import quiet_import
 
 TRANSLATORS: Registry = Registry("image-to-image generator")
 PATCH_DISCRIMINATORS: Registry = Registry("patch discriminator")
@@ -40,7 +39,8 @@ class UNetTranslator(nn.Module):
                  residual: bool = True) -> None:
         super().__init__()
         widths = tuple(channels * min(2**level, 8) for level in range(depth + 1))
-        self.unet = UNet(spatial_dims=2, in_channels=in_channels, out_channels=channels, channels=widths,
+        nets = quiet_import("monai.networks.nets")
+        self.unet = nets.UNet(spatial_dims=2, in_channels=in_channels, out_channels=channels, channels=widths,
                          strides=(2,) * depth, num_res_units=2, norm="INSTANCE")
         self.head = nn.Conv2d(channels, out_channels, kernel_size=1)  # features -> target channels
         self.multiple = 2**depth
@@ -74,7 +74,8 @@ class PatchDiscriminator(nn.Module):
 
     def __init__(self, in_channels: int, channels: int = 64, layers: int = 3) -> None:
         super().__init__()
-        self.network = MonaiPatchDiscriminator(spatial_dims=2, channels=channels, in_channels=in_channels,
+        nets = quiet_import("monai.networks.nets")
+        self.network = nets.PatchDiscriminator(spatial_dims=2, channels=channels, in_channels=in_channels,
                                                num_layers_d=layers, norm="INSTANCE", kernel_size=4)
 
     def forward(self, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
