@@ -183,3 +183,10 @@ def test_liver_demo_trains_the_conditional_recipe_and_writes_a_grid_per_class(tm
     for name in ("cyst", "metastasis", "hemangioma"):
         assert (out / "samples" / f"class_{name}.png").is_file()
     assert "class hemangioma" in capsys.readouterr().out
+
+
+def test_the_cli_lists_every_demo():
+    from medgan.cli import DEMO_NAMES
+    from medgan.demos import DEMOS
+
+    assert list(DEMO_NAMES) == sorted(DEMOS)

@@ -9,13 +9,13 @@ import argparse
 import errno
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from medgan.errors import ConfigError, MedganError
 
 EXIT_USER_ERROR = 2
+DEMO_NAMES = ("brain", "denoise", "liver", "superres")  # medgan.demos.DEMOS, without importing torch here
 # Write failures the user's machine causes (a full disk, a quota, a read-only or forbidden folder): printed as one
 # line naming the file. Writes go through medgan.utils.atomic_path, so nothing half-written is left behind.
 WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG})
@@ -35,8 +35,9 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
         values["data"]["source"] = args.data
     if args.resolution is not None:
         values["data"]["resolution"] = args.resolution
-    if getattr(args, "labels", None) is not None:
-        values["data"]["labels"] = args.labels
+    for flag in ("labels", "input", "pairs", "degrade"):
+        if getattr(args, flag, None) is not None:
+            values["data"][flag] = getattr(args, flag)
     if args.steps is not None:
         values["train"].update(steps=args.steps, minutes=0.0)
     if args.minutes is not None:
@@ -52,31 +53,24 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def resolve_train_config(args: argparse.Namespace):
     """recipe (--model) <- YAML (--config) <- CLI flags <- --set overrides, validated."""
-    from medgan.config import deep_update, from_dict, load_yaml, parse_overrides, recipe
+    from medgan.config import RECIPES, deep_update, from_dict, load_yaml, parse_overrides, recipe
+    from medgan.training.tasks import TASKS
 
-    base = recipe("dcgan" if args.model == "dcgan" else "medgan")
     values: dict[str, Any] = {}
     if args.config:
         values = deep_update(values, load_yaml(args.config))
-    if args.model not in (None, "dcgan", "medgan"):
-        values = deep_update(values, {"model": {"name": args.model}})
+    if args.model is not None and args.model not in RECIPES:
+        values = deep_update(values, {"model": {"name": args.model}})  # an architecture, not a recipe
     values = deep_update(values, _train_overrides(args))
     values = deep_update(values, parse_overrides(args.set or []))
+    # --model names a recipe, or else the task's own recipe is the base (pix2pix for "paired").
+    task = values.get("task", "unconditional")
+    base = recipe(args.model if args.model in RECIPES else TASKS.get(str(task)).default_recipe)
     config = from_dict(values, base=base)
     from medgan.training.loop import check_names
 
     check_names(config)
     return config
-
-
-def _print_result(result) -> None:
-    print(f"run directory : {result.run_dir}")
-    print(f"steps         : {result.steps} in {result.seconds:.1f} s ({result.images_per_s:.1f} images/s)")
-    print(f"checkpoint    : {result.checkpoint}")
-    print(f"sample grid   : {result.grid}")
-    print(f"loss curve    : {result.loss_curve}")
-    if result.best_score is not None:
-        print(f"{'best ' + result.score_key.upper():<14}: {result.best_score:.4g} (offline features)")
 
 
 def command_train(args: argparse.Namespace) -> int:
@@ -92,7 +86,7 @@ def command_train(args: argparse.Namespace) -> int:
         result = train(None, args.out, resume=True, progress=not args.quiet, budget=budget, scorer=training_score)
     else:
         result = train(resolve_train_config(args), args.out, progress=not args.quiet, scorer=training_score)
-    _print_result(result)
+    print(result.summary())
     return 0
 
 
@@ -144,8 +138,31 @@ def command_sample(args: argparse.Namespace) -> int:
     return 0 if written else 1
 
 
+def command_translate(args: argparse.Namespace) -> int:
+    from medgan.inference import Translator, load_model
+    from medgan.run import check_output_folder
+    from medgan.translation import translate_path
+
+    check_output_folder(args.out, "--out")
+    model = load_model(args.run)
+    if not isinstance(model, Translator):
+        raise ConfigError(f"this run (task {model.config.task}) does not translate images; medgan translate needs "
+                          "a paired run", args.run)
+    inputs = {model.input_domains[0]: args.input}
+    for item in args.domain or []:
+        name, separator, path = item.partition("=")
+        if not separator or name not in model.input_domains[1:]:
+            others = ", ".join(model.input_domains[1:]) or "none"
+            raise ConfigError(f"--domain expects NAME=PATH with NAME one of this run's other inputs ({others}), "
+                              f"got {item!r}")
+        inputs[name] = path
+    written = translate_path(model, inputs, args.out, args.format, progress=not args.quiet)
+    print(f"wrote {len(written)} file(s) to {args.out} (derived images, not for diagnostic use)")
+    return 0
+
+
 def command_info(args: argparse.Namespace) -> int:
-    from medgan.config import DataConfig, from_dict
+    from medgan.config import from_dict
     from medgan.data.describe import describe_data, render, unreadable
 
     config = from_dict({"data": {"source": args.path, "axis": args.axis, "resolution": args.resolution}}).data
@@ -157,47 +174,10 @@ def command_info(args: argparse.Namespace) -> int:
     return 0
 
 
-DEMOS = {
-    # name: (source, task, what the grid shows, config values on top of the medgan recipe)
-    "brain": ("mni152", "unconditional", "axial T1 brain MRI slices (MNI152 template)", {}),
-    # Lesion classes differ by tens of HU around a 105 HU enhanced liver: the portal liver window (L90 W200)
-    # spreads them over twice the grey levels of the abdomen window; the AC-GAN head makes G answer for them;
-    # and D's augmentation leaves intensities alone (CT numbers are calibrated: a cyst is water density), so
-    # only translation and cutout. Measured in 4-minute runs (judge trained on real ROIs, chance 0.33): 0.32 with
-    # 24 ROIs per class in the abdomen window, 0.60 with 60 per class in the portal window, 0.58-0.88 adding
-    # the AC head, 0.89 adding the AC head without brightness/contrast augmentation.
-    "liver": ("ct-lesions", "conditional", "liver lesion CT ROIs per class (simulated phantom)",
-              {"data": {"window": "liver-portal"}, "model": {"auxiliary_classifier": True},
-               "augment": {"policy": ["translation", "cutout"]}}),
-}
-
-
 def command_demo(args: argparse.Namespace) -> int:
-    from medgan.config import from_dict, recipe
-    from medgan.metrics import training_score
-    from medgan.run import check_output_folder
-    from medgan.sampling import generate, load_generator
-    from medgan.training.loop import train
-    from medgan.visuals import save_grid
+    from medgan.demos import run_demo
 
-    name = "liver" if args.ct else args.name
-    source, task, what, values = DEMOS[name]
-    out = Path(args.out or f"medgan-demo-{name}")
-    check_output_folder(out, "--out")
-    data = {"source": source, **values.get("data", {})}
-    config = from_dict({**values, "task": task, "data": data, "train": {"minutes": args.minutes, "steps": 0}},
-                       base=recipe("medgan"))
-    print(f"medgan demo ({name}): training the default recipe on {what} for {args.minutes:g} minutes")
-    started = time.monotonic()
-    result = train(config, out, progress=not args.quiet, scorer=training_score)
-    _print_result(result)
-    loaded = load_generator(out)
-    for index, class_name in enumerate(loaded.class_names):
-        images, _ = generate(out, 16, seed=index, class_name=class_name, loaded=loaded)
-        path = save_grid(images, out / "samples" / f"class_{class_name}.png", columns=8, scale=2)
-        print(f"class {class_name:<13} : {path}")
-    print(f"demo finished in {time.monotonic() - started:.0f} s; sample more with: "
-          f"medgan sample --run {out} --n 16 --out {out}/exported")
+    run_demo("liver" if args.ct else args.name, args.out, args.minutes, progress=not args.quiet)
     return 0
 
 
@@ -250,9 +230,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", help="data path or embedded source name (mni152, ct-phantom, ct-lesions)")
     train.add_argument("--out", required=True, help="run directory")
     train.add_argument("--config", help="YAML config file (sections: data, model, loss, augment, optim, train)")
-    train.add_argument("--model", default=None, help="recipe or architecture: medgan (default), dcgan, resnet")
-    train.add_argument("--task", default=None, help="unconditional (default) or conditional")
+    train.add_argument("--model", default=None, help="recipe (medgan, dcgan, pix2pix) or architecture (resnet, "
+                                                     "unet); default: the task's recipe")
+    train.add_argument("--task", default=None, help="unconditional (default), conditional or paired")
     train.add_argument("--labels", help="CSV of file,label for conditional training")
+    train.add_argument("--input", help="paired task: input images matched to --data (the targets) by file name")
+    train.add_argument("--pairs", help="paired task: CSV with input,target[,mask] columns")
+    train.add_argument("--degrade", help="paired task: derive inputs from the targets: lowdose:FRACTION, "
+                                         "downsample:FACTOR, inpaint or mask")
     train.add_argument("--resolution", type=int, help="image side: 32, 64, 128 or 256")
     _add_budget(train)
     train.add_argument("--batch-size", type=int)
@@ -277,12 +262,14 @@ def build_parser() -> argparse.ArgumentParser:
                              f"{MAX_INTERPOLATION_STEPS}, default 8)")
     sample.set_defaults(handler=command_sample)
 
-    demo = commands.add_parser("demo", help="train the default recipe on embedded data: brain MRI (default) or "
-                                            "liver lesion CT (--ct)")
-    demo.add_argument("name", nargs="?", default="brain", choices=sorted(DEMOS), help="which demo (default brain)")
+    demo = commands.add_parser("demo", help="worked projects on embedded data: brain MRI synthesis (default), liver "
+                                            "lesion CT (liver or --ct), CT denoising (denoise), MRI x4 "
+                                            "super-resolution (superres)")
+    demo.add_argument("name", nargs="?", default="brain", choices=DEMO_NAMES, help="which demo (default brain)")
     demo.add_argument("--ct", action="store_true", help="the liver CT demo (same as 'medgan demo liver')")
     demo.add_argument("--out", default=None, help="run directory (default: ./medgan-demo-<name>)")
-    demo.add_argument("--minutes", type=float, default=8.0, help="training budget (default 8)")
+    demo.add_argument("--minutes", type=float, default=None, help="training budget (default: 8 for brain and "
+                                                                   "liver, 6.5 for denoise, 7 for superres)")
     demo.add_argument("--quiet", action="store_true")
     demo.set_defaults(handler=command_demo)
 
@@ -313,6 +300,18 @@ def build_parser() -> argparse.ArgumentParser:
     utility.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     utility.add_argument("--quiet", action="store_true")
     utility.set_defaults(handler=command_utility)
+
+    translate = commands.add_parser("translate", help="apply a trained image-to-image run to images (PNG, NIfTI, "
+                                                      "DICOM), in physical units")
+    translate.add_argument("--run", required=True, help="a paired run directory")
+    translate.add_argument("--input", required=True, help="a file, a folder of files, or a DICOM series folder")
+    translate.add_argument("--out", required=True, help="output folder")
+    translate.add_argument("--format", default="same", choices=("same", "nifti", "dicom", "png16", "npy"),
+                           help="output kind (default: the input's kind)")
+    translate.add_argument("--domain", action="append", metavar="NAME=PATH",
+                           help="another input domain of the run (e.g. mask=hole.nii.gz); repeatable")
+    translate.add_argument("--quiet", action="store_true")
+    translate.set_defaults(handler=command_translate)
 
     info = commands.add_parser("info", help="describe a data path: files, shapes, spacing, intensities, slices")
     info.add_argument("path", help="file, folder or embedded source name")

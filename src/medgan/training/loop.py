@@ -47,6 +47,16 @@ class TrainResult:
     best_score: float | None  # best in-training score, if scoring ran
     score_key: str | None = None  # what best_score is (e.g. "fid")
 
+    def summary(self) -> str:
+        """The lines ``medgan train`` prints."""
+        lines = [f"run directory : {self.run_dir}",
+                 f"steps         : {self.steps} in {self.seconds:.1f} s ({self.images_per_s:.1f} images/s)",
+                 f"checkpoint    : {self.checkpoint}", f"sample grid   : {self.grid}", f"loss curve    : {self.loss_curve}"]
+        if self.best_score is not None and self.score_key is not None:
+            features = " (offline features)" if self.score_key == "fid" else ""
+            lines.append(f"{'best ' + self.score_key.upper():<14}: {self.best_score:.4g}{features}")
+        return "\n".join(lines)
+
 
 class Budget:
     """When training ends, and the horizon (total steps) that schedules should aim at.
@@ -78,17 +88,8 @@ class Budget:
 
 
 def check_names(config: RunConfig) -> None:
-    """Checks every registered name of a config (task, networks, loss, augmentation) before anything runs."""
-    from medgan.augment import POLICIES
-    from medgan.losses import get_adversarial
-    from medgan.networks import DISCRIMINATORS, GENERATORS
-
-    TASKS.get(config.task)
-    GENERATORS.get(config.model.name)
-    DISCRIMINATORS.get(config.model.name)
-    get_adversarial(config.loss.adversarial)
-    for name in config.augment.policy:
-        POLICIES.get(name)
+    """Checks every registered name a config uses (task, networks, loss, augmentation) before anything runs."""
+    TASKS.get(config.task).check_config(config)
 
 
 def train(config: RunConfig | None, run_dir: str | Path, resume: bool = False, progress: bool = True,
