@@ -50,6 +50,11 @@ class Task(Protocol):
     groups_by_class: bool  # ask the loop for class-grouped batches (minibatch-stddev groups of one class)
     nearest_domains: frozenset[str]  # aligned domains that are label maps (resampled nearest-neighbour)
     attributes: torch.Tensor | None  # standardized per-image attributes the batches should carry, or None
+    default_recipe: str  # the medgan.config.recipe a run of this task starts from
+
+    @staticmethod
+    def check_config(config: Any) -> None:
+        """Raises ConfigError for any registered name the config uses that does not exist (before any work)."""
 
     def set_horizon(self, steps: int) -> None:
         """The number of steps the run will make (re-estimated under a time budget); schedules follow it."""
