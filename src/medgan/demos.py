@@ -8,6 +8,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from medgan.config import RunConfig, deep_update, from_dict, recipe
+from medgan.training.tasks import TASKS
+
 DEMOS = {
     # name: (source, task, what the grid shows, config values on top of the task's recipe, default minutes)
     "brain": ("mni152", "unconditional", "axial T1 brain MRI slices (MNI152 template)", {}, 8.0),
@@ -30,12 +33,27 @@ DEMOS = {
 }
 
 
+def demo_config(name: str, minutes: float | None = None, overrides: dict | None = None) -> RunConfig:
+    """The resolved config of demo ``name``: the task's recipe, the demo's values, a time budget, ``overrides``.
+
+    Args:
+        name: a key of ``DEMOS``.
+        minutes: training budget (default: the demo's own).
+        overrides: further nested config values (e.g. ``{"loss": {"adversarial_weight": 0.0}}`` for a pure-L1
+            run of an image-to-image demo).
+    """
+    source, task, _, values, default_minutes = DEMOS[name]
+    minutes = default_minutes if minutes is None else minutes
+    data = {"source": source, **values.get("data", {})}
+    merged = deep_update({**values, "task": task, "data": data, "train": {"minutes": minutes, "steps": 0}},
+                         overrides or {})
+    return from_dict(merged, base=recipe(TASKS.get(task).default_recipe))
+
+
 def run_demo(name: str, out: str | Path | None = None, minutes: float | None = None, progress: bool = True) -> Path:
-    from medgan.config import from_dict, recipe
     from medgan.metrics import training_score
     from medgan.run import check_output_folder
     from medgan.training.loop import train
-    from medgan.training.tasks import TASKS
 
     """Trains demo ``name`` into ``out`` (default ``./medgan-demo-<name>``) and writes its outputs.
 
@@ -48,14 +66,11 @@ def run_demo(name: str, out: str | Path | None = None, minutes: float | None = N
     Returns:
         The run directory.
     """
-    source, task, what, values, default_minutes = DEMOS[name]
-    minutes = default_minutes if minutes is None else minutes
+    what = DEMOS[name][2]
     out = Path(out or f"medgan-demo-{name}")
     check_output_folder(out, "--out")
-    data = {"source": source, **values.get("data", {})}
-    config = from_dict({**values, "task": task, "data": data, "train": {"minutes": minutes, "steps": 0}},
-                       base=recipe(TASKS.get(task).default_recipe))
-    print(f"medgan demo ({name}): training the {config.task} recipe on {what} for {minutes:g} minutes")
+    config = demo_config(name, minutes)
+    print(f"medgan demo ({name}): training the {config.task} recipe on {what} for {config.train.minutes:g} minutes")
     started = time.monotonic()
     result = train(config, out, progress=progress, scorer=training_score)
     print(result.summary())
