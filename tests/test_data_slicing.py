@@ -156,3 +156,16 @@ def test_classic_augment_preserves_shape_and_fills_with_background():
     assert (out[:, :, 0, 0] == -1.0).any()  # a rotated corner comes from outside the image
     background = classic_augment(-torch.ones(4, 1, 16, 16), flip=True, rotate_degrees=30.0, scale=0.1)
     assert torch.equal(background, -torch.ones(4, 1, 16, 16))
+
+
+def test_upright_view_is_upright_slices_without_the_copy():
+    from medgan.data.slicing import upright_view
+
+    volume = np.arange(6 * 8 * 4, dtype=np.float32).reshape(6, 8, 4)
+    for axis in range(3):
+        view = upright_view(volume, axis)
+        assert np.shares_memory(view, volume)
+        np.testing.assert_array_equal(view, upright_slices(volume, axis))
+    written = np.zeros_like(volume)
+    upright_view(written, 2)[:] = upright_slices(volume, 2)  # slices written through the view land in place
+    np.testing.assert_array_equal(written, volume)

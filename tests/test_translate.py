@@ -98,3 +98,32 @@ def test_translate_refuses_a_noise_to_image_run(tmp_path):
     result = run_cli("translate", "--run", tmp_path / "gan", "--input", brain, "--out", tmp_path / "o")
     assert result.returncode == 2 and "does not translate images" in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_translate_volume_matches_training_slicing_and_holds_one_output_volume(paired_run):
+    import tracemalloc
+    from pathlib import Path
+
+    from medgan.data.readers import Volume
+    from medgan.data.slicing import to_canonical, upright_slices
+    from medgan.inference import load_model
+    from medgan.translation import translate_volume
+
+    model = load_model(paired_run)
+    array = np.random.default_rng(1).normal(40, 150, (32, 32, 160)).astype(np.float32)  # some HU outside the window
+    affine = np.array([[0, -0.8, 0, 10], [0.8, 0, 0, -20], [0, 0, -2.5, 5], [0, 0, 0, 1]], dtype=float)
+    volume = Volume(array, affine, (0.8, 0.8, 2.5), "CT", Path("case.nii"), "case")
+    tracemalloc.start()  # NumPy's allocations; torch's (one batch of activations) are not traced
+    try:
+        result = translate_volume(model, {"input": volume})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert result.shape == array.shape and result.dtype == np.float32
+    assert peak < 1.5 * array.nbytes  # the output volume and one batch of slices (whole-volume copies were 6x)
+    axis = model.config.data.axis
+    slices = upright_slices(to_canonical(volume).array, axis)  # as in training
+    unit = model.translate(torch.from_numpy(np.asarray(HU.to_unit(slices), dtype=np.float32))[:, None])
+    expected = np.where((slices < HU.low) | (slices > HU.high), slices, HU.to_physical(unit[:, 0].numpy()))
+    got = upright_slices(to_canonical(Volume(result, affine, volume.spacing, "CT", volume.path, "case")).array, axis)
+    assert np.allclose(got, expected, atol=1e-3)

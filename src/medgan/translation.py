@@ -23,10 +23,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from medgan.data.intensity import mri_mapping
+from medgan.data.intensity import IntensityMapping, mri_mapping
 from medgan.data.pairs import one_hot, region_mask
 from medgan.data.readers import Volume, discovered_items, file_kind, read_volume
-from medgan.data.slicing import upright_slices
+from medgan.data.slicing import upright_view
 from medgan.errors import ConfigError, DataError
 from medgan.export.common import all_or_nothing
 from medgan.export.derived import series_files, write_derived_dicom
@@ -59,24 +59,27 @@ def translate_volume(model: Translator, volumes: dict[str, Volume], progress: bo
                             f"({first.path})", volumes[name].path)
     axis = model.config.data.axis
     ornt = _orientation(first)
-    stacks = [_unit_slices(model, name, volumes[name], ornt, axis) for name in names]
+    # Views, not copies: each batch of slices is read from the inputs and written into ``result`` in the input's
+    # own voxel order, so memory stays at the input and output volumes plus one batch.
+    views = [upright_view(_canonical(volumes[name].array, ornt), axis) for name in names]
+    mappings = [_input_mapping(model, name, volumes[name]) for name in names]
     target = model.spec.domain(model.target).mapping
-    physical_input = upright_slices(_canonical(first.array, ornt), axis)
     passthrough = model.spec.domain(names[0]).mapping == target and target.kind == "ct_window"
-    outputs = []
-    starts = range(0, stacks[0].shape[0], TRANSLATE_BATCH)
+    result = np.empty(first.array.shape, dtype=np.float32)
+    result_slices = upright_view(_canonical(result, ornt), axis)
+    starts = range(0, result_slices.shape[0], TRANSLATE_BATCH)
     for start in tqdm(starts, desc="translate", unit="batch", disable=not progress, leave=False):
         stop = start + TRANSLATE_BATCH
-        inputs = torch.cat([torch.from_numpy(stack[start:stop]) for stack in stacks], dim=1)
+        inputs = torch.cat([torch.from_numpy(_unit_slices(model, name, mapping, view[start:stop]))
+                            for name, mapping, view in zip(names, mappings, views)], dim=1)
         unit = model.translate(inputs)[:, 0].numpy()
         values = np.asarray(target.to_physical(unit), dtype=np.float32)
         if passthrough:
-            source = physical_input[start:stop]
+            source = views[0][start:stop]
             outside = (source < target.low) | (source > target.high)
             values = np.where(outside, source, values)
-        outputs.append(values)
-    slices = np.concatenate(outputs)
-    return _from_canonical(_from_upright(slices, first.array.ndim, axis), ornt).astype(np.float32)
+        result_slices[start:stop] = values
+    return result
 
 
 def translate_path(model: Translator, inputs: dict[str, str | Path], out: str | Path, fmt: str = "same",
@@ -111,16 +114,21 @@ def translate_path(model: Translator, inputs: dict[str, str | Path], out: str | 
 # intensities and geometry
 
 
-def _unit_slices(model: Translator, name: str, volume: Volume, ornt: np.ndarray | None, axis: int) -> np.ndarray:
-    """A domain's upright slices ``[S, C, H, W]`` in [-1, 1] through the run's mapping for that domain."""
+def _input_mapping(model: Translator, name: str, volume: Volume) -> IntensityMapping | None:
+    """The mapping of an input domain for this volume: the run's own, or for MR one fitted to the volume as in
+    training; None for label maps."""
     domain = model.spec.domain(name)
-    physical = upright_slices(_canonical(volume.array, ornt), axis)
     if domain.mapping.unit == "label":
-        return _encode_labels(physical, domain.channels)
-    mapping = domain.mapping
-    if mapping.kind in NORMALIZED:  # MR: each volume is normalized on its own, as in training
-        data = model.config.data
-        mapping = mri_mapping(volume.array, mapping.kind, data.percentiles)
+        return None
+    if domain.mapping.kind in NORMALIZED:  # MR: each volume is normalized on its own, as in training
+        return mri_mapping(volume.array, domain.mapping.kind, model.config.data.percentiles)
+    return domain.mapping
+
+
+def _unit_slices(model: Translator, name: str, mapping: IntensityMapping | None, physical: np.ndarray) -> np.ndarray:
+    """Upright physical slices ``[B, H, W]`` of a domain as the network takes them, ``[B, C, H, W]`` in [-1, 1]."""
+    if mapping is None:
+        return _encode_labels(physical, model.spec.domain(name).channels)
     return np.asarray(mapping.to_unit(physical), dtype=np.float32)[:, None]
 
 
@@ -139,27 +147,10 @@ def _orientation(volume: Volume) -> np.ndarray | None:
 
 
 def _canonical(array: np.ndarray, ornt: np.ndarray | None) -> np.ndarray:
+    """The array reoriented to RAS as a view (flips and a transpose), writable where ``array`` is."""
     import nibabel.orientations as orientations
 
-    return array if ornt is None else np.ascontiguousarray(orientations.apply_orientation(array, ornt))
-
-
-def _from_canonical(array: np.ndarray, ornt: np.ndarray | None) -> np.ndarray:
-    """The inverse of ``_canonical``: back to the input's own voxel order."""
-    import nibabel.orientations as orientations
-
-    if ornt is None:
-        return array
-    back = orientations.ornt_transform(orientations.axcodes2ornt("RAS"), ornt)
-    return np.ascontiguousarray(orientations.apply_orientation(array, back))
-
-
-def _from_upright(slices: np.ndarray, ndim: int, axis: int) -> np.ndarray:
-    """The inverse of ``upright_slices``: ``[S, H, W]`` back to the canonical volume (or the 2D image)."""
-    if ndim == 2:
-        return slices[0]
-    stack = np.swapaxes(np.flip(slices, axis=(1, 2)), 1, 2)  # [S, a, b]
-    return np.moveaxis(stack, 0, axis)
+    return array if ornt is None else orientations.apply_orientation(array, ornt)
 
 
 # -----------------------------------------------------------------------------------------------------------
@@ -238,7 +229,7 @@ def _write_nifti(batch: Any, name: str, source: Volume, array: np.ndarray, note:
     import nibabel as nib
 
     affine = source.affine if source.array.ndim == 3 else np.diag([*source.spacing, 1.0, 1.0])
-    image = nib.Nifti1Image(array.astype(np.float32), affine)
+    image = nib.Nifti1Image(array.astype(np.float32, copy=False), affine)
     image.header["descrip"] = note[:79].encode("ascii", "replace")
     image.header.set_xyzt_units("mm")
     with batch.file(name) as tmp:

@@ -79,10 +79,16 @@ def upright_slices(array: np.ndarray, axis: int) -> np.ndarray:
 
     A 2D array is returned as one slice unchanged.
     """
+    return np.ascontiguousarray(upright_view(array, axis))
+
+
+def upright_view(array: np.ndarray, axis: int) -> np.ndarray:
+    """``upright_slices`` as a view of ``array`` (no copy), writable where ``array`` is: slices written into it
+    land in the array's own voxel order."""
     if array.ndim == 2:
         return array[None]
     stack = np.moveaxis(array, axis, 0)  # [S, a, b]
-    return np.ascontiguousarray(np.flip(np.swapaxes(stack, 1, 2), axis=(1, 2)))  # [S, b, a], flipped
+    return np.flip(np.swapaxes(stack, 1, 2), axis=(1, 2))  # [S, b, a], flipped
 
 
 def slice_shape(shape: tuple[int, ...], axis: int) -> tuple[int, int]:
