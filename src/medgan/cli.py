@@ -220,6 +220,19 @@ def command_utility(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_segutility(args: argparse.Namespace) -> int:
+    from medgan.evaluation.segmentation import SegmentationConfig
+    from medgan.evaluation.segmentation_app import format_segmentation, run_segmentation_utility
+
+    result = run_segmentation_utility(args.run, args.out, seeds=args.seeds, epochs=args.epochs,
+                                      config=SegmentationConfig(threads=args.threads), test=args.test,
+                                      progress=not args.quiet)
+    print(format_segmentation(result))
+    out = Path(args.out)
+    print(f"wrote {out / 'metrics.json'} and {out / 'segmentation.md'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from medgan.export import WRITERS
 
@@ -300,6 +313,19 @@ def build_parser() -> argparse.ArgumentParser:
     utility.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     utility.add_argument("--quiet", action="store_true")
     utility.set_defaults(handler=command_utility)
+
+    segutility = commands.add_parser("segutility", help="do a mask-to-image run's synthetic pairs help a segmentation "
+                                                        "model? (real / real+synthetic / synthetic-only, Dice on "
+                                                        "held-out real subjects)")
+    segutility.add_argument("--run", required=True, help="a run trained with --task paired --degrade mask")
+    segutility.add_argument("--out", required=True, help="output folder for metrics.json and segmentation.md")
+    segutility.add_argument("--seeds", type=int, default=5, help="segmentation runs per arm")
+    segutility.add_argument("--epochs", type=int, default=None, help="passes over the real training set per run "
+                                                                    "(default 80)")
+    segutility.add_argument("--test", help="held-out targets (default: the run's own source, split test)")
+    segutility.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    segutility.add_argument("--quiet", action="store_true")
+    segutility.set_defaults(handler=command_segutility)
 
     translate = commands.add_parser("translate", help="apply a trained image-to-image run to images (PNG, NIfTI, "
                                                       "DICOM), in physical units")
