@@ -19,12 +19,19 @@ KIND = "image-to-image"
 TRANSLATE_BATCH = 8  # slices per forward pass: memory stays bounded for 512 x 512 x 300 volumes
 
 
-def build_translator(config: RunConfig, in_channels: int, out_channels: int) -> torch.nn.Module:
-    """The image-to-image generator named by ``config.model.name`` (e.g. "unet")."""
+def build_translator(config: RunConfig, spec: DataSpec, input_domains: tuple[str, ...],
+                     target: str) -> torch.nn.Module:
+    """The image-to-image generator named by ``config.model.name`` (e.g. "unet") for the spec's domains.
+
+    The residual (identity) start applies only when the first input is an image: a label map's +/-1 channels
+    sit where tanh is flat, and a U-Net started there did not learn (mask-to-image L1 stayed at 0.227 over 800
+    steps on the phantom; 0.013 without the residual start).
+    """
     model = config.model
-    return TRANSLATORS.get(model.name)(in_channels=in_channels, out_channels=out_channels,
-                                       channels=model.generator_channels, depth=model.depth,
-                                       residual=model.residual)
+    in_channels = sum(spec.domain(name).channels for name in input_domains)
+    residual = model.residual and spec.domain(input_domains[0]).mapping.unit != "label"
+    return TRANSLATORS.get(model.name)(in_channels=in_channels, out_channels=spec.domain(target).channels,
+                                       channels=model.generator_channels, depth=model.depth, residual=residual)
 
 
 def translator_state(generator: torch.nn.Module, input_domains: tuple[str, ...], target: str) -> dict[str, Any]:
@@ -75,10 +82,8 @@ def load_translator(state: RunState) -> Translator:
     try:
         inputs = tuple(str(name) for name in inference["inputs"])
         target = str(inference["target"])
-        in_channels = sum(state.spec.domain(name).channels for name in inputs)
-        out_channels = state.spec.domain(target).channels
+        generator = build_translator(state.config, state.spec, inputs, target)
     except (KeyError, TypeError, DataError) as error:
         raise CheckpointError(f"image-to-image inference state is incomplete ({error})", state.path) from None
-    generator = build_translator(state.config, in_channels, out_channels)
     load_module_state(generator, inference.get("generator"), state.path, "generator")
     return Translator(generator, state.config, state.spec, inputs, target, state.path)

@@ -78,7 +78,7 @@ class PairedTask:
         self.score_rule: ScoreRule | None = ScoreRule("ssim", lower_is_better=False)
         self.bf16 = use_bf16(config.train.precision, device)
         in_channels = sum(self.spec.domain(name).channels for name in self.input_domains)
-        self.generator = build_translator(config, in_channels, self.spec.channels).to(device)
+        self.generator = build_translator(config, self.spec, self.input_domains, TARGET).to(device)
         self.discriminator = PatchDiscriminator(in_channels + self.spec.channels,
                                                 config.model.discriminator_channels).to(device)
         self.ema = EMA(self.generator, config.train.ema, config.train.ema_start) if config.train.ema > 0 else None
