@@ -86,7 +86,7 @@ def test_generated_classes_are_recognised_by_a_classifier_trained_on_real_images
 
 
 def test_mode_seeking_ratio_measures_noise_sensitivity_within_a_class():
-    from medgan.training.tasks.adversarial import mode_seeking_ratio
+    from medgan.losses.diversity import mode_seeking_ratio
 
     noise = torch.randn(8, 4)
     labels = torch.tensor([0, 1, 0, 1, 0, 1, 0, 1])  # pairs (i, i + 4) share a class

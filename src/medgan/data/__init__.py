@@ -18,7 +18,8 @@ registers every embedded source and layout.
 
 from __future__ import annotations
 
-from medgan.data.datasets import SliceSet, aligned_slices_from_volumes, slices_from_volumes, split_by_subject
+from medgan.data.datasets import SliceSet, aligned_slices_from_volumes, slices_from_volumes
+from medgan.data.splits import split_by_subject
 from medgan.data.describe import describe, describe_data
 from medgan.data.domains import Domain
 from medgan.data.intensity import CT_WINDOWS, IntensityMapping, ct_window, mri_mapping

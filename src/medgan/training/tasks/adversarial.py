@@ -26,6 +26,7 @@ from medgan.data.spec import DataSpec, spec_of
 from medgan.errors import CheckpointError, ConfigError
 from medgan.inference.noise import generator_state
 from medgan.losses import get_adversarial
+from medgan.losses.diversity import mode_seeking_ratio
 from medgan.losses.penalties import gradient_penalty, r1_penalty
 from medgan.networks import DISCRIMINATORS, GENERATORS, build_discriminator, build_generator
 from medgan.training.batches import reference_indices
@@ -40,29 +41,6 @@ GRID_SEED = 1234  # fixed noise of the sample grids
 EVAL_IMAGES = 256  # synthetic (and reference) images per in-training evaluation
 EVAL_SEED = 99  # noise of the in-training evaluation and the choice of reference images
 STANDING_SEED = 4321  # noise of the BatchNorm standing statistics
-
-
-def mode_seeking_ratio(fake: torch.Tensor, noise: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | None:
-    """MSGAN's ratio (Mao et al. 2019): mean |G(z1) - G(z2)| / mean |z1 - z2| over same-class pairs.
-
-    Pairs are images i and i + N/2 of the batch (the conditional batch sampler lays batches out so that they
-    share a class; other pairs are ignored). The G loss adds ``weight / ratio``: a conditional generator that
-    maps all noise of a class to one image (a known failure on small data) makes the ratio vanish.
-
-    Returns:
-        The mean ratio over same-class pairs, or None when the batch has none.
-    """
-    half = fake.shape[0] // 2
-    if half == 0:
-        return None
-    same = torch.ones(half, dtype=torch.bool, device=fake.device)
-    if labels is not None:
-        same = labels[:half] == labels[half : 2 * half]
-    if not bool(same.any()):
-        return None
-    image_distance = (fake[:half] - fake[half : 2 * half]).abs().flatten(1).mean(1)
-    noise_distance = (noise[:half] - noise[half : 2 * half]).abs().mean(1)
-    return (image_distance / noise_distance)[same].mean()
 
 
 class AdversarialTask:
