@@ -242,7 +242,7 @@ def main() -> None:
 
 
 def bench(args: argparse.Namespace, folder: Path) -> None:
-    from medgan.inference.translate import TRANSLATE_BATCH
+    from medgan.inference.translate import slices_per_batch
 
     print(f"CPU: {cpu_model()}, {os.cpu_count()} logical CPUs, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, "
           f"load average {os.getloadavg()[0]:.1f}")
@@ -300,7 +300,7 @@ def bench(args: argparse.Namespace, folder: Path) -> None:
     print(f"        growth {growth:.2f} MiB per slice; input + output float32 arrays are {2 * slice_mib:.2f} "
           f"MiB per slice ({growth / (2 * slice_mib):.1f}x that)")
     print(f"        the {slices}-slice float32 volume is {slices * slice_mib:.0f} MiB; peak above imports + model: "
-          f"{library_peak - fixed:.0f} MiB (input + output + one batch of {TRANSLATE_BATCH} slices through G)")
+          f"{library_peak - fixed:.0f} MiB (input + output + one batch of {slices_per_batch(512, 512)} slice(s) through G)")
 
 
 if __name__ == "__main__":

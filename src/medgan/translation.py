@@ -31,7 +31,7 @@ from medgan.errors import ConfigError, DataError
 from medgan.export.common import all_or_nothing
 from medgan.export.derived import series_files, write_derived_dicom
 from medgan.inference import Translator
-from medgan.inference.translate import TRANSLATE_BATCH
+from medgan.inference.translate import slices_per_batch
 
 NORMALIZED = ("percentile", "zscore")  # MR mappings, fitted to each volume as in training
 OUTPUT_FORMATS = ("same", "nifti", "dicom", "png16", "npy")
@@ -67,9 +67,10 @@ def translate_volume(model: Translator, volumes: dict[str, Volume], progress: bo
     passthrough = model.spec.domain(names[0]).mapping == target and target.kind == "ct_window"
     result = np.empty(first.array.shape, dtype=np.float32)
     result_slices = upright_view(_canonical(result, ornt), axis)
-    starts = range(0, result_slices.shape[0], TRANSLATE_BATCH)
+    batch = slices_per_batch(*result_slices.shape[-2:])
+    starts = range(0, result_slices.shape[0], batch)
     for start in tqdm(starts, desc="translate", unit="batch", disable=not progress, leave=False):
-        stop = start + TRANSLATE_BATCH
+        stop = start + batch
         inputs = torch.cat([torch.from_numpy(_unit_slices(model, name, mapping, view[start:stop]))
                             for name, mapping, view in zip(names, mappings, views)], dim=1)
         unit = model.translate(inputs)[:, 0].numpy()

@@ -16,7 +16,15 @@ from medgan.networks.translation import TRANSLATORS
 from medgan.run import RunState
 
 KIND = "image-to-image"
-TRANSLATE_BATCH = 8  # slices per forward pass: memory stays bounded for 512 x 512 x 300 volumes
+# Pixels per forward pass (one 512 x 512 slice). Measured on 2 CPU cores (benchmarks/bench_translate.py):
+# 512 px slices one at a time ran at 1.93-2.05 slices/s and 640-690 MiB peak, eight at a time at 1.31-1.46
+# slices/s and 1,396-1,446 MiB; the U-Net's activations, not the volume, set the peak.
+TRANSLATE_PIXELS = 512 * 512
+
+
+def slices_per_batch(height: int, width: int) -> int:
+    """How many ``height x width`` slices one forward pass takes (at least one)."""
+    return max(1, TRANSLATE_PIXELS // max(1, height * width))
 
 
 def build_translator(config: RunConfig, spec: DataSpec, input_domains: tuple[str, ...],
@@ -65,11 +73,12 @@ class Translator:
         return sum(self.spec.domain(name).channels for name in self.input_domains)
 
     @torch.no_grad()
-    def translate(self, inputs: torch.Tensor, batch: int = TRANSLATE_BATCH) -> torch.Tensor:
+    def translate(self, inputs: torch.Tensor, batch: int | None = None) -> torch.Tensor:
         """Outputs ``[N, C_out, H, W]`` in [-1, 1] for stacked unit-space inputs ``[N, C_in, H, W]`` (any H, W)."""
         if inputs.ndim != 4 or inputs.shape[1] != self.in_channels:
             raise DataError(f"this run translates {self.in_channels}-channel inputs "
                             f"({' + '.join(self.input_domains)}), got shape {tuple(inputs.shape)}")
+        batch = batch or slices_per_batch(*inputs.shape[-2:])
         chunks = [self.generator(inputs[start : start + batch].float()).float()
                   for start in range(0, inputs.shape[0], batch)]
         return torch.cat(chunks) if chunks else inputs.new_zeros((0, 1, *inputs.shape[2:]))
