@@ -100,8 +100,13 @@ def test_translate_refuses_a_noise_to_image_run(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_translate_volume_matches_training_slicing_and_holds_one_output_volume(paired_run):
+def test_translate_volume_matches_training_slicing_and_holds_one_output_volume(paired_run, monkeypatch):
     import tracemalloc
+
+    import medgan.inference.translate
+
+    # Batches of 8 of these 32 x 32 slices (as 512 x 512 slices go one at a time), so that batching is exercised.
+    monkeypatch.setattr(medgan.inference.translate, "TRANSLATE_PIXELS", 8 * 32 * 32)
     from pathlib import Path
 
     from medgan.data.readers import Volume
