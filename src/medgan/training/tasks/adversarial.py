@@ -19,7 +19,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from medgan.augment import POLICIES, AdaptiveProbability, DiffAugment
-from medgan.checkpoint import load_module_state
 from medgan.config import RunConfig
 from medgan.data import SliceSet
 from medgan.data.spec import DataSpec, spec_of
@@ -34,6 +33,7 @@ from medgan.training.ema import EMA, standing_statistics
 from medgan.training.precision import autocast_context, use_bf16
 from medgan.training.schedule import annealed, lr_factor, set_learning_rates
 from medgan.training.tasks.base import TASKS, Batch, ScoreRule, Scorer
+from medgan.training.tasks.gan_state import STATE_ERRORS, GanState
 from medgan.utils import exists
 
 GRID_SIZE = 64  # images in each sample grid (8 x 8)
@@ -43,7 +43,7 @@ EVAL_SEED = 99  # noise of the in-training evaluation and the choice of referenc
 STANDING_SEED = 4321  # noise of the BatchNorm standing statistics
 
 
-class AdversarialTask:
+class AdversarialTask(GanState):
     """G(z[, y][, a]) vs D(x[, y][, a]) with the configured loss, regularizers, augmentation and EMA.
 
     Args:
@@ -329,49 +329,27 @@ class AdversarialTask:
     def inference_state(self) -> dict[str, Any]:
         return generator_state(self.inference_generator)
 
-    def modules(self) -> dict[str, nn.Module]:
-        modules = {"generator": self.generator, "discriminator": self.discriminator}
-        if exists(self.ema):
-            modules["ema"] = self.ema.module
-        return modules
-
     # ---------------------------------------------------------------------------------------------------
     # state
 
     def state_dict(self) -> dict[str, Any]:
         """Weights, optimizer states, step counters, ADA state and the task RNG state."""
-        state = {
-            "generator": self.generator.state_dict(),
-            "discriminator": self.discriminator.state_dict(),
-            "optimizer_g": self.optimizer_g.state_dict(),
-            "optimizer_d": self.optimizer_d.state_dict(),
-            "d_steps_done": self.d_steps_done,
-            "steps_done": self.steps_done,
-            "augment_probability": self.augment.probability,
-            "rng": self.rng.get_state(),
-        }
-        if exists(self.ema):
-            state["ema"] = self.ema.module.state_dict()
+        state = {**self.gan_state_dict(), "d_steps_done": self.d_steps_done, "steps_done": self.steps_done,
+                 "augment_probability": self.augment.probability}
         if isinstance(self.ada, AdaptiveProbability):
             state["ada"] = {"probability": self.ada.probability}
         return state
 
     def load_state_dict(self, state: dict[str, Any], path: str) -> None:
         """Restores :meth:`state_dict`; mismatched weights or fields raise CheckpointError naming ``path``."""
-        load_module_state(self.generator, state.get("generator"), path, "generator")
-        load_module_state(self.discriminator, state.get("discriminator"), path, "discriminator")
-        if exists(self.ema):
-            load_module_state(self.ema.module, state.get("ema", state.get("generator")), path, "EMA generator")
+        self.load_gan_state(state, path)
         try:
-            self.optimizer_g.load_state_dict(state["optimizer_g"])
-            self.optimizer_d.load_state_dict(state["optimizer_d"])
             self.d_steps_done = int(state["d_steps_done"])
             self.steps_done = int(state["steps_done"])
             self.augment.probability = float(state["augment_probability"])
             if isinstance(self.ada, AdaptiveProbability) and "ada" in state:
                 self.ada.probability = float(state["ada"]["probability"])
-            self.rng.set_state(state["rng"])
-        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as error:
+        except STATE_ERRORS as error:
             raise CheckpointError(f"task state does not fit this run ({type(error).__name__}: {error})",
                                   path) from None
 

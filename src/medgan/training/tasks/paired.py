@@ -17,11 +17,10 @@ import torch
 from torch import nn
 
 from medgan.augment import POLICIES, DiffAugment
-from medgan.checkpoint import load_module_state
 from medgan.config import RunConfig
 from medgan.data import SliceSet
 from medgan.data.spec import spec_of
-from medgan.errors import CheckpointError, ConfigError
+from medgan.errors import ConfigError
 from medgan.inference.translate import build_translator, translator_state
 from medgan.losses import get_adversarial
 from medgan.losses.pixel import l1
@@ -32,6 +31,7 @@ from medgan.training.ema import EMA
 from medgan.training.precision import autocast_context, use_bf16
 from medgan.training.schedule import lr_factor, set_learning_rates
 from medgan.training.tasks.base import TASKS, ScoreRule, Scorer
+from medgan.training.tasks.gan_state import GanState
 from medgan.utils import exists
 
 GRID_ROWS = 8  # fixed tiles shown in each sample grid (input | output | target | difference)
@@ -42,7 +42,7 @@ TARGET = "image"  # the target domain's name in the data spec
 
 
 @TASKS.register("paired")
-class PairedTask:
+class PairedTask(GanState):
     """G(x) -> y with a conditional PatchGAN and an L1 term; see the module docstring.
 
     Args:
@@ -198,32 +198,11 @@ class PairedTask:
     def inference_state(self) -> dict[str, Any]:
         return translator_state(self.inference_generator, self.input_domains, TARGET)
 
-    def modules(self) -> dict[str, nn.Module]:
-        modules = {"generator": self.generator, "discriminator": self.discriminator}
-        if exists(self.ema):
-            modules["ema"] = self.ema.module
-        return modules
-
     # ---------------------------------------------------------------------------------------------------
     # state
 
     def state_dict(self) -> dict[str, Any]:
-        state = {"generator": self.generator.state_dict(), "discriminator": self.discriminator.state_dict(),
-                 "optimizer_g": self.optimizer_g.state_dict(), "optimizer_d": self.optimizer_d.state_dict(),
-                 "rng": self.rng.get_state()}
-        if exists(self.ema):
-            state["ema"] = self.ema.module.state_dict()
-        return state
+        return self.gan_state_dict()
 
     def load_state_dict(self, state: dict[str, Any], path: str) -> None:
-        load_module_state(self.generator, state.get("generator"), path, "generator")
-        load_module_state(self.discriminator, state.get("discriminator"), path, "discriminator")
-        if exists(self.ema):
-            load_module_state(self.ema.module, state.get("ema", state.get("generator")), path, "EMA generator")
-        try:
-            self.optimizer_g.load_state_dict(state["optimizer_g"])
-            self.optimizer_d.load_state_dict(state["optimizer_d"])
-            self.rng.set_state(state["rng"])
-        except (KeyError, TypeError, ValueError, RuntimeError) as error:
-            raise CheckpointError(f"task state does not fit this run ({type(error).__name__}: {error})",
-                                  path) from None
+        self.load_gan_state(state, path)
