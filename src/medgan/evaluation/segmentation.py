@@ -36,9 +36,6 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from monai.losses import DiceCELoss
-from monai.metrics import DiceMetric
-from monai.networks.nets import UNet
 from tqdm.auto import tqdm
 
 from medgan.data.layouts.lits_msd import MASK_CLASSES
@@ -47,7 +44,7 @@ from medgan.data.transforms import aligned_augment
 from medgan.errors import ConfigError, DataError
 from medgan.evaluation.utility.classifier import _batch_count, _batch_stream  # one batching rule for both studies
 from medgan.evaluation.utility.statistics import summarize
-from medgan.utils import torch_threads
+from medgan.utils import quiet_import, torch_threads
 
 ARMS = ("real", "real+synthetic", "synthetic")
 DIFFERENCES = (("real+synthetic", "real"), ("synthetic", "real"))
@@ -178,7 +175,7 @@ class SegmentationConfig:
 def build_segmenter(classes: int, config: SegmentationConfig) -> torch.nn.Module:
     """MONAI's 2D ``UNet``: 1 input channel -> ``classes + 1`` logits (background first), one residual unit per
     level, instance norm (eval mode needs no running statistics, which short runs on small data lack)."""
-    return UNet(spatial_dims=2, in_channels=1, out_channels=classes + 1, channels=tuple(config.channels),
+    return quiet_import("monai.networks.nets").UNet(spatial_dims=2, in_channels=1, out_channels=classes + 1, channels=tuple(config.channels),
                 strides=(2,) * (len(config.channels) - 1), num_res_units=1)
 
 
@@ -203,7 +200,7 @@ def train_segmenter(data: SegmentationPairs, classes: int, config: SegmentationC
     """
     generator = torch.Generator().manual_seed(seed)
     # Dice over the whole batch (batch=True): small structures absent from a slice do not make its Dice 0/0.
-    loss_function = DiceCELoss(include_background=False, to_onehot_y=True, softmax=True, batch=True)
+    loss_function = quiet_import("monai.losses").DiceCELoss(include_background=False, to_onehot_y=True, softmax=True, batch=True)
     # Weight init draws from the global RNG: fork it so that the caller's stream stays intact.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -243,7 +240,7 @@ def subject_dice(predicted: torch.Tensor, truth: torch.Tensor, subjects: list[st
         subjects: subject per slice.
         classes: number of target classes K (without background).
     """
-    metric = DiceMetric(include_background=False, reduction="none", ignore_empty=True, num_classes=classes + 1)
+    metric = quiet_import("monai.metrics").DiceMetric(include_background=False, reduction="none", ignore_empty=True, num_classes=classes + 1)
     rows = []
     for subject in sorted(set(subjects)):
         members = torch.as_tensor([i for i, name in enumerate(subjects) if name == subject])

@@ -1,0 +1,188 @@
+"""Config dataclasses <-> plain dicts and YAML, with the type of every key checked."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from medgan.config.checks import validate
+from medgan.config.sections import RunConfig
+from medgan.errors import ConfigError
+
+# --------------------------------------------------------------------------------------------------------
+# dict <-> dataclass with type checking
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A plain, YAML-safe dict of a config dataclass (tuples become lists)."""
+
+    def plain(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return {f.name: plain(getattr(value, f.name)) for f in fields(value)}
+        if isinstance(value, (tuple, list)):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(config)
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Checks ``value`` against a field annotation and converts YAML-ish values (lists -> tuples, int -> float)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, key)
+            except ConfigError as error:
+                errors.append(error)
+        raise errors[0]
+    if origin is tuple:
+        args = typing.get_args(annotation)
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key {key!r} must be a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], key) for v in value)
+        if len(value) != len(args):
+            raise ConfigError(f"config key {key!r} must have {len(args)} values, got {list(value)!r}")
+        return tuple(_coerce(v, a, key) for v, a in zip(value, args))
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0", "on", "off"):
+            return value.lower() in ("true", "yes", "1", "on")
+        raise ConfigError(f"config key {key!r} must be true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"config key {key!r} must be an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"config key {key!r} must be an integer, got {value!r}")
+    if annotation is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"config key {key!r} must be a number, got {value!r}")
+        number = None
+        if isinstance(value, (int, float)):
+            number = float(value)
+        elif isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                pass
+        if number is None:
+            raise ConfigError(f"config key {key!r} must be a number, got {value!r}")
+        if not math.isfinite(number):  # .inf / .nan in YAML, "inf" in --set: never a meaningful setting
+            raise ConfigError(f"config key {key!r} must be a finite number, got {value!r}")
+        return number
+    if annotation is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"config key {key!r} must be a string, got {value!r}")
+    raise TypeError(f"unsupported config annotation {annotation!r} for {key}")  # a bug, not user input
+
+
+def _merge(config: Any, values: Mapping[str, Any], prefix: str = "") -> Any:
+    """A copy of dataclass ``config`` with ``values`` (a nested mapping) applied; unknown keys raise."""
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"config section {prefix.rstrip('.') or 'root'!r} must be a mapping, got {values!r}")
+    hints = typing.get_type_hints(type(config))
+    known = {f.name for f in fields(config)}
+    changes = {}
+    for key, value in values.items():
+        full = f"{prefix}{key}"
+        if key not in known:
+            raise ConfigError(f"unknown config key {full!r}; valid keys here: {', '.join(sorted(known))}")
+        current = getattr(config, key)
+        if dataclasses.is_dataclass(current):
+            changes[key] = _merge(current, value or {}, f"{full}.")
+        else:
+            changes[key] = _coerce(value, hints[key], full)
+    return replace(config, **changes)
+
+
+def from_dict(values: Mapping[str, Any], base: RunConfig | None = None) -> RunConfig:
+    """A validated RunConfig from a nested mapping applied on top of ``base`` (default: the medgan recipe)."""
+    config = _merge(base or RunConfig(), values)
+    validate(config)
+    return config
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Reads a YAML config file into a mapping; a missing or malformed file raises ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("config file not found", path)
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        problem = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ConfigError(f"not valid YAML ({problem})", path) from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError("a config file must hold a mapping of sections", path)
+    return values
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """Turns ``["train.steps=10", "optim.betas=[0.5, 0.9]"]`` into a nested mapping (values parsed as YAML)."""
+    nested: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        node = nested
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r} conflicts with another override")
+        node[parts[-1]] = value
+    return nested
+
+
+def deep_update(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of nested dict ``base`` with nested ``update`` merged in."""
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = deep_update(merged[key], value)
+        elif isinstance(value, Mapping) and merged.get(key) is not None:
+            # A section given as a scalar or list (e.g. ``train: 5`` in YAML) must not be silently replaced
+            # by the section a CLI flag builds: the user's file is wrong, say so.
+            raise ConfigError(f"config section {key!r} must be a mapping, got {merged[key]!r}")
+        else:
+            merged[key] = value
+    return merged
+
+
+def save_yaml(config: RunConfig, path: str | Path) -> None:
+    """Writes the resolved config atomically as YAML."""
+    from medgan.utils import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))
