@@ -20,6 +20,7 @@ DEMO_NAMES = ("brain", "denoise", "liver", "superres")  # medgan.demos.DEMOS, wi
 # line naming the file. Writes go through medgan.utils.atomic_path, so nothing half-written is left behind.
 WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG})
 MAX_INTERPOLATION_STEPS = 64  # images per row of a latent interpolation grid
+CARD_NAME = "DATA_CARD.json"  # medgan.card.CARD_NAME, without importing torch here
 
 
 def _add_budget(parser: argparse.ArgumentParser) -> None:
@@ -33,6 +34,14 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
     values: dict[str, dict[str, Any]] = {"data": {}, "train": {}, "model": {}}
     if args.data is not None:
         values["data"]["source"] = args.data
+    if getattr(args, "domain_b", None) is not None:
+        if args.data is not None and args.data != args.domain_b:
+            raise ConfigError("--data and --domain-b both name domain B; give one")
+        values["data"]["source"] = args.domain_b
+    if getattr(args, "domain_a", None):
+        values["data"]["domain_a"] = list(args.domain_a)
+        if getattr(args, "task", None) is None:
+            values["task"] = "unpaired"  # domains A and B without --task paired: CycleGAN
     if args.resolution is not None:
         values["data"]["resolution"] = args.resolution
     for flag in ("labels", "input", "pairs", "degrade"):
@@ -83,10 +92,13 @@ def command_train(args: argparse.Namespace) -> int:
             budget = {"steps": args.steps, "minutes": 0.0}
         if args.minutes is not None:
             budget = {"minutes": args.minutes, "steps": 0}
-        result = train(None, args.out, resume=True, progress=not args.quiet, budget=budget, scorer=training_score)
+        result = train(None, args.out, resume=True, progress=not args.quiet, budget=budget, scorer=training_score,
+                       timeout_s=args.timeout)
     else:
-        result = train(resolve_train_config(args), args.out, progress=not args.quiet, scorer=training_score)
-    print(result.summary())
+        result = train(resolve_train_config(args), args.out, progress=not args.quiet, scorer=training_score,
+                       timeout_s=args.timeout)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun every rank returns; rank 0 speaks for the run
+        print(result.summary())
     return 0
 
 
@@ -117,47 +129,78 @@ def command_sample(args: argparse.Namespace) -> int:
     from medgan.export import output_folder
     from medgan.inference.noise import MAX_SAMPLES, check_sample_count
     from medgan.run import check_output_folder
-    from medgan.sampling import generate, interpolate, load_generator, write_samples
+    from medgan.card import export_card, filter_state, write_card
+    from medgan.sampling import generate, interpolate, load_generator, privacy_filter, write_samples
 
     # Every option is checked before the checkpoint is read and before anything is written.
     check_range(args.n, 1, MAX_SAMPLES, "--n")
     check_range(args.interpolate, 2, MAX_INTERPOLATION_STEPS, "--interpolate")
+    if not 0.0 < args.privacy_threshold <= 1.0:
+        raise ConfigError(f"--privacy-threshold must be in (0, 1], got {args.privacy_threshold}")
     attributes = parse_attributes(args.attribute)
     check_output_folder(output_folder(args.out, args.format), "--out")
     loaded = load_generator(args.run)
     check_sample_count(args.n, loaded.spec.resolution)
     images, _ = generate(args.run, args.n, seed=args.seed, class_name=args.class_name, loaded=loaded,
                          attributes=attributes)
+    gate: dict[str, Any] = {"enabled": False}
+    if args.privacy_filter:  # the export gate: near copies of training images are replaced (or dropped)
+        images, gate = privacy_filter(images, loaded, seed=args.seed, class_name=args.class_name,
+                                      attributes=attributes, threshold=args.privacy_threshold, progress=not args.quiet)
+        print(f"privacy filter: {gate['near_copies']} of {gate['checked']} images were near copies of a training "
+              f"image (SSIM >= {gate['threshold']:g}); {gate['replaced']} replaced, {gate['dropped']} dropped")
     grid = None
     if args.interpolate:  # computed before anything is written, and written in the same all-or-nothing batch
         grid = interpolate(args.run, steps=args.interpolate, rows=4, seed=args.seed, loaded=loaded)
-    written = write_samples(images, loaded, args.out, args.format, interpolation=grid, columns=args.interpolate or 8)
-    print(f"wrote {len(images)} synthetic images ({args.format}) to {args.out}")
+    card = export_card(args.run, {"command": "medgan sample", "images": len(images), "seed": args.seed,
+                                  "format": args.format, "class": args.class_name, "attributes": attributes or None,
+                                  "privacy_filter": gate}, filter_state(gate))
+    metadata = {"synthetic": True, "images": len(images), "seed": args.seed, "class": args.class_name,
+                "privacy_filter": gate}
+    written = write_samples(images, loaded, args.out, args.format, interpolation=grid, columns=args.interpolate or 8,
+                            metadata=metadata)
+    write_card(output_folder(args.out, args.format), card)
+    print(f"wrote {len(images)} synthetic images ({args.format}) and {CARD_NAME} to {args.out}")
     if grid is not None:
         print(f"latent interpolation grid: {output_folder(args.out, args.format) / 'interpolation.png'}")
     return 0 if written else 1
 
 
 def command_translate(args: argparse.Namespace) -> int:
+    from medgan.card import export_card, write_card
     from medgan.inference import Translator, load_model
     from medgan.run import check_output_folder
     from medgan.translation import translate_path
 
     check_output_folder(args.out, "--out")
-    model = load_model(args.run)
+    model = load_model(args.run, direction=args.direction)
     if not isinstance(model, Translator):
         raise ConfigError(f"this run (task {model.config.task}) does not translate images; medgan translate needs "
-                          "a paired run", args.run)
-    inputs = {model.input_domains[0]: args.input}
+                          "a paired or unpaired run", args.run)
+    inputs = {} if args.input is None else {model.input_domains[0]: args.input}
     for item in args.domain or []:
         name, separator, path = item.partition("=")
-        if not separator or name not in model.input_domains[1:]:
-            others = ", ".join(model.input_domains[1:]) or "none"
+        if not separator or name not in model.input_domains or name in inputs:
+            others = ", ".join(model.input_domains[0 if args.input is None else 1:]) or "none"
             raise ConfigError(f"--domain expects NAME=PATH with NAME one of this run's other inputs ({others}), "
                               f"got {item!r}")
         inputs[name] = path
+    if not inputs:
+        raise ConfigError(f"give the images to translate: --input PATH (domain {model.input_domains[0]})")
+    card = export_card(args.run, {"command": "medgan translate", "format": args.format, "direction": args.direction,
+                                  "note": "derived from the input images: as private as they are"})
     written = translate_path(model, inputs, args.out, args.format, progress=not args.quiet)
-    print(f"wrote {len(written)} file(s) to {args.out} (derived images, not for diagnostic use)")
+    write_card(args.out, {**card, "export": {**card["export"], "files": len(written)}})
+    print(f"wrote {len(written)} file(s) and {CARD_NAME} to {args.out} (derived images, not for diagnostic use)")
+    return 0
+
+
+def command_bundle(args: argparse.Namespace) -> int:
+    from medgan.inference.bundle import write_bundle
+
+    written = write_bundle(args.run, args.out, args.which)
+    print(f"wrote model bundle {args.out}: {', '.join(path.name for path in written)} (no discriminator, optimizer "
+          "state or data locations)")
     return 0
 
 
@@ -194,12 +237,27 @@ def command_evaluate(args: argparse.Namespace) -> int:
         print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'report.html'}")
         return 0
     metrics = evaluate(args.real, args.fake, args.out, features=args.features, train=args.train,
-                       progress=not args.quiet, max_images=args.max_images, real_images=not args.no_real_images)
+                       progress=not args.quiet, max_images=args.max_images, real_images=not args.no_real_images,
+                       members=args.members, non_members=args.non_members)
     for info in METRICS:
         value = lookup(metrics, info.key)
         if isinstance(value, (int, float)):
             print(f"{info.label:<40}: {value:<10.4g} ({info.better} is better)")
     print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'report.html'}")
+    return 0
+
+
+def command_audit(args: argparse.Namespace) -> int:
+    from medgan.evaluation.audit import format_audit, run_audit
+    from medgan.inference.noise import MAX_SAMPLES
+
+    check_range(args.samples, 2, MAX_SAMPLES, "--samples")
+    check_range(args.bootstrap, 10, 100_000, "--bootstrap")
+    result = run_audit(args.run, args.members, args.non_members, args.out, samples=args.samples,
+                       features=args.features, seed=args.seed, rounds=args.bootstrap, progress=not args.quiet)
+    print(format_audit(result))
+    if args.out is not None:
+        print(f"wrote {Path(args.out) / 'audit.json'}")
     return 0
 
 
@@ -245,12 +303,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", help="YAML config file (sections: data, model, loss, augment, optim, train)")
     train.add_argument("--model", default=None, help="recipe (medgan, dcgan, pix2pix) or architecture (resnet, "
                                                      "unet); default: the task's recipe")
-    train.add_argument("--task", default=None, help="unconditional (default), conditional or paired")
+    train.add_argument("--task", default=None, help="unconditional (default), conditional, paired or unpaired")
     train.add_argument("--labels", help="CSV of file,label for conditional training")
     train.add_argument("--input", help="paired task: input images matched to --data (the targets) by file name")
     train.add_argument("--pairs", help="paired task: CSV with input,target[,mask] columns")
     train.add_argument("--degrade", help="paired task: derive inputs from the targets: lowdose:FRACTION, "
                                          "downsample:FACTOR, inpaint or mask")
+    train.add_argument("--domain-a", nargs="+", metavar="PATH", help="image-to-image: the input modalities (domain "
+                       "A; several are stacked as channels, e.g. T1 T2); unpaired unless --task paired")
+    train.add_argument("--domain-b", metavar="PATH", help="unpaired task: domain B (the same as --data)")
     train.add_argument("--resolution", type=int, help="image side: 32, 64, 128 or 256")
     _add_budget(train)
     train.add_argument("--batch-size", type=int)
@@ -258,10 +319,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, e.g. optim.d_steps=2")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--nproc", type=int, default=1, help="data-parallel processes on this machine (one per "
+                       "GPU; on CPU, gloo): starts torchrun --standalone --nproc-per-node N -m medgan train ...")
+    train.add_argument("--timeout", type=float, default=600.0, help="data-parallel runs: seconds a process waits "
+                       "for the others in one collective before the job fails (default 600)")
     train.set_defaults(handler=command_train)
 
     sample = commands.add_parser("sample", help="write synthetic images from a trained run")
-    sample.add_argument("--run", required=True, help="run directory")
+    sample.add_argument("--run", "--model", dest="run", required=True, help="run directory or model bundle")
     sample.add_argument("--n", type=int, default=16, help="number of images")
     sample.add_argument("--out", required=True, help="output folder")
     sample.add_argument("--format", default="png", choices=WRITERS.names())
@@ -273,6 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--interpolate", type=int, nargs="?", const=8, default=None, metavar="STEPS",
                         help="also write a latent-interpolation grid with STEPS images per row (2 to "
                              f"{MAX_INTERPOLATION_STEPS}, default 8)")
+    sample.add_argument("--privacy-filter", action="store_true",
+                        help="export gate: replace images that the memorization audit calls near copies of a training "
+                             "image (re-reads the run's training data); the count goes to sampling.json")
+    sample.add_argument("--privacy-threshold", type=float, default=0.95,
+                        help="near-copy SSIM threshold of --privacy-filter (default 0.95, the audit's)")
+    sample.add_argument("--quiet", action="store_true", help="no progress bars")
     sample.set_defaults(handler=command_sample)
 
     demo = commands.add_parser("demo", help="worked projects on embedded data: brain MRI synthesis (default), liver "
@@ -296,8 +367,26 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--max-images", type=int, help="use at most this many images per set")
     evaluate.add_argument("--no-real-images", action="store_true",
                           help="leave every real image out of report.html (the metrics stay), e.g. to share it")
+    evaluate.add_argument("--members", help="membership-inference audit (with --non-members, --fake a run): images "
+                                            "of the run's training patients")
+    evaluate.add_argument("--non-members", help="membership-inference audit: images of patients the run never saw")
     evaluate.add_argument("--quiet", action="store_true")
     evaluate.set_defaults(handler=command_evaluate)
+
+    audit = commands.add_parser("audit", help="membership-inference audit of a run: can an attacker tell its training "
+                                              "patients' images from other patients' images? (AUC, TPR at low FPR)")
+    audit.add_argument("--run", required=True, help="a noise-to-image run directory")
+    audit.add_argument("--members", required=True, help="images of the run's training patients: path, embedded "
+                                                        "source (e.g. ct-lesions) or run directory")
+    audit.add_argument("--non-members", required=True, help="images of patients the run never saw (no patient may "
+                                                            "be on both sides)")
+    audit.add_argument("--out", help="folder for audit.json")
+    audit.add_argument("--samples", type=int, default=1000, help="synthetic images for the distance attacks")
+    audit.add_argument("--features", default="offline", help="feature extractor of the feature-distance attack")
+    audit.add_argument("--bootstrap", type=int, default=1000, help="patient-bootstrap resamples of the AUC interval")
+    audit.add_argument("--seed", type=int, default=0)
+    audit.add_argument("--quiet", action="store_true")
+    audit.set_defaults(handler=command_audit)
 
     utility = commands.add_parser("utility", help="does synthetic data help a classifier? (real / real+synthetic / "
                                                   "synthetic-only, tested on held-out real data)")
@@ -329,8 +418,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     translate = commands.add_parser("translate", help="apply a trained image-to-image run to images (PNG, NIfTI, "
                                                       "DICOM), in physical units")
-    translate.add_argument("--run", required=True, help="a paired run directory")
-    translate.add_argument("--input", required=True, help="a file, a folder of files, or a DICOM series folder")
+    translate.add_argument("--run", "--model", dest="run", required=True,
+                           help="a paired or unpaired run directory, or its model bundle")
+    translate.add_argument("--input", help="a file, a folder of files, or a DICOM series folder (the first input "
+                                           "domain; with several input modalities a missing one may be left out)")
+    translate.add_argument("--direction", choices=("a2b", "b2a"), default=None,
+                           help="unpaired runs: a2b (default, domain A to B) or b2a")
     translate.add_argument("--out", required=True, help="output folder")
     translate.add_argument("--format", default="same", choices=("same", "nifti", "dicom", "png16", "npy"),
                            help="output kind (default: the input's kind)")
@@ -338,6 +431,14 @@ def build_parser() -> argparse.ArgumentParser:
                            help="another input domain of the run (e.g. mask=hole.nii.gz); repeatable")
     translate.add_argument("--quiet", action="store_true")
     translate.set_defaults(handler=command_translate)
+
+    bundle = commands.add_parser("bundle", help="a shareable model bundle of a run: generator weights (safetensors), "
+                                                "config, data spec and data card; no discriminator, optimizer state "
+                                                "or data locations")
+    bundle.add_argument("--run", required=True, help="run directory")
+    bundle.add_argument("--out", required=True, help="bundle folder")
+    bundle.add_argument("--which", choices=("best", "latest"), default="best", help="checkpoint (default: best)")
+    bundle.set_defaults(handler=command_bundle)
 
     info = commands.add_parser("info", help="describe a data path: files, shapes, spacing, intensities, slices")
     info.add_argument("path", help="file, folder or embedded source name")
@@ -356,6 +457,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "train" and args.nproc > 1 and "LOCAL_RANK" not in os.environ:
+        from medgan.training.distributed import torchrun_command
+
+        command = torchrun_command(list(sys.argv[1:] if argv is None else argv), args.nproc)
+        os.execv(command[0], command)  # torchrun replaces this process; its exit status is the job's
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)

@@ -42,16 +42,19 @@ def translate_volume(model: Translator, volumes: dict[str, Volume], progress: bo
 
     Args:
         model: the run's Translator.
-        volumes: input domain name -> Volume; every domain of ``model.input_domains``, of one shape.
+        volumes: input domain name -> Volume; every domain of ``model.input_domains`` but the optional ones
+            (``model.optional``: missing modalities go in as zero images with availability 0), of one shape.
         progress: show a progress bar over slice batches.
 
     Returns:
         float32 array of the first input's shape and voxel order.
     """
-    names = model.input_domains
-    missing = [name for name in names if name not in volumes]
+    missing = [name for name in model.input_domains if name not in volumes and name not in model.optional]
     if missing:
         raise ConfigError(f"this run needs the input domain {missing[0]!r} too (--domain {missing[0]}=PATH)")
+    names = tuple(name for name in model.input_domains if name in volumes)
+    if not names:
+        raise ConfigError(f"no input images: give at least one of {', '.join(model.input_domains)}")
     first = volumes[names[0]]
     for name in names[1:]:
         if volumes[name].array.shape != first.array.shape:
@@ -71,8 +74,8 @@ def translate_volume(model: Translator, volumes: dict[str, Volume], progress: bo
     starts = range(0, result_slices.shape[0], batch)
     for start in tqdm(starts, desc="translate", unit="batch", disable=not progress, leave=False):
         stop = start + batch
-        inputs = torch.cat([torch.from_numpy(_unit_slices(model, name, mapping, view[start:stop]))
-                            for name, mapping, view in zip(names, mappings, views)], dim=1)
+        inputs = model.stack({name: torch.from_numpy(_unit_slices(model, name, mapping, view[start:stop]))
+                              for name, mapping, view in zip(names, mappings, views)})
         unit = model.translate(inputs)[:, 0].numpy()
         values = np.asarray(target.to_physical(unit), dtype=np.float32)
         if passthrough:
@@ -99,7 +102,10 @@ def translate_path(model: Translator, inputs: dict[str, str | Path], out: str | 
     """
     if fmt not in OUTPUT_FORMATS:
         raise ConfigError(f"unknown --format {fmt!r}; choose one of: {', '.join(OUTPUT_FORMATS)}")
-    first = Path(inputs[model.input_domains[0]])
+    lead = next((name for name in model.input_domains if name in inputs), None)
+    if lead is None:
+        raise ConfigError(f"no input images: give at least one of {', '.join(model.input_domains)}")
+    first = Path(inputs[lead])
     items = _items(first)
     out = Path(out)
     written: list[Path] = []
@@ -107,7 +113,7 @@ def translate_path(model: Translator, inputs: dict[str, str | Path], out: str | 
         for item in tqdm(items, desc="volumes", unit="file", disable=not progress or len(items) < 2):
             volumes = {name: read_volume(_partner(Path(inputs[name]), item, first)) for name in inputs}
             array = translate_volume(model, volumes, progress=progress)
-            written.extend(_write(batch, item, volumes[model.input_domains[0]], array, model, fmt))
+            written.extend(_write(batch, item, volumes[lead], array, model, fmt))
     return written
 
 

@@ -64,6 +64,8 @@ class SliceSet:
         mappings: the intensity mapping of each image domain in ``aligned`` (label maps have none).
         degradation: how ``aligned`` was derived from ``images`` (normalized ``data.degrade``), else empty.
         skipped: inputs left out, as ``(file, reason)`` (blank images when ``load_slices`` skips them).
+        other: unpaired translation: domain A (its modalities in ``images`` and ``aligned``), these being domain
+            B; None otherwise.
     """
 
     images: torch.Tensor
@@ -79,6 +81,7 @@ class SliceSet:
     mappings: dict[str, IntensityMapping] = field(default_factory=dict)
     degradation: str = ""
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    other: "SliceSet | None" = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -97,35 +97,52 @@ def degraded_pairs(config: DataConfig, degradation: Degradation, progress: bool 
 # data.input: two folders matched by name
 
 
-def pairs_from_folders(targets: Path, inputs: Path, config: DataConfig, progress: bool = True) -> SliceSet:
+def pairs_from_folders(targets: Path, inputs: Path | Sequence[Path], config: DataConfig,
+                       progress: bool = True) -> SliceSet:
     """Targets under ``targets`` paired with the inputs of the same name under ``inputs`` (module docstring).
+
+    Several input folders (modalities, e.g. T1 and T2 for a CT target) become the domains ``"input"``,
+    ``"input2"``, ... (``input_names``); every target needs a file of its name in each.
 
     Raises:
         DataError: a missing path, a name found on one side only (the first such file named, with the count),
             two images of one name on one side, unreadable images, a pair on different grids.
     """
-    for path, key in ((targets, "data.source"), (inputs, "data.input")):
+    folders = [inputs] if isinstance(inputs, Path) else list(inputs)
+    names = input_names(len(folders))
+    for path, key in ((targets, "data.source"), *((folder, "data.input") for folder in folders)):
         if not path.exists():
             raise DataError(f"no such file or folder ({key})", path)
-    target_items, input_items = discovered_items(targets), discovered_items(inputs)
-    if target_items == [targets] and input_items == [inputs]:
-        matched = [(targets, inputs)]  # two single images: the user paired them
+    target_items = discovered_items(targets)
+    input_items = [discovered_items(folder) for folder in folders]
+    if target_items == [targets] and all(items == [folder] for items, folder in zip(input_items, folders)):
+        matched = [(targets, *folders)]  # single images: the user paired them
     else:
-        by_target, by_input = _by_name(target_items, targets), _by_name(input_items, inputs)
-        unmatched = [(path, inputs) for key, path in by_target.items() if key not in by_input]
-        unmatched += [(path, targets) for key, path in by_input.items() if key not in by_target]
-        if unmatched:
-            path, other = unmatched[0]
-            raise DataError(f"nothing of the same name in {other} ({len(unmatched)} unmatched file(s) in all; "
-                            "inputs and targets are matched by file name without image suffixes)", path)
-        matched = [(by_target[key], by_input[key]) for key in sorted(by_target)]
+        by_target = _by_name(target_items, targets)
+        by_inputs = [_by_name(items, folder) for items, folder in zip(input_items, folders)]
+        for folder, by_input in zip(folders, by_inputs):
+            unmatched = [(path, folder) for key, path in by_target.items() if key not in by_input]
+            unmatched += [(path, targets) for key, path in by_input.items() if key not in by_target]
+            if unmatched:
+                path, other = unmatched[0]
+                raise DataError(f"nothing of the same name in {other} ({len(unmatched)} unmatched file(s) in all; "
+                                "inputs and targets are matched by file name without image suffixes)", path)
+        matched = [(by_target[key], *(by_input[key] for by_input in by_inputs)) for key in sorted(by_target)]
 
     def groups() -> Iterable[dict[str, Volume]]:
-        for target, source in progress_over(matched, progress, "reading pairs"):
-            yield {TARGET: read_volume(target, config.nan_policy), INPUT: read_volume(source, config.nan_policy)}
+        for target, *sources in progress_over(matched, progress, "reading pairs"):
+            group = {TARGET: read_volume(target, config.nan_policy)}
+            group.update({name: read_volume(source, config.nan_policy) for name, source in zip(names, sources)})
+            yield group
 
-    sliced = aligned_slices_from_volumes(groups(), config, {TARGET: Domain(), INPUT: Domain()})
+    domains = {TARGET: Domain(), **{name: Domain() for name in names}}
+    sliced = aligned_slices_from_volumes(groups(), config, domains)
     return relative_sources(sliced, targets)
+
+
+def input_names(count: int) -> tuple[str, ...]:
+    """The domain names of ``count`` input modalities: ``"input"``, ``"input2"``, ``"input3"``, ..."""
+    return tuple(INPUT if index == 0 else f"{INPUT}{index + 1}" for index in range(count))
 
 
 def _by_name(items: list[Path], root: Path) -> dict[str, Path]:

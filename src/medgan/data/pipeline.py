@@ -15,6 +15,7 @@ import medgan.data.phantom  # noqa: F401  (registers the "ct-phantom" and "ct-le
 from medgan.config import DataConfig
 from medgan.data.datasets import SliceBuilder, SliceSet, relative_sources
 from medgan.data.labels import read_label_table, sorted_classes
+from medgan.data.modalities import load_modality_pairs
 from medgan.data.pairs import load_pairs
 from medgan.data.readers import discovered_items, progress_over, read_volume
 from medgan.data.readers.base import BlankImageError
@@ -29,7 +30,8 @@ def load_slices(config: DataConfig, progress: bool = True, skip_blank: bool = Fa
         config: the data section of the run config. ``source`` is a registered embedded source name
             (``"mni152"``, ``"ct-phantom"``), or a file or folder; folders are first offered to the registered
             dataset layouts (``LAYOUTS``), then read by the generic pipeline. With ``input``, ``pairs`` or
-            ``degrade`` set, the paired data of ``medgan.data.pairs.load_pairs``.
+            ``degrade`` set, the paired data of ``medgan.data.pairs.load_pairs``; with ``domain_a``, those
+            modalities matched to ``source`` (``medgan.data.modalities.load_modality_pairs``).
         progress: show a progress bar over files when there are more than a few.
         skip_blank: leave out blank (constant) images of the generic pipeline instead of raising, and list them
             in the result's ``skipped`` (``medgan evaluate`` reads real sets this way; training does not).
@@ -43,6 +45,8 @@ def load_slices(config: DataConfig, progress: bool = True, skip_blank: bool = Fa
     """
     if config.input or config.pairs or config.degrade:
         return load_pairs(config, progress)
+    if config.domain_a:
+        return load_modality_pairs(config, load_slices, progress)
     if config.source in SOURCES:
         return SOURCES.get(config.source)(config)
     path = Path(config.source).expanduser()

@@ -166,8 +166,10 @@ def slerp(start: torch.Tensor, end: torch.Tensor, t: float) -> torch.Tensor:
 
 
 @INFERENCE.register(KIND)
-def load_noise_to_image(state: RunState) -> NoiseToImage:
+def load_noise_to_image(state: RunState, direction: str | None = None) -> NoiseToImage:
     """Builds the generator from the run's model config and data spec and loads its weights."""
+    if direction is not None:
+        raise ConfigError(f"this run generates images from noise; it has no direction {direction!r}", state.path)
     spec = state.spec
     generator = build_generator(state.config.model, spec.resolution, spec.channels, spec.num_classes,
                                 spec.num_attributes)

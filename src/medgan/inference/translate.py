@@ -1,16 +1,22 @@
-"""``Translator``: the inference generator of image-to-image runs (paired, and later unpaired directions)."""
+"""``Translator``: the inference generator of image-to-image runs (paired, and each direction of unpaired runs).
+
+Several input modalities (e.g. T1 + T2 -> CT) are stacked as channels in the run's order, followed by one
+availability channel per modality (1 present, 0 missing), and a missing modality is a zero image: one model
+serves patients with incomplete protocols (``optional_domains``, ``stack_inputs``). Label maps and masks are
+never optional and a single input modality has no availability channel, so such runs are unchanged.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
 from medgan.checkpoint import load_module_state
 from medgan.config import RunConfig
 from medgan.data.spec import DataSpec
-from medgan.errors import CheckpointError, DataError
+from medgan.errors import CheckpointError, ConfigError, DataError
 from medgan.inference.registry import INFERENCE
 from medgan.networks.translation import TRANSLATORS
 from medgan.run import RunState
@@ -27,8 +33,53 @@ def slices_per_batch(height: int, width: int) -> int:
     return max(1, TRANSLATE_PIXELS // max(1, height * width))
 
 
+def optional_domains(spec: DataSpec, input_domains: tuple[str, ...]) -> tuple[str, ...]:
+    """The input domains that may be missing: the image modalities, when there are at least two."""
+    images = tuple(name for name in input_domains if spec.domain(name).mapping.unit != "label")
+    return images if len(images) >= 2 else ()
+
+
+def stack_inputs(tiles: Mapping[str, torch.Tensor | None], spec: DataSpec, input_domains: tuple[str, ...],
+                 optional: tuple[str, ...], available: torch.Tensor | None = None) -> torch.Tensor:
+    """The generator's input ``[N, C_in + len(optional), H, W]``: the domains on channels, then availability.
+
+    Args:
+        tiles: domain name -> ``[N, C, H, W]`` unit-space tiles; an optional domain may be absent or None.
+        spec: the run's data spec (channels of each domain).
+        input_domains: the stacking order.
+        optional: the domains with an availability channel (``optional_domains``).
+        available: ``[N, len(optional)]`` 0/1 per image and optional domain (training's modality dropout);
+            None means "present where given".
+
+    Raises:
+        DataError: a required domain is missing, or every optional domain of an image is.
+    """
+    present = [name for name in input_domains if tiles.get(name) is not None]
+    if not present:
+        raise DataError(f"no input images: this run translates {' + '.join(input_domains)}")
+    reference = tiles[present[0]]
+    count, size = reference.shape[0], reference.shape[-2:]
+    given = torch.tensor([[tiles.get(name) is not None for name in optional]], dtype=reference.dtype)
+    flags = given.expand(count, -1) if available is None else available.to(reference.dtype) * given
+    if optional and bool((flags.sum(1) == 0).any()):
+        raise DataError(f"every input modality of an image is missing; give at least one of: {', '.join(optional)}")
+    channels = []
+    for name in input_domains:
+        tile = tiles.get(name)
+        if tile is None:
+            if name not in optional:
+                raise DataError(f"this run needs the input domain {name!r} (only {', '.join(optional) or 'none'} "
+                                "may be missing)")
+            tile = reference.new_zeros((count, spec.domain(name).channels, *size))
+        elif name in optional:
+            tile = tile * flags[:, optional.index(name)].view(-1, 1, 1, 1)
+        channels.append(tile)
+    channels.extend(flags[:, i].view(-1, 1, 1, 1).expand(-1, 1, *size) for i in range(len(optional)))
+    return torch.cat(channels, dim=1)
+
+
 def build_translator(config: RunConfig, spec: DataSpec, input_domains: tuple[str, ...],
-                     target: str) -> torch.nn.Module:
+                     target: str | tuple[str, ...]) -> torch.nn.Module:
     """The image-to-image generator named by ``config.model.name`` (e.g. "unet") for the spec's domains.
 
     The residual (identity) start applies only when the first input is an image: a label map's +/-1 channels
@@ -36,48 +87,69 @@ def build_translator(config: RunConfig, spec: DataSpec, input_domains: tuple[str
     steps on the phantom; 0.013 without the residual start).
     """
     model = config.model
+    targets = (target,) if isinstance(target, str) else tuple(target)
     in_channels = sum(spec.domain(name).channels for name in input_domains)
+    in_channels += len(optional_domains(spec, input_domains))
     residual = model.residual and spec.domain(input_domains[0]).mapping.unit != "label"
-    return TRANSLATORS.get(model.name)(in_channels=in_channels, out_channels=spec.domain(target).channels,
+    out_channels = sum(spec.domain(name).channels for name in targets)
+    return TRANSLATORS.get(model.name)(in_channels=in_channels, out_channels=out_channels,
                                        channels=model.generator_channels, depth=model.depth, residual=residual)
 
 
-def translator_state(generator: torch.nn.Module, input_domains: tuple[str, ...], target: str) -> dict[str, Any]:
-    """The inference state an image-to-image task saves."""
-    return {"kind": KIND, "generator": generator.state_dict(), "inputs": list(input_domains), "target": target}
+def translator_state(generator: torch.nn.Module, input_domains: tuple[str, ...], target: str | tuple[str, ...],
+                     optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The inference state of one translation direction (``target``: one domain, or several stacked)."""
+    targets = [target] if isinstance(target, str) else list(target)
+    return {"kind": KIND, "generator": generator.state_dict(), "inputs": list(input_domains), "target": targets[0],
+            "targets": targets, "optional": list(optional)}
 
 
 class Translator:
-    """A trained G: stacked input domains -> target domain, fully convolutional.
+    """A trained G: stacked input domains -> target domain(s), fully convolutional.
 
     Args:
         generator: the inference generator (EMA weights where EMA was on), in eval mode.
         config: the run's config.
         spec: the run's data spec: the target domain and each input domain with their mappings.
         input_domains: names of the input domains, in the order their channels are stacked.
-        target: name of the output domain.
+        target: name of the (first) output domain; outputs of several stacked domains follow ``targets``.
         checkpoint: the file it was loaded from.
+        optional: input domains that may be missing (each has an availability channel).
+        targets: every output domain, in channel order (default: ``(target,)``).
+        direction: for unpaired runs, "a2b" or "b2a"; "" otherwise.
+        directions: every direction the run has ("" for paired runs).
     """
 
     def __init__(self, generator: torch.nn.Module, config: RunConfig, spec: DataSpec, input_domains: tuple[str, ...],
-                 target: str, checkpoint: Path) -> None:
+                 target: str, checkpoint: Path, optional: tuple[str, ...] = (), targets: tuple[str, ...] = (),
+                 direction: str = "", directions: tuple[str, ...] = ()) -> None:
         self.generator = generator.eval()
         self.config = config
         self.spec = spec
         self.input_domains = input_domains
         self.target = target
         self.checkpoint = checkpoint
+        self.optional = optional
+        self.targets = targets or (target,)
+        self.direction = direction
+        self.directions = directions
 
     @property
     def in_channels(self) -> int:
-        return sum(self.spec.domain(name).channels for name in self.input_domains)
+        """Channels of the stacked input, availability channels included."""
+        return sum(self.spec.domain(name).channels for name in self.input_domains) + len(self.optional)
+
+    def stack(self, tiles: Mapping[str, torch.Tensor | None]) -> torch.Tensor:
+        """The stacked input for unit-space tiles by domain; optional domains may be missing (``stack_inputs``)."""
+        return stack_inputs(tiles, self.spec, self.input_domains, self.optional)
 
     @torch.no_grad()
     def translate(self, inputs: torch.Tensor, batch: int | None = None) -> torch.Tensor:
         """Outputs ``[N, C_out, H, W]`` in [-1, 1] for stacked unit-space inputs ``[N, C_in, H, W]`` (any H, W)."""
         if inputs.ndim != 4 or inputs.shape[1] != self.in_channels:
+            flags = f" + {len(self.optional)} availability" if self.optional else ""
             raise DataError(f"this run translates {self.in_channels}-channel inputs "
-                            f"({' + '.join(self.input_domains)}), got shape {tuple(inputs.shape)}")
+                            f"({' + '.join(self.input_domains)}{flags}), got shape {tuple(inputs.shape)}")
         batch = batch or slices_per_batch(*inputs.shape[-2:])
         chunks = [self.generator(inputs[start : start + batch].float()).float()
                   for start in range(0, inputs.shape[0], batch)]
@@ -85,14 +157,32 @@ class Translator:
 
 
 @INFERENCE.register(KIND)
-def load_translator(state: RunState) -> Translator:
-    """Builds the generator from the run's model config and data spec and loads its weights."""
+def load_translator(state: RunState, direction: str | None = None) -> Translator:
+    """Builds the generator of one direction from the run's model config and data spec and loads its weights.
+
+    Paired runs have one direction (``direction`` must be None); unpaired runs keep each direction's state under
+    ``inference["directions"]`` and default to "a2b".
+    """
     inference = state.inference
+    directions = inference.get("directions") or {}
+    if directions:
+        name = direction or str(inference.get("default", "a2b"))
+        if name not in directions:
+            raise ConfigError(f"this run translates {' and '.join(directions)}; it has no direction {name!r}",
+                              state.path)
+        inference = directions[name]
+    elif direction is not None:
+        raise ConfigError(f"this run translates one way ({' + '.join(inference.get('inputs', []))} -> "
+                          f"{inference.get('target')}); --direction is for unpaired runs", state.path)
+    else:
+        name = ""
     try:
-        inputs = tuple(str(name) for name in inference["inputs"])
-        target = str(inference["target"])
-        generator = build_translator(state.config, state.spec, inputs, target)
+        inputs = tuple(str(n) for n in inference["inputs"])
+        targets = tuple(str(n) for n in inference.get("targets", [inference["target"]]))
+        optional = tuple(str(n) for n in inference.get("optional", []))
+        generator = build_translator(state.config, state.spec, inputs, targets)
     except (KeyError, TypeError, DataError) as error:
         raise CheckpointError(f"image-to-image inference state is incomplete ({error})", state.path) from None
     load_module_state(generator, inference.get("generator"), state.path, "generator")
-    return Translator(generator, state.config, state.spec, inputs, target, state.path)
+    return Translator(generator, state.config, state.spec, inputs, targets[0], state.path, optional, targets, name,
+                      tuple(directions))

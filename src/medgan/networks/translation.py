@@ -80,3 +80,16 @@ class PatchDiscriminator(nn.Module):
 
     def forward(self, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.network(torch.cat([inputs, target], dim=1))[-1]  # the last entry holds the logits
+
+
+class DomainDiscriminator(PatchDiscriminator):
+    """Unconditional PatchGAN D on the images of one domain (CycleGAN's D): images -> patch logits.
+
+    Args:
+        in_channels: the domain's channels.
+        channels: width of the first layer (CycleGAN: 64).
+        layers: stride-2 layers (3 gives the 70 x 70 receptive field).
+    """
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return self.network(images)[-1]

@@ -24,8 +24,11 @@ from medgan.data import SliceSet, load_slices
 from medgan.errors import CheckpointError, ConfigError, MedganError, TrainingError
 from medgan.run import RunDir
 from medgan.training.batches import BatchSampler
+from medgan.training.distributed import (DEFAULT_TIMEOUT_S, TrainingModules, World, check_digests, quiet_run,
+                                         rank_seed, rank_state, restore_rank, weights_digest)
 from medgan.training.guard import first_nonfinite_log, first_nonfinite_tensor
 from medgan.training.precision import resolve_device
+from medgan.training.privacy import privacy_section
 from medgan.training.tasks import TASKS, Scorer, Task
 from medgan.utils import atomic_path, torch_threads
 from medgan.visuals import save_grid, save_loss_curve
@@ -46,6 +49,7 @@ class TrainResult:
     loss_curve: Path
     best_score: float | None  # best in-training score, if scoring ran
     score_key: str | None = None  # what best_score is (e.g. "fid")
+    weights_digest: str | None = None  # SHA-256 of the trained weights (equal on every rank of a data-parallel run)
 
     def summary(self) -> str:
         """The lines ``medgan train`` prints."""
@@ -65,25 +69,33 @@ class Budget:
         steps: step limit (0: none).
         minutes: wall-clock limit (0: none).
         start_step: the step this invocation starts at (resume).
+        cpu_minutes: limit on the CPU time of this process (``time.process_time``, all threads; 0: none). On a
+            shared machine it is fairer than wall time: other people's work does not shorten the run.
     """
 
-    def __init__(self, steps: int, minutes: float, start_step: int) -> None:
+    def __init__(self, steps: int, minutes: float, start_step: int, cpu_minutes: float = 0.0) -> None:
         self.steps = steps if steps > 0 else math.inf
         self.start_step = start_step
         self.started = time.monotonic()
         self.deadline = self.started + 60.0 * minutes if minutes > 0 else math.inf
+        self.cpu_started = time.process_time()
+        self.cpu_deadline = self.cpu_started + 60.0 * cpu_minutes if cpu_minutes > 0 else math.inf
 
     def finished(self, step: int) -> bool:
-        return step >= self.steps or time.monotonic() >= self.deadline
+        return step >= self.steps or time.monotonic() >= self.deadline or time.process_time() >= self.cpu_deadline
 
     def horizon(self, step: int) -> int:
         """``train.steps``, or under a time budget the steps it allows at the speed measured so far."""
-        if math.isinf(self.deadline):
+        clocks = [(clock, started, deadline) for clock, started, deadline in
+                  ((time.monotonic, self.started, self.deadline), (time.process_time, self.cpu_started,
+                                                                   self.cpu_deadline)) if not math.isinf(deadline)]
+        if not clocks:
             return int(self.steps)
-        done, elapsed = step - self.start_step, time.monotonic() - self.started
+        done = step - self.start_step
         if done < HORIZON_PROBE_STEPS:
             return int(min(self.steps, step + 1000))  # a placeholder until the speed is measured
-        allowed = step + done / elapsed * max(self.deadline - time.monotonic(), 0.0)
+        allowed = min(step + done / max(clock() - started, 1e-9) * max(deadline - clock(), 0.0)
+                      for clock, started, deadline in clocks)
         return int(min(self.steps, max(allowed, step + 1)))
 
 
@@ -94,8 +106,11 @@ def check_names(config: RunConfig) -> None:
 
 def train(config: RunConfig | None, run_dir: str | Path, resume: bool = False, progress: bool = True,
           data: SliceSet | None = None, budget: dict[str, Any] | None = None,
-          scorer: Scorer | None = None) -> TrainResult:
+          scorer: Scorer | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> TrainResult:
     """Trains the configured task and writes everything into ``run_dir``.
+
+    Started by ``torchrun`` (``WORLD_SIZE`` > 1), every process calls this and the run is data-parallel (see
+    ``medgan.training.distributed``): rank 0 checks and writes the run directory, and its errors stop every rank.
 
     Args:
         config: the resolved run config (ignored on resume: the run's own config is used, with ``budget``).
@@ -106,6 +121,7 @@ def train(config: RunConfig | None, run_dir: str | Path, resume: bool = False, p
         budget: on resume, ``{"steps": N}`` and/or ``{"minutes": M}`` to extend or limit the budget.
         scorer: the in-training score (e.g. ``medgan.metrics.training_score``); None trains without scoring,
             and best.pt is then the final checkpoint.
+        timeout_s: data-parallel runs: seconds a rank waits for the others in one collective before failing.
 
     Returns:
         A TrainResult with paths and throughput.
@@ -113,7 +129,28 @@ def train(config: RunConfig | None, run_dir: str | Path, resume: bool = False, p
     Raises:
         MedganError subclasses for bad data, bad config, bad checkpoints and non-finite losses or weights.
     """
-    run = RunDir(run_dir)
+    world = World.from_environment(timeout_s)
+    try:
+        run = RunDir(run_dir)
+        config, state = world.agree(lambda: _open(run, config, resume, budget))
+        # The run seeds torch's global generator (network initialisation draws from it); fork_rng restores the
+        # caller's generator state afterwards, so calling train() leaves no trace on the process.
+        devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        with torch_threads(config.train.threads), torch.random.fork_rng(devices=devices):
+            torch.manual_seed(config.train.seed)
+            run = run if world.is_main else quiet_run(run)
+            try:
+                return _train(config, run, state, progress and world.is_main, data, scorer, world)
+            except BaseException:
+                run.discard_unfinished()  # a new run that failed before its first checkpoint leaves nothing behind
+                raise
+    finally:
+        world.close()
+
+
+def _open(run: RunDir, config: RunConfig | None, resume: bool,
+          budget: dict[str, Any] | None) -> tuple[RunConfig, dict[str, Any] | None]:
+    """The checked config and, on resume, the checkpoint, before anything is written (rank 0's work)."""
     run.check_writable()
     state = None
     if resume:
@@ -129,27 +166,32 @@ def train(config: RunConfig | None, run_dir: str | Path, resume: bool = False, p
             raise ConfigError("a new run needs a config")
         run.check_new()
     check_names(config)
-    # The run seeds torch's global generator (network initialisation draws from it); fork_rng restores the
-    # caller's generator state afterwards, so calling train() leaves no trace on the process.
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    with torch_threads(config.train.threads), torch.random.fork_rng(devices=devices):
-        torch.manual_seed(config.train.seed)
-        try:
-            return _train(config, run, state, progress, data, scorer)
-        except BaseException:
-            run.discard_unfinished()  # a new run that failed before its first checkpoint leaves nothing behind
-            raise
+    return config, state
 
 
 def _train(config: RunConfig, run: RunDir, state: dict[str, Any] | None, progress: bool, data: SliceSet | None,
-           scorer: Scorer | None) -> TrainResult:
+           scorer: Scorer | None, world: World) -> TrainResult:
+    seed = config.train.seed
+    world.check_batch(config.train.batch_size)
+    if world.distributed and (config.privacy.epsilon > 0 or config.privacy.noise > 0):
+        raise ConfigError("differentially private training (privacy.*) runs in one process; start it without "
+                          "torchrun / --nproc")
     if data is None:
-        data = load_slices(config.data, progress=progress)
-    device = resolve_device(config.train.device)
-    task: Task = TASKS.get(config.task)(config, data, device, torch.Generator().manual_seed(config.train.seed))
-    sampler = BatchSampler(data, config.train.batch_size, config.data,
-                           torch.Generator().manual_seed(config.train.seed + 1), task.attributes,
-                           task.groups_by_class, task.nearest_domains)
+        # A task may read its data its own way (unpaired translation: two domains); the default is load_slices.
+        loader = getattr(TASKS.get(config.task), "load_data", None)
+        data = loader(config, progress) if loader is not None else load_slices(config.data, progress=progress)
+    device = world.device(resolve_device(config.train.device))
+    task_rng = torch.Generator().manual_seed(rank_seed(seed, world.rank))  # per-rank noise and augmentation
+    task: Task = TASKS.get(config.task)(config, data, device, task_rng)
+    # Every rank draws the same global batch order (seed + 1) and augments its own shard (its own stream).
+    augment_rng = torch.Generator().manual_seed(rank_seed(seed + 2, world.rank)) if world.distributed else None
+    sampler = BatchSampler(data, config.train.batch_size, config.data, torch.Generator().manual_seed(seed + 1),
+                           task.attributes, task.groups_by_class, task.nearest_domains,
+                           world.shard if world.distributed else None, augment_rng)
+    trained = TrainingModules(task, world, device, config.train.compile)
+    privacy = getattr(task, "privacy", None)  # a DP task's engine (medgan.training.privacy), else None
+    if privacy is not None:
+        sampler = privacy.sampler  # Poisson-sampled privacy units (patients), one slice each
     run.create()
     run.write_config(config)
     run.write_data_spec(task.spec)
@@ -159,15 +201,25 @@ def _train(config: RunConfig, run: RunDir, state: dict[str, Any] | None, progres
             task.load_state_dict(state["task"], str(run.latest))
             sampler.load_state_dict(state["loop"]["sampler"])
             step, best_score = int(state["loop"]["step"]), state["loop"].get("best_score")
+            note = restore_rank(state["loop"].get("ranks"), world, seed, step, task_rng, augment_rng)
         except (KeyError, TypeError, ValueError, RuntimeError) as error:
             raise CheckpointError(f"checkpoint does not fit this run ({type(error).__name__}: {error})",
                                   run.latest) from None
         run.truncate_logs(step)
         run.remove_stale_temporaries()
         run.log(f"resumed at step {step}")
+        if note is not None:
+            run.log(f"note: {note}")
+            if world.is_main:
+                tqdm.write(f"note: {note}")
     else:
         run.log(f"new run: {len(data)} images of {task.spec.resolution}x{task.spec.resolution}, task {config.task}, "
                 f"model {config.model.name}, loss {config.loss.adversarial}")
+    if world.distributed:
+        run.log(f"data-parallel: {world.size} processes, {config.train.batch_size // world.size} images each per "
+                f"step, {device.type}")
+    if privacy is not None:
+        run.log(privacy.describe())
     rule = task.score_rule if scorer is not None and config.train.eval_every > 0 else None
 
     def checkpoint(which: str) -> Path:
@@ -179,26 +231,45 @@ def _train(config: RunConfig, run: RunDir, state: dict[str, Any] | None, progres
                 message += f"; the last good checkpoint is kept at {run.latest}"
             run.log(message)
             raise TrainingError(message, run.path)
-        return run.save_checkpoint(which, {
+        nonlocal digest
+        digest = weights_digest(task.modules()) if world.distributed or which == "final" else None
+        ranks = world.gather(rank_state(task_rng, augment_rng, digest))
+        if ranks is None:  # ranks other than 0 write nothing
+            return run.latest
+        digest = check_digests(ranks, step)
+        return run.save_checkpoint("latest" if which == "final" else which, {
             "config": to_dict(config), "data_spec": task.spec.to_dict(), "inference": task.inference_state(),
-            "task": task.state_dict(), "loop": {"step": step, "best_score": best_score,
-                                                "sampler": sampler.state_dict()}})
+            "task": task.state_dict(), **privacy_section(privacy),
+            "loop": {"step": step, "best_score": best_score, "world_size": world.size,
+                     "sampler": sampler.state_dict(), "ranks": ranks}})
 
     def snapshot(name: str) -> Path:
-        task.prepare_inference()
+        task.prepare_inference()  # on every rank: BatchNorm standing statistics may be a collective
         images, columns = task.grid()
-        return save_grid(images, run.samples / name, columns=columns)
+        return save_grid(images, run.samples / name, columns=columns) if world.is_main else run.samples / name
 
-    limits = Budget(config.train.steps, config.train.minutes, step)
+    # With a clock in the budget, ranks could disagree on when time is up (or on the horizon): rank 0 decides.
+    timed = world.distributed and (config.train.minutes > 0 or config.train.cpu_minutes > 0)
+
+    def finished() -> bool:
+        return world.broadcast(limits.finished(step)) if timed else limits.finished(step)
+
+    limits = Budget(config.train.steps, config.train.minutes, step, config.train.cpu_minutes)
     task.set_horizon(limits.horizon(step))
     bar = tqdm(total=limits.horizon(step), initial=step, disable=not progress, unit="step", dynamic_ncols=True,
                desc="train")
-    first_step = step
+    first_step, digest = step, None
     interval: dict[str, list[float]] = {}
     interval_start = time.monotonic()
     try:
-        while not limits.finished(step):
-            logs = task.train_step(sampler.next(), step)
+        while not finished():
+            if privacy is not None and privacy.spent():  # the next step would pass the target epsilon
+                message = f"privacy budget spent: epsilon {privacy.epsilon():.4g} at step {step}; training stopped"
+                run.log(message)
+                bar.write(message)
+                break
+            with trained.active():
+                logs = task.train_step(sampler.next().to(device), step)
             bad = first_nonfinite_log(logs)
             if bad is not None:
                 last = f"; the last good checkpoint is kept at {run.latest}" if run.latest.exists() else ""
@@ -210,17 +281,20 @@ def _train(config: RunConfig, run: RunDir, state: dict[str, Any] | None, progres
                 interval.setdefault(key, []).append(value)
             bar.update(1)
             if step - first_step == HORIZON_PROBE_STEPS or step % config.train.log_every == 0:
-                horizon = limits.horizon(step)
+                horizon = world.broadcast(limits.horizon(step)) if timed else limits.horizon(step)
                 task.set_horizon(horizon)
                 if bar.total != horizon:
                     bar.total = horizon
                     bar.refresh()
-            if step % config.train.log_every == 0 or limits.finished(step):
+            if step % config.train.log_every == 0 or finished():
                 now = time.monotonic()
                 steps_in_interval = len(next(iter(interval.values())))
-                record = {"step": step, **{k: sum(v) / len(v) for k, v in interval.items()},
+                means = world.mean({k: sum(v) / len(v) for k, v in interval.items()})  # over ranks
+                record = {"step": step, **means,
                           "images_per_s": steps_in_interval * config.train.batch_size / max(now - interval_start, 1e-9),
                           "elapsed_s": now - limits.started}
+                if privacy is not None:
+                    record["dp_epsilon"] = privacy.epsilon()
                 run.append_loss(record)
                 bar.set_postfix({k[5:] or k: f"{v:.3f}" for k, v in record.items() if k.startswith("loss_")}
                                 | {"ips": f"{record['images_per_s']:.0f}"})
@@ -228,11 +302,12 @@ def _train(config: RunConfig, run: RunDir, state: dict[str, Any] | None, progres
             if rule is not None and step % config.train.eval_every == 0:
                 task.prepare_inference()
                 try:
-                    scores = task.score(scorer)
+                    scores = world.agree(lambda: task.score(scorer))  # rank 0 scores; every rank learns it
                 except MedganError as error:
                     rule, scores = None, None  # the data cannot be scored; say so once and train on
                     run.log(f"evaluation switched off: {error.one_line()}")
-                    bar.write(f"note: evaluation switched off: {error.one_line()}")
+                    if world.is_main:
+                        bar.write(f"note: evaluation switched off: {error.one_line()}")
                 if scores is not None:
                     run.append_metrics({"step": step, **scores})
                     run.log(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in scores.items()))
@@ -246,14 +321,17 @@ def _train(config: RunConfig, run: RunDir, state: dict[str, Any] | None, progres
     finally:
         bar.close()
     seconds = time.monotonic() - limits.started
-    checkpoint("latest")
-    if not run.best.exists() or best_score is None:
+    checkpoint("final")
+    if world.is_main and (not run.best.exists() or best_score is None):
         # Without scores there is nothing to rank by: the best checkpoint is the final one.
         with atomic_path(run.best) as tmp:
             shutil.copyfile(run.latest, tmp)
     grid = snapshot("final.png")
-    curve = save_loss_curve(run.losses_file, run.loss_curve)
+    curve = save_loss_curve(run.losses_file, run.loss_curve) if world.is_main else run.loss_curve
+    world.barrier()  # every rank returns once rank 0 has written everything
     images_per_s = (step - first_step) * config.train.batch_size / max(seconds, 1e-9)
+    if privacy is not None:
+        run.log(f"privacy: epsilon {privacy.epsilon():.4g} at delta {privacy.delta:.3g} after {privacy.steps} DP steps")
     run.log(f"finished at step {step} after {seconds:.1f} s ({images_per_s:.1f} images/s)")
     key = task.score_rule.key if task.score_rule is not None and best_score is not None else None
-    return TrainResult(run.path, step, seconds, images_per_s, run.latest, grid, curve, best_score, key)
+    return TrainResult(run.path, step, seconds, images_per_s, run.latest, grid, curve, best_score, key, digest)

@@ -9,6 +9,8 @@ A registered task is a class: ``Task(config, data, device, rng)`` with the resol
 training data (a SliceSet), the torch device and the task's random generator (checkpointed by the task).
 The class also names its ``default_recipe`` (``medgan.config.recipe``) and validates the registered names its
 config uses in ``check_config(config)``, which runs before any data is read or any file is written.
+A class may also read its data its own way with a static ``load_data(config, progress) -> SliceSet`` (the
+unpaired task reads two domains); without one the loop uses ``medgan.data.load_slices(config.data)``.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from medgan.config import RunConfig
 from medgan.data import SliceSet
 from medgan.data.spec import spec_of
 from medgan.errors import ConfigError
-from medgan.inference.translate import build_translator, translator_state
+from medgan.inference.translate import build_translator, optional_domains, stack_inputs, translator_state
 from medgan.losses import get_adversarial
 from medgan.losses.pixel import l1
 from medgan.metrics.image import psnr, ssim
@@ -77,7 +77,8 @@ class PairedTask(GanState):
         self.attributes = None
         self.score_rule: ScoreRule | None = ScoreRule("ssim", lower_is_better=False)
         self.bf16 = use_bf16(config.train.precision, device)
-        in_channels = sum(self.spec.domain(name).channels for name in self.input_domains)
+        self.optional = optional_domains(self.spec, self.input_domains)
+        in_channels = sum(self.spec.domain(name).channels for name in self.input_domains) + len(self.optional)
         self.generator = build_translator(config, self.spec, self.input_domains, TARGET).to(device)
         self.discriminator = PatchDiscriminator(in_channels + self.spec.channels,
                                                 config.model.discriminator_channels).to(device)
@@ -96,9 +97,17 @@ class PairedTask(GanState):
     # ---------------------------------------------------------------------------------------------------
     # helpers
 
-    def _inputs(self, aligned: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The input domains stacked on channels, in the spec's order: [N, C_in, H, W]."""
-        return torch.cat([aligned[name] for name in self.input_domains], dim=1)
+    def _inputs(self, aligned: dict[str, torch.Tensor], dropout: bool = False) -> torch.Tensor:
+        """The input domains stacked on channels in the spec's order, then availability: [N, C_in, H, W].
+
+        With ``dropout`` (training), each optional modality of each image is dropped with chance
+        ``model.modality_dropout`` (at least one is kept), so the model learns to serve incomplete protocols.
+        """
+        available = None
+        if dropout and self.optional:
+            available = modality_dropout(len(next(iter(aligned.values()))), len(self.optional),
+                                         self.config.model.modality_dropout, self.rng)
+        return stack_inputs(aligned, self.spec, self.input_domains, self.optional, available)
 
     def _patches(self, inputs: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The same random ``data.patch``-sized square of every image in both tensors (whole tiles at 0)."""
@@ -127,7 +136,8 @@ class PairedTask(GanState):
         optim, loss_config = self.config.optim, self.config.loss
         factor = lr_factor(step, self.horizon, optim.schedule, optim.warmup_steps)
         set_learning_rates((self.optimizer_g, self.optimizer_d), (optim.lr_generator, optim.lr_discriminator), factor)
-        inputs, target = self._patches(self._inputs(batch.aligned).to(self.device), batch.images.to(self.device))
+        inputs, target = self._patches(self._inputs(batch.aligned, dropout=True).to(self.device),
+                                       batch.images.to(self.device))
         logs: dict[str, float] = {"lr_factor": factor}
         with autocast_context(self.device, self.bf16):
             fake = self.generator(inputs)
@@ -196,7 +206,7 @@ class PairedTask(GanState):
                 "l1": float(l1(output, target))}
 
     def inference_state(self) -> dict[str, Any]:
-        return translator_state(self.inference_generator, self.input_domains, TARGET)
+        return translator_state(self.inference_generator, self.input_domains, TARGET, self.optional)
 
     # ---------------------------------------------------------------------------------------------------
     # state
@@ -206,3 +216,13 @@ class PairedTask(GanState):
 
     def load_state_dict(self, state: dict[str, Any], path: str) -> None:
         self.load_gan_state(state, path)
+
+
+def modality_dropout(count: int, modalities: int, chance: float, rng: torch.Generator) -> torch.Tensor:
+    """``[count, modalities]`` availability: each 0 with ``chance``, but never all 0 for one image."""
+    available = (torch.rand(count, modalities, generator=rng) >= chance).float()
+    empty = available.sum(1) == 0
+    if bool(empty.any()):
+        keep = torch.randint(0, modalities, (int(empty.sum()),), generator=rng)
+        available[empty.nonzero()[:, 0], keep] = 1.0
+    return available

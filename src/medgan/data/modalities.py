@@ -1,0 +1,140 @@
+"""Several modalities of the same subjects as one ``SliceSet``, and the two domains of unpaired translation.
+
+``data.domain_a`` names the input modalities (files, folders or embedded source names), stacked as channels in
+that order; their domains are ``"input"``, ``"input2"``, ... (``pairs.input_names``):
+
+* paired (``load_modality_pairs``): the targets are ``data.source``; every input modality is matched to them
+  slice by slice: embedded sources by subject and slice order (the phantom renders every modality of a patient
+  at the same heights), files by name (``pairs.pairs_from_folders``);
+* unpaired (``load_unpaired``, called by the unpaired task): domain A is the input modalities, matched to each other the same way, and
+  domain B is ``data.source`` on its own. A and B need not share subjects; when they do (the phantom renders
+  both), ``data.disjoint`` keeps them on disjoint halves of the shared subjects, so no patient is seen in both
+  domains and the model cannot learn from hidden pairs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+from medgan.config import DataConfig
+from medgan.data.datasets import SliceSet
+from medgan.data.pairs import input_names, pairs_from_folders
+from medgan.data.sources import SOURCES
+from medgan.errors import ConfigError, DataError
+
+LOG = logging.getLogger(__name__)
+Loader = Callable[[DataConfig, bool], SliceSet]
+"""``pipeline.load_slices``, passed in by the caller (the pipeline routes paired modalities here, so this module
+cannot import it back)."""
+
+
+def load_modality_pairs(config: DataConfig, load: Loader, progress: bool = True) -> SliceSet:
+    """Paired tiles: ``data.source`` targets in ``images``, the ``data.domain_a`` modalities in ``aligned``.
+
+    Raises:
+        ConfigError: embedded sources mixed with files.
+        DataError: unreadable or unmatched inputs (the path named), modalities that are not slice-aligned.
+    """
+    sources = (config.source, *config.domain_a)
+    if _embedded(sources):
+        sets = [load(_single(config, source), progress) for source in sources]
+        return _stack(sets, sources, first=None)
+    return pairs_from_folders(Path(config.source).expanduser(), [Path(p).expanduser() for p in config.domain_a],
+                              _single(config, config.source), progress)
+
+
+def load_domain_a(config: DataConfig, load: Loader, progress: bool = True) -> SliceSet:
+    """Domain A of an unpaired run: the first modality in ``images`` (domain ``"input"``), the others aligned."""
+    sources = tuple(config.domain_a)
+    if not sources:
+        raise ConfigError("unpaired translation needs domain A: --domain-a PATH (and domain B: --domain-b PATH)")
+    if len(sources) == 1:
+        return load(_single(config, sources[0]), progress)
+    if _embedded(sources):
+        sets = [load(_single(config, source), progress) for source in sources]
+        return _stack(sets, sources, first=sources[0])
+    paired = pairs_from_folders(Path(sources[0]).expanduser(), [Path(p).expanduser() for p in sources[1:]],
+                                _single(config, sources[0]), progress)
+    # pairs_from_folders names the matched folders input, input2, ...; here the first folder is "input" itself.
+    shifted = dict(zip(input_names(len(sources))[1:], paired.aligned.values()))
+    mappings = dict(zip(input_names(len(sources))[1:], (paired.mappings.get(n) for n in paired.aligned)))
+    return replace(paired, aligned=shifted, mappings={k: v for k, v in mappings.items() if v is not None})
+
+
+def load_unpaired(config: DataConfig, load: Loader, progress: bool = True) -> tuple[SliceSet, SliceSet, str]:
+    """Domains A and B of an unpaired run and a note on how their subjects were kept apart ("" when disjoint).
+
+    Raises:
+        ConfigError: no domain A.
+        DataError: an empty domain or unreadable files (the path named); A and B left with no subjects after
+            keeping shared subjects apart.
+    """
+    if any(_same_path(a, config.source) for a in config.domain_a):
+        LOG.warning("domain A and domain B are the same data (%s): the model can only learn the identity",
+                    config.source)
+    domain_a = load_domain_a(config, load, progress)
+    domain_b = load(_single(config, config.source), progress)
+    shared = sorted(set(domain_a.subjects) & set(domain_b.subjects))
+    if not shared:
+        return domain_a, domain_b, ""
+    if not config.disjoint:
+        return domain_a, domain_b, (f"domains A and B share {len(shared)} subject(s) (data.disjoint is off): "
+                                    "the model may learn from hidden pairs")
+    to_b = set(shared[1::2])  # every other shared subject goes to B, the rest to A
+    to_a = set(shared) - to_b
+    keep_a = [i for i, subject in enumerate(domain_a.subjects) if subject not in to_b]
+    keep_b = [i for i, subject in enumerate(domain_b.subjects) if subject not in to_a]
+    if not keep_a or not keep_b:
+        raise DataError("domains A and B share every subject and too few to split them; give more subjects or "
+                        "data.disjoint=false", config.source)
+    note = (f"domains A and B share {len(shared)} subject(s): {len(to_a)} kept in A only, {len(to_b)} in B only "
+            "(data.disjoint)")
+    return domain_a.subset(keep_a), domain_b.subset(keep_b), note
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _single(config: DataConfig, source: str) -> DataConfig:
+    """The data config that reads one source on its own."""
+    return replace(config, source=source, domain_a=(), input=None, pairs=None, degrade=None)
+
+
+def _embedded(sources: Sequence[str]) -> bool:
+    """True when every source is an embedded one; mixing embedded sources and files is refused."""
+    embedded = [source in SOURCES for source in sources]
+    if any(embedded) and not all(embedded):
+        raise ConfigError("modalities must all be embedded sources or all files/folders: "
+                          f"{', '.join(sources)} mixes them")
+    return all(embedded)
+
+
+def _stack(sets: list[SliceSet], sources: Sequence[str], first: str | None) -> SliceSet:
+    """Slice-aligned sets as one: the first in ``images``, the others as aligned domains.
+
+    With ``first`` None (paired), the others are ``"input"``, ``"input2"``, ...; with ``first`` set (the first
+    set is itself modality ``"input"``), they are ``"input2"``, ``"input3"``, ...
+    """
+    base = sets[0]
+    names = input_names(len(sets))[1:] if first is not None else input_names(len(sets) - 1)
+    aligned, mappings = dict(base.aligned), dict(base.mappings)
+    for name, other, source in zip(names, sets[1:], sources[1:]):
+        if len(other) != len(base) or other.subjects != base.subjects or other.images.shape != base.images.shape:
+            raise DataError(f"not slice-aligned with {sources[0]} ({len(other)} vs {len(base)} slices, or other "
+                            "subjects or sizes); modalities of one subject must be rendered or resampled alike",
+                            source)
+        aligned[name] = other.images
+        mappings[name] = other.mapping
+    return replace(base, aligned=aligned, mappings=mappings)
+
+
+def _same_path(first: str, second: str) -> bool:
+    if first == second:
+        return True
+    try:
+        return Path(first).expanduser().resolve() == Path(second).expanduser().resolve()
+    except OSError:
+        return False
