@@ -39,6 +39,8 @@ class PhantomCase:
         z_mm: slice height in mm relative to the patient's liver hilum (superior is positive).
         dose: relative dose, or None when no noise was simulated.
         phase: contrast phase of the tissue values.
+        painted_hu: the painted tissue values in HU before texture and blur (one value per painted tissue, so
+            sub-tissues of one label, e.g. kidney cortex and medulla, stay apart), float32 [H, W].
     """
 
     image_hu: np.ndarray
@@ -51,6 +53,7 @@ class PhantomCase:
     z_mm: float = 0.0
     dose: float | None = 1.0
     phase: str = "portal"
+    painted_hu: np.ndarray | None = None
 
 
 @dataclass
@@ -190,7 +193,9 @@ def _scan(
         if mask.any():
             masks.append(mask)
             classes.append(lesion.kind)
-    return PhantomCase(image, truth, masks, classes, canvas.labels, patient_id(anatomy.seed), canvas.spacing, z, dose)
+    return PhantomCase(
+        image, truth, masks, classes, canvas.labels, patient_id(anatomy.seed), canvas.spacing, z, dose, "portal", canvas.hu
+    )
 
 
 def lesion_rois(
