@@ -4,7 +4,7 @@ augmentation applied identically to every aligned tensor; and the seeded evaluat
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -35,6 +35,18 @@ class Batch:
     attributes: torch.Tensor | None = None
     aligned: dict[str, torch.Tensor] = field(default_factory=dict)
 
+    def to(self, device: torch.device) -> "Batch":
+        """The batch on ``device``: to a GPU through pinned (page-locked) memory with asynchronous copies, so the
+        copy overlaps the kernels still queued; on CPU the batch itself."""
+        if device.type != "cuda":
+            return self
+
+        def move(tensor: torch.Tensor | None) -> torch.Tensor | None:
+            return tensor.pin_memory().to(device, non_blocking=True) if exists(tensor) else None
+
+        return Batch(images=move(self.images), labels=move(self.labels), attributes=move(self.attributes),
+                     aligned={name: move(tensor) for name, tensor in self.aligned.items()})
+
 
 class BatchSampler:
     """Shuffled epochs (or class-grouped batches) over an in-memory SliceSet; its state is checkpointable.
@@ -50,11 +62,16 @@ class BatchSampler:
         attributes: standardized attributes [N, A], or None.
         group_by_class: lay batches out so that each minibatch-stddev group holds one class.
         nearest: aligned domains resampled with nearest-neighbour interpolation (label maps, masks).
+        shard: data-parallel runs: ``shard(indices, groups)`` keeps this rank's share of each global batch
+            (``medgan.training.distributed.World.shard``); every rank draws the same global batch from ``rng``.
+        augment_rng: the generator of the classic augmentation of this rank's share (default: ``rng``).
     """
 
     def __init__(self, data: SliceSet, batch_size: int, augment: DataConfig, rng: torch.Generator,
                  attributes: torch.Tensor | None = None, group_by_class: bool = False,
-                 nearest: frozenset[str] = frozenset()) -> None:
+                 nearest: frozenset[str] = frozenset(),
+                 shard: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+                 augment_rng: torch.Generator | None = None) -> None:
         self.tensors = {PRIMARY: data.images, **getattr(data, "aligned", {})}
         self.count = len(data)
         self.labels = data.labels
@@ -63,6 +80,8 @@ class BatchSampler:
         self.augment = augment
         self.rng = rng
         self.nearest = nearest
+        self.shard = shard
+        self.augment_rng = augment_rng if augment_rng is not None else rng
         self.group_by_class = group_by_class and exists(self.labels)
         self.order = torch.randperm(self.count, generator=rng)
         self.position = 0
@@ -72,9 +91,11 @@ class BatchSampler:
     def next(self) -> Batch:
         """The next batch (wrapping into a new shuffled epoch as needed)."""
         index = self._class_grouped() if self.group_by_class else self._shuffled()
+        if self.shard is not None:
+            index = self.shard(index, MINIBATCH_GROUP)
         augment = self.augment
         tensors = aligned_augment({name: t[index] for name, t in self.tensors.items()}, augment.flip,
-                                  augment.rotate_degrees, augment.scale, self.rng, self.nearest)
+                                  augment.rotate_degrees, augment.scale, self.augment_rng, self.nearest)
         images = tensors.pop(PRIMARY)
         labels = self.labels[index] if exists(self.labels) else None
         attributes = self.attributes[index] if exists(self.attributes) else None
