@@ -6,6 +6,7 @@ User errors (MedganError) print as one line ``error: <file>: <problem>`` and exi
 from __future__ import annotations
 
 import argparse
+import math
 import errno
 import os
 import sys
@@ -15,7 +16,7 @@ from typing import Any, Callable, Sequence
 from medgan.errors import ConfigError, MedganError
 
 EXIT_USER_ERROR = 2
-DEMO_NAMES = ("brain", "denoise", "liver", "superres")  # medgan.demos.DEMOS, without importing torch here
+DEMO_NAMES = ("brain", "denoise", "liver", "mr2ct", "phases", "superres")  # medgan.demos.DEMOS, without importing torch here
 # Write failures the user's machine causes (a full disk, a quota, a read-only or forbidden folder): printed as one
 # line naming the file. Writes go through medgan.utils.atomic_path, so nothing half-written is left behind.
 WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG})
@@ -27,6 +28,9 @@ def _add_budget(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--steps", type=int, help="generator steps to train")
     group.add_argument("--minutes", type=float, help="wall-clock training budget in minutes")
+
+
+DP_OPTIONS = {"dp_epsilon": "epsilon", "dp_noise": "noise", "dp_delta": "delta", "dp_max_grad_norm": "max_grad_norm"}
 
 
 def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -57,6 +61,12 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
         values["train"]["seed"] = args.seed
     if getattr(args, "task", None) is not None:
         values["task"] = args.task
+    for flag, key in DP_OPTIONS.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            if not (math.isfinite(value) and value > 0):  # privacy.epsilon/noise 0 in a config means "off"
+                raise ConfigError(f"--{flag.replace('_', '-')} must be a positive number, got {value:g}")
+            values.setdefault("privacy", {})[key] = value
     return {key: value for key, value in values.items() if value != {}}
 
 
@@ -129,7 +139,7 @@ def command_sample(args: argparse.Namespace) -> int:
     from medgan.export import output_folder
     from medgan.inference.noise import MAX_SAMPLES, check_sample_count
     from medgan.run import check_output_folder
-    from medgan.card import export_card, filter_state, write_card
+    from medgan.card import export_card, filter_state
     from medgan.sampling import generate, interpolate, load_generator, privacy_filter, write_samples
 
     # Every option is checked before the checkpoint is read and before anything is written.
@@ -158,8 +168,7 @@ def command_sample(args: argparse.Namespace) -> int:
     metadata = {"synthetic": True, "images": len(images), "seed": args.seed, "class": args.class_name,
                 "privacy_filter": gate}
     written = write_samples(images, loaded, args.out, args.format, interpolation=grid, columns=args.interpolate or 8,
-                            metadata=metadata)
-    write_card(output_folder(args.out, args.format), card)
+                            metadata=metadata, card=card)
     print(f"wrote {len(images)} synthetic images ({args.format}) and {CARD_NAME} to {args.out}")
     if grid is not None:
         print(f"latent interpolation grid: {output_folder(args.out, args.format) / 'interpolation.png'}")
@@ -228,13 +237,25 @@ def command_evaluate(args: argparse.Namespace) -> int:
     from medgan.evaluation.evaluate import evaluate
     from medgan.evaluation.paired import evaluate_paired_run, format_paired_table, is_paired_run
     from medgan.inference.noise import MAX_SAMPLES
+    from medgan.evaluation.translation_eval import (evaluate_translation_run, format_translation_table,
+                                                    is_translation_run)
     from medgan.metrics.catalog import METRICS, lookup
 
     check_range(args.max_images, 1, MAX_SAMPLES, "--max-images")
+    if is_translation_run(args.fake):  # modality translation: true pairs, tissues, Dice, cycle, identity baseline
+        print(format_translation_table(evaluate_translation_run(
+            args.fake, args.real, args.out, args.direction, tuple(args.inputs or ()), tuple(args.compare or ()),
+            args.max_images, not args.quiet)))
+        print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'report.html'}")
+        return 0
+    for option, given in (("--direction", args.direction), ("--inputs", args.inputs), ("--compare", args.compare)):
+        if given:
+            raise ConfigError(f"{option} is for modality-translation runs (unpaired, or paired with --domain-a)",
+                              args.fake)
     if is_paired_run(args.fake):  # an image-to-image run: against its targets and classic baselines
         print(format_paired_table(evaluate_paired_run(args.fake, args.real, args.out, args.max_images, not args.quiet,
                                                       args.train, not args.no_real_images, args.features)))
-        print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'report.html'}")
+        print(f"wrote {Path(args.out) / 'metrics.json'}, {Path(args.out) / 'report.html'} and {CARD_NAME}")
         return 0
     metrics = evaluate(args.real, args.fake, args.out, features=args.features, train=args.train,
                        progress=not args.quiet, max_images=args.max_images, real_images=not args.no_real_images,
@@ -243,7 +264,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
         value = lookup(metrics, info.key)
         if isinstance(value, (int, float)):
             print(f"{info.label:<40}: {value:<10.4g} ({info.better} is better)")
-    print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'report.html'}")
+    print(f"wrote {Path(args.out) / 'metrics.json'}, {Path(args.out) / 'report.html'} and {CARD_NAME}")
     return 0
 
 
@@ -316,6 +337,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_budget(train)
     train.add_argument("--batch-size", type=int)
     train.add_argument("--seed", type=int)
+    train.add_argument("--dp-epsilon", type=float, metavar="E", help="differentially private training (DP-SGD on D, "
+                       "the patient as the unit): target epsilon; the noise is solved for the step budget")
+    train.add_argument("--dp-noise", type=float, metavar="SIGMA", help="DP with a fixed noise multiplier instead")
+    train.add_argument("--dp-delta", type=float, metavar="D", help="DP delta (default: min(1e-5, 0.1 / patients))")
+    train.add_argument("--dp-max-grad-norm", type=float, metavar="C", help="DP per-patient clipping bound (default 1)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, e.g. optim.d_steps=2")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -348,12 +374,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="worked projects on embedded data: brain MRI synthesis (default), liver "
                                             "lesion CT (liver or --ct), CT denoising (denoise), MRI x4 "
-                                            "super-resolution (superres)")
+                                            "super-resolution (superres), unpaired MR -> CT (mr2ct) and "
+                                            "contrast phases (phases)")
     demo.add_argument("name", nargs="?", default="brain", choices=DEMO_NAMES, help="which demo (default brain)")
     demo.add_argument("--ct", action="store_true", help="the liver CT demo (same as 'medgan demo liver')")
     demo.add_argument("--out", default=None, help="run directory (default: ./medgan-demo-<name>)")
     demo.add_argument("--minutes", type=float, default=None, help="training budget (default: 8 for brain and "
-                                                                   "liver, 6.5 for denoise, 7 for superres)")
+                                                                   "liver, 6.5 for denoise, 7 for superres, 7.5 for "
+                                                                   "mr2ct, 6 for phases)")
     demo.add_argument("--quiet", action="store_true")
     demo.set_defaults(handler=command_demo)
 
@@ -370,6 +398,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--members", help="membership-inference audit (with --non-members, --fake a run): images "
                                             "of the run's training patients")
     evaluate.add_argument("--non-members", help="membership-inference audit: images of patients the run never saw")
+    evaluate.add_argument("--direction", choices=("a2b", "b2a"), default=None,
+                          help="unpaired runs: the direction evaluated (default a2b)")
+    evaluate.add_argument("--inputs", nargs="+", metavar="PATH",
+                          help="translation runs: held-out input folders (one per input modality, in the run's "
+                               "order) matched by file name to the targets in --real (default: the run's own "
+                               "embedded sources' test split, with --real naming its target source)")
+    evaluate.add_argument("--compare", nargs="+", metavar="RUN",
+                          help="translation runs: other runs evaluated on the same held-out pairs, in the same table")
     evaluate.add_argument("--quiet", action="store_true")
     evaluate.set_defaults(handler=command_evaluate)
 

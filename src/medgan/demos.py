@@ -30,6 +30,15 @@ DEMOS = {
     # x4: anti-aliased downsampling and bicubic upsampling make the input; a slab of axial positions is held out.
     "superres": ("mni152", "paired", "x4 super-resolution of T1 MRI slices, 128 x 128 (MNI152 template)",
                  {"data": {"degrade": "downsample:4", "resolution": 128, "patch": 64}}, 7.0),
+    # Unpaired MR -> CT: T1 + T2 (stacked, with availability channels) and CT of disjoint halves of the training
+    # patients (data.disjoint), so no pair is ever seen; the wide window keeps air (-1000 HU) and cortical bone
+    # (900 HU). Identity loss is off: it needs one modality on each side. Evaluated on held-out patients' true pairs.
+    "mr2ct": ("phantom-ct", "unpaired", "T1 + T2 MR -> CT without pairs, 64 x 64 (simulated phantom)",
+              {"data": {"domain_a": ["phantom-t1", "phantom-t2"], "window": "body-wide", "resolution": 64},
+               "loss": {"identity": 0.0}}, 7.5),
+    # Unpaired contrast phases: unenhanced -> portal-venous CT (virtual contrast enhancement), disjoint patients.
+    "phases": ("phantom-ct", "unpaired", "unenhanced -> portal-venous CT without pairs, 64 x 64 (simulated phantom)",
+               {"data": {"domain_a": ["phantom-ct-unenhanced"], "resolution": 64}}, 6.0),
 }
 
 

@@ -31,6 +31,7 @@ CT_WINDOWS: dict[str, tuple[float, float]] = {
     "liver-portal": (90.0, 200.0),  # contrast-enhanced (portal venous) liver at 100-110 HU stays mid-grey
     "bone": (500.0, 2000.0),
     "lung": (-600.0, 1500.0),
+    "body-wide": (0.0, 2000.0),  # -1000 (air) to 1000 HU (cortical bone): synthetic CT from MR keeps both
 }
 ZSCORE_CLIP = 3.0  # z-scores beyond +/- this many standard deviations are clipped, then mapped to [-1, 1]
 MAPPING_KINDS = ("ct_window", "percentile", "zscore", "identity")
