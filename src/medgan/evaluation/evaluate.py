@@ -12,9 +12,9 @@ Inputs (each resolved to ``[N, 1, R, R]`` float32 in [-1, 1] at one resolution R
 The metrics come from ``medgan.metrics.suite.compute_metrics``; when a run directory is involved its loss curves,
 metric history and a latent interpolation strip are added to the report.
 
-Outputs: ``out/metrics.json`` and ``out/report.html`` (self-contained), written together: either both are new or
-neither changed (a full disk leaves the previous pair, or nothing). The report shows real images unless
-``real_images=False``; a banner at its top says which.
+Outputs: ``out/metrics.json``, ``out/report.html`` (self-contained) and ``out/DATA_CARD.json`` (``medgan.card``),
+written together: either all are new or none changed (a full disk leaves the previous files, or nothing). The
+report shows real images unless ``real_images=False``; a banner at its top says which.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from medgan.errors import MedganError
+from medgan.card import CARD_NAME, card_text, evaluation_card
+from medgan.errors import ConfigError, MedganError
 from medgan.evaluation.inputs import resolve_inputs
 from medgan.metrics.catalog import METRICS
 from medgan.metrics.features import DEFAULT_FEATURES, get_extractor
@@ -41,7 +42,8 @@ from medgan.utils import atomic_write_files
 
 def evaluate(real: str | Path, fake: str | Path, out: str | Path, features: str = DEFAULT_FEATURES,
              train: str | Path | None = None, data_config: Any = None, progress: bool = True,
-             max_images: int | None = None, real_images: bool = True) -> dict:
+             max_images: int | None = None, real_images: bool = True, members: str | Path | None = None,
+             non_members: str | Path | None = None) -> dict:
     """Evaluates synthetic images against real ones and writes ``metrics.json`` and ``report.html``.
 
     Args:
@@ -56,6 +58,8 @@ def evaluate(real: str | Path, fake: str | Path, out: str | Path, features: str 
         progress: progress bars.
         max_images: use at most this many images per set (random subset) and generate this many from a run.
         real_images: show real (patient) images in the report; False leaves every one out, the metrics stay.
+        members, non_members: images of the run's training patients and of other patients: adds the
+            membership-inference audit (``medgan.evaluation.audit``) of the run ``fake`` on its generated images.
 
     Returns:
         The metrics dict written to ``metrics.json``.
@@ -67,6 +71,7 @@ def evaluate(real: str | Path, fake: str | Path, out: str | Path, features: str 
     out = Path(out)
     check_output_folder(out, "--out")  # before any slow loading
     extractor = get_extractor(features)  # fail on a bad name before any slow loading
+    check_membership_inputs(members, non_members, fake)
     if torch.cuda.is_available():  # features are the only heavy network work; everything else stays on the CPU
         extractor = extractor.to("cuda")
     real_set, fake_set, train_set = resolve_inputs(str(real), str(fake), None if train is None else str(train),
@@ -86,10 +91,34 @@ def evaluate(real: str | Path, fake: str | Path, out: str | Path, features: str 
         "blank_images_left_out": {"real": real_set.skipped, "train": train_set.skipped if train_set else 0},
     }
     artefacts.notes.extend(input_notes)  # metrics["notes"] is this list
+    if members is not None and non_members is not None:
+        metrics["membership_inference"] = membership_section(fake_set.run_dir, str(members), str(non_members),
+                                                             fake_set.images, features, progress)
     _add_run_extras(artefacts, fake_set.run_dir or real_set.run_dir, fake_set.run_dir)
     metrics["timings_s"]["total"] = time.perf_counter() - started
-    write_outputs(out, metrics, artefacts, real_images)
+    write_outputs(out, metrics, artefacts, real_images, card=evaluation_card(fake, metrics))
     return metrics
+
+
+def check_membership_inputs(members: Any, non_members: Any, fake: Any) -> None:
+    """Both or neither of members / non-members, and then a run directory to audit (before any slow loading)."""
+    if (members is None) != (non_members is None):
+        raise ConfigError("the membership-inference audit needs both --members and --non-members")
+    if members is not None and not RunDir.is_run(fake):
+        raise ConfigError("--members/--non-members audit a run: give --fake a run directory", fake)
+
+
+def membership_section(run_dir: Path, members: str, non_members: str, synthetic: torch.Tensor, features: str,
+                       progress: bool) -> dict:
+    """The membership-inference audit of ``run_dir`` on its already generated images (see ``evaluation.audit``)."""
+    from medgan.evaluation.audit import load_side, membership_audit
+
+    config = RunDir(run_dir).read_config().data
+    member_set, member_text = load_side(members, config, "member", progress)
+    non_member_set, non_member_text = load_side(non_members, config, "non-member", progress)
+    result = membership_audit(run_dir, member_set, non_member_set, synthetic, features=features, progress=progress)
+    result["members"]["source"], result["non_members"]["source"] = member_text, non_member_text
+    return result
 
 
 def _add_run_extras(artefacts: Artefacts, run_dir: Path | None, generator_run: Path | None) -> None:
@@ -124,12 +153,17 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
-def write_outputs(out: Path, metrics: dict, artefacts: Artefacts, real_images: bool = True) -> None:
-    """Writes ``metrics.json`` and ``report.html`` into ``out``: both rendered first, then written all or nothing."""
+def write_outputs(out: Path, metrics: dict, artefacts: Artefacts, real_images: bool = True,
+                  card: dict | None = None) -> None:
+    """Writes ``metrics.json``, ``report.html`` and, when given, the data card ``DATA_CARD.json`` into ``out``: all
+    rendered first, then written all or nothing."""
     clean = _json_ready(metrics)
     metrics.clear()
     metrics.update(clean)
-    atomic_write_files({
+    files = {
         out / "metrics.json": json.dumps(metrics, indent=2, allow_nan=False) + "\n",
-        out / "report.html": render_report(metrics, artefacts, METRICS, real_images=real_images),
-    })
+        out / "report.html": render_report(metrics, artefacts, METRICS, real_images=real_images, card=card),
+    }
+    if card is not None:
+        files[out / CARD_NAME] = card_text(card)
+    atomic_write_files(files)

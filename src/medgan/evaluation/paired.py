@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from medgan.card import CARD_NAME, card_text, evaluation_card
 from medgan.config import DataConfig
 from medgan.data.datasets import SliceSet
 from medgan.data.intensity import IntensityMapping
@@ -147,8 +148,10 @@ def evaluate_paired(run_dir: str | Path, test_data: DataConfig | None, out: str 
     metrics["timings_s"]["total"] = time.perf_counter() - started
     panel = metrics.pop("_panel")
     clean = json_ready(metrics)
+    card = evaluation_card(run_dir, clean)  # the run's data card with this evaluation's numbers
     atomic_write_files({out / "metrics.json": json.dumps(clean, indent=2, allow_nan=False) + "\n",
-                        out / "report.html": render_paired_report(clean, panel)})
+                        out / "report.html": render_paired_report(clean, panel, card),
+                        out / CARD_NAME: card_text(card)})
     return clean
 
 

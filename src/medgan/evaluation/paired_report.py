@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from medgan import __version__
+from medgan.report.card import card_html
 from medgan.report.html import _figure, _section, format_value  # the evaluation report's markup, so both look alike
 from medgan.visuals import figure_png, image_grid, new_figure, png_bytes
 
@@ -180,8 +181,8 @@ def nps_png(metrics: dict) -> bytes | None:
     return figure_png(figure)
 
 
-def render_paired_report(metrics: dict, panel: dict) -> str:
-    """The report page as one HTML string (every picture embedded)."""
+def render_paired_report(metrics: dict, panel: dict, card: dict | None = None) -> str:
+    """The report page as one HTML string (every picture embedded); ``card``: the data card written beside it."""
     held = metrics["held_out"]
     picture, names = panel_png(metrics, panel)
     caption = (f"Held-out slices {', '.join(panel['sources'])}; columns: {names}. The error map is black at 0 and "
@@ -200,6 +201,8 @@ def render_paired_report(metrics: dict, panel: dict) -> str:
         _section("Held-out slices", f'<div class="figures">{figures}</div>', "panel"),
         _section("How each number is computed", f'<dl class="definitions">{definitions}</dl>', "definitions"),
     ]
+    if card is not None:
+        sections.insert(-1, _section("Data card", card_html(card), "data-card"))
     template = string.Template(resources.files("medgan.report").joinpath("template.html").read_text(encoding="utf-8"))
     subtitle = (f"{metrics.get('run', {}).get('path', 'run')} on {held['slices']} held-out slices of "
                 f"{held['n_subjects']} subjects · generated {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")

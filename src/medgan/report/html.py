@@ -13,6 +13,7 @@ from typing import Any, Iterable
 from medgan import __version__
 from medgan.metrics.catalog import lookup
 from medgan.report import plots
+from medgan.report.card import card_html
 
 FEATURE_NOTES = {
     "offline": (
@@ -197,6 +198,27 @@ def _memorization_section(metrics: dict, artefacts: Any, real_images: bool = Tru
     return text + f'<div class="figures">{distribution}</div>' + _gallery(artefacts, audit, real_images)
 
 
+def _membership_section(result: dict) -> str:
+    """The membership-inference audit (``medgan.evaluation.audit``): one row per attack."""
+    rows = []
+    for name, attack in result.get("attacks", {}).items():
+        rates = attack.get("tpr_at_fpr", {})
+        interval = f"[{format_value(attack.get('auc_ci_low'))}, {format_value(attack.get('auc_ci_high'))}]"
+        verdict = "leakage" if attack.get("leakage_detected") else "no evidence of leakage"
+        rows.append(f"<tr><td>{html.escape(name)}</td><td class=\"value\">{format_value(attack.get('auc'))}</td>"
+                    f"<td>{interval}</td><td class=\"value\">{format_value(rates.get('0.01'))}</td>"
+                    f"<td>{verdict}</td><td>{html.escape(attack.get('score', ''))}</td></tr>")
+    members, non_members = result.get("members", {}), result.get("non_members", {})
+    counts = (f"Members: {members.get('images')} images of {members.get('patients')} patients; non-members: "
+              f"{non_members.get('images')} images of {non_members.get('patients')} patients; "
+              f"{result.get('synthetic_images')} synthetic images.")
+    header = ("<tr><th>Attack</th><th>AUC</th><th>95% CI (by patient)</th><th>TPR at 1% FPR</th><th>Verdict</th>"
+              "<th>Score (higher = member)</th></tr>")
+    notes = "".join(f'<p class="note">{html.escape(note)}</p>' for note in result.get("notes", []))
+    return (f'<p class="note">{html.escape(counts)} {html.escape(result.get("interpretation", ""))}</p>'
+            f'<table class="metrics">{header}{"".join(rows)}</table>{notes}')
+
+
 def _gallery(artefacts: Any, audit: Any, real_images: bool = True, count: int = 8) -> str:
     """The closest synthetic/training pairs as a table of image tiles with their SSIM.
 
@@ -232,7 +254,8 @@ def _definitions(metrics: dict) -> str:
     return f'<dl class="definitions">{body}</dl>'
 
 
-def render_report(metrics: dict, artefacts: Any, infos: Iterable[Any], real_images: bool = True) -> str:
+def render_report(metrics: dict, artefacts: Any, infos: Iterable[Any], real_images: bool = True,
+                  card: dict | None = None) -> str:
     """The report page as one HTML string.
 
     Args:
@@ -241,6 +264,7 @@ def render_report(metrics: dict, artefacts: Any, infos: Iterable[Any], real_imag
         infos: the metrics table rows (``medgan.metrics.catalog.METRICS``).
         real_images: show real (patient) images; False leaves them out (and synthetic near copies), for a report
             that can be shared. A banner at the top says which.
+        card: the synthetic-data card written beside the report (``medgan.card``), shown in a "Data card" section.
 
     Returns:
         A complete, self-contained HTML document.
@@ -265,6 +289,11 @@ def render_report(metrics: dict, artefacts: Any, infos: Iterable[Any], real_imag
         sections.append(_section("Intensity fidelity", f'<div class="figures">{overlay}</div>', "intensity"))
     sections.append(_section("Memorization audit", _memorization_section(metrics, artefacts, real_images),
                              "memorization"))
+    if metrics.get("membership_inference"):
+        sections.append(_section("Membership-inference audit", _membership_section(metrics["membership_inference"]),
+                                 "membership"))
+    if card is not None:
+        sections.append(_section("Data card", card_html(card), "data-card"))
     sections.append(_section("How each number is computed", _definitions(metrics), "definitions"))
     inputs = metrics.get("inputs") or {}
     template = string.Template(resources.files("medgan.report").joinpath("template.html").read_text(encoding="utf-8"))
