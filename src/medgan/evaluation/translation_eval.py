@@ -1,0 +1,304 @@
+"""Evaluation of modality translation (unpaired runs, paired runs with input modalities) on held-out true pairs.
+
+``evaluate_translation(run_dir, out, ...)`` translates held-out inputs with the run's ``Translator`` (direction
+a2b by default for unpaired runs), puts beside it an identity baseline and any ``compare`` runs, maps everything
+to the target mapping's physical units and measures each against the truth (``medgan.evaluation.tissue``):
+
+* over the body (``paired_regions.body_mask``): MAE, PSNR, SSIM (``medgan.metrics.paired.paired_errors``;
+  PSNR's peak and SSIM's L are the target mapping's range, for CT the window width);
+* HU targets: MAE per tissue class (phantom labels where the tiles have them, else HU classes of the truth),
+  Dice of bone (> 200 HU) and of the body outline (> -500 HU) between output and truth, and, with phantom
+  labels, per-organ bias and MAE (liver, aorta, kidney: contrast-phase translation);
+* unpaired runs: the cycle error of held-out inputs through both generators (a -> b -> a for a2b), L1 in unit
+  space over the tile (all input channels, as in training) and MAE in the first input modality's units;
+* KID (and FID above 64 images, the offline features' dimension) of outputs against the held-out targets.
+
+Baselines: "linear": the least-squares line from the first input modality (as the model sees it, unit space)
+to the target's physical units, fitted over the body pixels of the training split's true pairs (the strongest
+linear map of the input; user pairs without a training split: fitted on the held-out pairs, noted as
+optimistic); "input": the input itself where input and target share HU (contrast phases). Values outside the
+target window are clipped to it, as every output of the run is.
+
+Intervals resample held-out subjects (``grouped_interval``). ``metrics.json``, ``report.html`` and the data
+card are written together, or none.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medgan.card import CARD_NAME, card_text, evaluation_card
+from medgan.config import DataConfig
+from medgan.data.datasets import SliceSet
+from medgan.data.intensity import IntensityMapping
+from medgan.data.pairs import input_names
+from medgan.errors import ConfigError, DataError
+from medgan.evaluation.evaluate import _json_ready as json_ready
+from medgan.evaluation.paired import _evenly, is_paired_run
+from medgan.evaluation.paired_regions import body_mask
+from medgan.evaluation.tissue import (LITERATURE_BAND_HU, LITERATURE_NOTE, anatomy_measures, fit_linear,
+                                      organ_errors, tissue_masks)
+from medgan.evaluation.translation_data import (held_out_pairs_config, load_pairs, phantom_tissue_labels,
+                                                training_pairs_config)
+from medgan.evaluation.translation_report import format_translation_table, render_translation_report
+from medgan.metrics.paired import as_stack, grouped_interval, paired_errors
+from medgan.run import RunDir, check_output_folder
+from medgan.utils import atomic_write_files
+
+__all__ = ["evaluate_translation", "evaluate_translation_run", "format_translation_table", "is_translation_run"]
+
+OPPOSITE = {"a2b": "b2a", "b2a": "a2b"}
+FID_MIN_IMAGES = 65  # FID needs more images than the 64 offline features
+KID_SUBSETS = 50
+
+
+def is_translation_run(path: str | Path) -> bool:
+    """True for an image-to-image run that translates modalities: unpaired, or paired with ``data.domain_a``."""
+    if not is_paired_run(path):
+        return False
+    config = RunDir(path).read_config()
+    return config.task == "unpaired" or bool(config.data.domain_a)
+
+
+def _run_label(config: Any) -> str:
+    if config.task == "unpaired":
+        return "CycleGAN (unpaired)"
+    return "U-Net (paired, L1 only)" if config.loss.adversarial_weight <= 0 else "pix2pix (paired)"
+
+
+def _inputs(held: SliceSet, model: Any, where: str) -> dict[str, torch.Tensor]:
+    """The held-out input tiles by the model's input domain names (``"input"``, ... in the run's order)."""
+    names = input_names(len(model.input_domains))
+    missing = [name for name in names if name not in held.aligned]
+    if missing:
+        raise DataError(f"the held-out pairs have {len(held.aligned)} input modalities; this run translates "
+                        f"{len(names)} ({' + '.join(model.input_domains)})", where)
+    return {domain: held.aligned[name].float() for domain, name in zip(model.input_domains, names)}
+
+
+def _split(outputs: torch.Tensor, model: Any) -> dict[str, torch.Tensor]:
+    """A stacked output split into ``model``'s input domains (for the cycle's way back)."""
+    tiles, start = {}, 0
+    for name in model.input_domains:
+        channels = model.spec.domain(name).channels
+        tiles[name] = outputs[:, start : start + channels]
+        start += channels
+    return tiles
+
+
+def _cycle(run_dir: str | Path, direction: str, tiles: dict[str, torch.Tensor], outputs: torch.Tensor,
+           first_mapping: IntensityMapping) -> dict[str, np.ndarray]:
+    """Per-slice cycle error of held-out inputs through both generators (module docstring)."""
+    from medgan.inference import load_model
+
+    back = load_model(run_dir, direction=OPPOSITE[direction])
+    rebuilt = back.translate(back.stack(_split(outputs.clamp(-1, 1), back)))
+    real = torch.cat(list(tiles.values()), dim=1)
+    if rebuilt.shape != real.shape:
+        raise DataError(f"the way back gives {tuple(rebuilt.shape)} for inputs {tuple(real.shape)}", str(run_dir))
+    error = (rebuilt - real).abs()
+    scale = (first_mapping.high - first_mapping.low) / 2.0
+    return {"cycle_l1": error.mean((1, 2, 3)).numpy().astype(np.float64),
+            "cycle_mae": (error[:, 0].mean((1, 2)) * scale).numpy().astype(np.float64)}
+
+
+def _linear(train: SliceSet, held: SliceSet, target_mapping: IntensityMapping) -> tuple[np.ndarray, dict]:
+    """The linear baseline's outputs on ``held`` and its fit on ``train`` (module docstring)."""
+    x_train = as_stack(train.aligned["input"])
+    y_unit = as_stack(train.images)
+    y_train = np.asarray(train.mapping.to_physical(y_unit))
+    body, _ = body_mask(y_train, y_unit, train.mapping)
+    slope, intercept = fit_linear(x_train, y_train, body)
+    predicted = np.clip(slope * as_stack(held.aligned["input"]) + intercept, target_mapping.low, target_mapping.high)
+    return predicted, {"slope_per_unit": slope, "intercept": intercept, "pixels": int(body.sum()),
+                       "slices": len(train), "subjects": len(set(train.subjects))}
+
+
+def _distribution(outputs: torch.Tensor, targets: torch.Tensor, notes: list[str]) -> dict[str, Any] | None:
+    """KID (and FID with enough images) of outputs against the held-out targets, offline features."""
+    from medgan.metrics.features import DEFAULT_FEATURES, extract_features, get_extractor
+    from medgan.metrics.fid import fid
+    from medgan.metrics.kid import kid
+
+    try:
+        extractor = get_extractor(DEFAULT_FEATURES)
+        real = extract_features(targets.float().clamp(-1, 1), extractor, what="held-out targets")
+        fake = extract_features(outputs.float().clamp(-1, 1), extractor, what="outputs")
+        size = min(len(real), len(fake))
+        kid_mean, kid_std = kid(real, fake, subsets=KID_SUBSETS, subset_size=size)
+    except DataError as error:
+        notes.append(f"KID/FID not computed: {error.message}")
+        return None
+    result = {"kid": kid_mean, "kid_std": kid_std, "kid_subset_size": size, "features": DEFAULT_FEATURES,
+              "fid": None}
+    if size >= FID_MIN_IMAGES:
+        result["fid"] = fid(real, fake)
+    else:
+        notes.append(f"FID not computed: {size} held-out images, FID needs more than the 64 feature dimensions")
+    return result
+
+
+def _measure(images: np.ndarray, target: np.ndarray, body: np.ndarray, mapping: IntensityMapping,
+             tissues: dict[str, np.ndarray] | None, labels: np.ndarray | None, notes: list[str]) -> dict[str, np.ndarray]:
+    values = paired_errors(images, target, body, mapping.high - mapping.low, mapping.low)
+    if tissues is not None:
+        anatomy, why = anatomy_measures(images, target, mapping, tissues)
+        values.update(anatomy)
+        notes.extend(note for note in why if note not in notes)
+        if labels is not None:
+            values.update(organ_errors(images, target, labels))
+    return values
+
+
+def _compare_outputs(path: str | Path, direction: str, held: SliceSet, where: str) -> tuple[torch.Tensor, str]:
+    from medgan.inference import load_model
+
+    config = RunDir.existing(path).read_config()
+    other = load_model(path, direction=direction if config.task == "unpaired" else None)
+    if not hasattr(other, "translate"):
+        raise ConfigError("--compare takes image-to-image runs", path)
+    return other.translate(other.stack(_inputs(held, other, where)))[:, :1], f"{_run_label(config)}: {Path(path).name}"
+
+
+def evaluate_translation(run_dir: str | Path, out: str | Path, direction: str | None = None,
+                         held_out: SliceSet | None = None, held_out_config: DataConfig | None = None,
+                         train_pairs: SliceSet | None = None, compare: tuple[str, ...] = (),
+                         max_slices: int | None = None, progress: bool = True) -> dict:
+    """Evaluates a translation run on held-out true pairs (module docstring); writes metrics.json and report.html.
+
+    Args:
+        run_dir: a trained unpaired run, or a paired run with input modalities.
+        out: report folder.
+        direction: unpaired runs: "a2b" (default) or "b2a".
+        held_out: the held-out pairs already loaded (targets in ``images``, inputs as ``"input"``, ...).
+        held_out_config: their data config (default: the run's sources with ``split="test"``).
+        train_pairs: true pairs to fit the linear baseline on (default: the held-out sources' training split).
+        compare: other runs to evaluate on the same pairs, each a row of the table.
+        max_slices: evaluate at most this many slices (evenly spaced).
+        progress: progress bars while loading.
+
+    Returns:
+        The metrics written to ``metrics.json``.
+    """
+    from medgan.inference import load_model
+
+    started = time.perf_counter()
+    out = Path(out)
+    check_output_folder(out, "--out")
+    model = load_model(run_dir, direction=direction)
+    if not hasattr(model, "translate"):
+        raise ConfigError("not an image-to-image run", run_dir)
+    name = model.direction or "a2b"
+    config = held_out_config or held_out_pairs_config(model.config.data, name)
+    held = held_out if held_out is not None else load_pairs(config, progress)
+    held = held.subset(_evenly(len(held), max_slices))
+    tiles = _inputs(held, model, config.source)
+    outputs = model.translate(model.stack(tiles))
+    mapping = held.mapping
+    hu = mapping.unit == "HU"
+    own = model.spec.domain(model.target).mapping
+    out_mapping = own if hu else mapping  # MR units differ per scan: the held-out targets' mapping for outputs
+    notes: list[str] = []
+    if hu and own.to_dict() != mapping.to_dict():
+        notes.append(f"the run's target window {own.describe()} differs from the held-out data's {mapping.describe()}")
+    target_unit = as_stack(held.images)
+    target = np.asarray(mapping.to_physical(target_unit))
+    methods = {"gan": np.asarray(out_mapping.to_physical(as_stack(outputs[:, :1])))}
+    labels = {"gan": _run_label(model.config)}
+    fit: dict[str, Any] = {}
+    if held.mappings.get("input") is not None:
+        train_config = training_pairs_config(config) if train_pairs is None else None
+        train = train_pairs if train_pairs is not None else (load_pairs(train_config, progress) if train_config
+                                                             else None)
+        if train is None:
+            train = held
+            notes.append("linear baseline fitted on the evaluated pairs themselves (no training split): optimistic")
+        methods["linear"], fit = _linear(train, held, mapping)
+        labels["linear"] = f"identity baseline: {model.input_domains[0] if name != 'b2a' else 'input'} linearly mapped"
+        if hu and held.mappings["input"].unit == "HU":
+            methods["input"] = np.asarray(held.mappings["input"].to_physical(as_stack(held.aligned["input"])))
+            labels["input"] = "input as it is"
+    for index, path in enumerate(compare, start=1):
+        compared, labels[f"compare{index}"] = _compare_outputs(path, name, held, config.source)
+        methods[f"compare{index}"] = np.asarray(out_mapping.to_physical(as_stack(compared)))
+    body, region = body_mask(target, target_unit, mapping)
+    tissue_labels, tissues, rule = None, None, ""
+    if hu:
+        tissue_labels, why = phantom_tissue_labels(held, config)
+        notes += [f"tissue classes from HU thresholds: {why}"] if tissue_labels is None else []
+        tissues, rule, left_out = tissue_masks(target, mapping, tissue_labels)
+        notes += left_out
+    timings = {"load_and_translate": time.perf_counter() - started}
+    began = time.perf_counter()
+    per_slice = {key: _measure(images, target, body, mapping, tissues, tissue_labels, notes)
+                 for key, images in methods.items()}
+    if model.config.task == "unpaired":
+        first = held.mappings.get("input") or mapping
+        per_slice["gan"].update(_cycle(run_dir, name, tiles, outputs, first))
+    timings["measures"] = time.perf_counter() - began
+    subjects = list(held.subjects)
+    summaries = {key: {"label": labels[key], **{metric: grouped_interval(array, subjects)
+                                                  for metric, array in values.items()}}
+                 for key, values in per_slice.items()}
+    if fit:
+        summaries["linear"]["fit"] = fit
+    metrics: dict[str, Any] = {
+        "kind": "translation", "direction": name, "units": mapping.unit, "data_range": mapping.high - mapping.low,
+        "mapping": mapping.to_dict(), "window": _window(mapping), "region": region, "tissue_rule": rule,
+        "organ_labels": tissue_labels is not None, "methods": summaries, "best_classic": "linear" if fit else None,
+        "held_out": {"source": config.source, "inputs": list(config.domain_a), "split": config.split,
+                     "subjects": sorted(set(subjects)), "n_subjects": len(set(subjects)), "slices": len(held),
+                     "description": f"{config.source} <- {' + '.join(config.domain_a)} (split {config.split})"},
+        "run": {"path": str(run_dir), "checkpoint": str(getattr(model, "checkpoint", "")), "task": model.config.task,
+                "inputs": list(model.input_domains), "target": model.target},
+        "compare": [str(path) for path in compare],
+        "distribution": _distribution(outputs[:, :1], held.images, notes),
+        "per_slice": {"subjects": subjects, **{key: {m: v.tolist() for m, v in values.items()}
+                                               for key, values in per_slice.items()}},
+    }
+    if hu and held.mappings.get("input") is not None and held.mappings["input"].unit != "HU":
+        metrics["literature"] = {"body_mae_hu": list(LITERATURE_BAND_HU), "note": LITERATURE_NOTE}
+    metrics["notes"] = notes
+    metrics["timings_s"] = {**timings, "total": time.perf_counter() - started}
+    panel = {"rows": _evenly(len(held), 4).tolist(), "label_map": False, "best_classic": metrics["best_classic"]}
+    rows = panel["rows"]
+    panel.update({"inputs": next(iter(tiles.values()))[rows, :1].numpy(), "target": target[rows],
+                  "methods": {key: images[rows] for key, images in methods.items()},
+                  "sources": [held.sources[i] for i in rows]})
+    clean = json_ready(metrics)
+    card = evaluation_card(run_dir, clean)
+    atomic_write_files({out / "metrics.json": json.dumps(clean, indent=2, allow_nan=False) + "\n",
+                        out / "report.html": render_translation_report(clean, panel, card),
+                        out / CARD_NAME: card_text(card)})
+    return clean
+
+
+def _window(mapping: IntensityMapping) -> str:
+    if mapping.kind == "ct_window":
+        return (f"[{mapping.low:g}, {mapping.high:g}] HU (level {(mapping.low + mapping.high) / 2:g}, width "
+                f"{mapping.high - mapping.low:g}); values outside are clipped in the truth and the outputs")
+    return f"{mapping.kind} [{mapping.low:.4g}, {mapping.high:.4g}] {mapping.unit}"
+
+
+def evaluate_translation_run(run_dir: str | Path, real: str | None, out: str | Path, direction: str | None = None,
+                             inputs: tuple[str, ...] = (), compare: tuple[str, ...] = (),
+                             max_slices: int | None = None, progress: bool = True) -> dict:
+    """``medgan evaluate --fake RUN --real TARGETS [--inputs ...] [--direction] [--compare RUN ...]``.
+
+    ``real`` naming one of the run's own embedded sources (or None) means its held-out ``split="test"``;
+    otherwise ``real`` is the target folder and ``inputs`` the input-modality folders, matched by file name.
+    """
+    config = RunDir.existing(run_dir).read_config()
+    if direction is not None and config.task != "unpaired":
+        raise ConfigError("--direction is for unpaired runs", run_dir)
+    own = (config.data.source, *config.data.domain_a)
+    held = held_out_pairs_config(config.data, direction or "a2b", None if (real in own and not inputs) else real,
+                                 tuple(inputs))
+    return evaluate_translation(run_dir, out, direction, held_out_config=held, compare=tuple(compare),
+                                max_slices=max_slices, progress=progress)
