@@ -175,7 +175,8 @@ def test_killing_one_rank_ends_the_job_with_its_error(launches, tmp_path):
 def test_rank_seeds_keep_rank_zero_and_differ_across_ranks_and_steps():
     assert rank_seed(7, 0) == 7  # a one-process run draws what it always drew
     seeds = {rank_seed(7, r) for r in range(8)} | {rank_seed(7, 1, step=100), rank_seed(7, 0, step=100)}
-    assert len(seeds) == 10 and all(0 <= s < 2**63 for s in seeds)
+    seeds |= {rank_seed(7, 0, stream=1), rank_seed(7, 1, stream=1), rank_seed(8, 0, stream=1)}
+    assert len(seeds) == 13 and all(0 <= s < 2**63 for s in seeds)
 
 
 def test_shards_are_disjoint_and_keep_the_minibatch_stddev_groups():

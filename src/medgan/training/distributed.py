@@ -34,16 +34,18 @@ SEED_MASK = (1 << 63) - 1  # torch.Generator.manual_seed takes any 64-bit value;
 T = TypeVar("T")
 
 
-def rank_seed(seed: int, rank: int, step: int = 0) -> int:
-    """The seed of ``rank``'s random streams, derived from the run seed (rank 0 at step 0 keeps ``seed`` itself,
-    so a one-process run draws exactly what it drew before data parallelism existed).
+def rank_seed(seed: int, rank: int, step: int = 0, stream: int = 0) -> int:
+    """The seed of ``rank``'s random ``stream`` (0: the task's; 1, 2, ...: batch augmentation), derived from the
+    run seed. Rank 0's task stream at step 0 keeps ``seed`` itself, so a one-process run draws exactly what it
+    drew before data parallelism existed.
 
-    Other ranks (and, after a resume with another world size, every rank at ``step``) get independent streams
-    from numpy's SeedSequence over (seed, rank, step): neighbouring seeds do not give correlated streams.
+    Every other stream (and, after a resume with another world size, every stream at ``step``) is independent,
+    from numpy's SeedSequence over (seed, rank, step, stream): neighbouring seeds give uncorrelated streams.
     """
-    if rank == 0 and step == 0:
+    if rank == 0 and step == 0 and stream == 0:
         return seed
-    state = np.random.SeedSequence([seed & SEED_MASK, rank, step]).generate_state(1, dtype=np.uint64)[0]
+    words = [seed & SEED_MASK, rank, step, stream]
+    state = np.random.SeedSequence(words).generate_state(1, dtype=np.uint64)[0]
     return int(state) & SEED_MASK
 
 
@@ -267,14 +269,29 @@ def quiet_run(run: Any) -> Any:
     return QuietRun(run.path)
 
 
-def rank_state(task_rng: torch.Generator, augment_rng: torch.Generator | None, digest: str | None) -> dict[str, Any]:
+def shard_task_samplers(task: Any, world: World, seed: int) -> list[torch.Generator]:
+    """Shards every BatchSampler a task owns itself (unpaired translation: domain A's) as the loop's is sharded,
+    each with its own per-rank augmentation stream; returns those streams (for the checkpoint)."""
+    from medgan.training.batches import BatchSampler
+
+    streams = []
+    if world.distributed:
+        samplers = [value for _, value in sorted(vars(task).items()) if isinstance(value, BatchSampler)]
+        for stream, sampler in enumerate(samplers, start=2):
+            sampler.shard = world.shard
+            sampler.augment_rng = torch.Generator().manual_seed(rank_seed(seed, world.rank, stream=stream))
+            streams.append(sampler.augment_rng)
+    return streams
+
+
+def rank_state(task_rng: torch.Generator, augment_rngs: list[torch.Generator], digest: str | None) -> dict[str, Any]:
     """What a rank adds to a checkpoint: its random streams (and, only for the check, its weights' digest)."""
-    return {"task_rng": task_rng.get_state(), "augment_rng": None if augment_rng is None else augment_rng.get_state(),
+    return {"task_rng": task_rng.get_state(), "augment_rngs": [rng.get_state() for rng in augment_rngs],
             "digest": digest}
 
 
 def restore_rank(states: list[dict[str, Any]] | None, world: World, seed: int, step: int, task_rng: torch.Generator,
-                 augment_rng: torch.Generator | None) -> str | None:
+                 augment_rngs: list[torch.Generator]) -> str | None:
     """Restores this rank's random streams from a checkpoint's per-rank states.
 
     With the world size the checkpoint was written with, every rank continues its own streams exactly. With
@@ -284,15 +301,15 @@ def restore_rank(states: list[dict[str, Any]] | None, world: World, seed: int, s
     if states and len(states) == world.size:
         mine = states[world.rank]
         task_rng.set_state(mine["task_rng"])
-        if augment_rng is not None and mine.get("augment_rng") is not None:
-            augment_rng.set_state(mine["augment_rng"])
+        for rng, saved in zip(augment_rngs, mine["augment_rngs"], strict=True):
+            rng.set_state(saved)
         return None
     if not states and not world.distributed:
         return None  # a one-process checkpoint from before per-rank states: the task state holds them all
     if world.rank > 0:
         task_rng.manual_seed(rank_seed(seed, world.rank, step))
-    if augment_rng is not None:
-        augment_rng.manual_seed(rank_seed(seed + 2, world.rank, step))
+    for stream, rng in enumerate(augment_rngs, start=1):
+        rng.manual_seed(rank_seed(seed, world.rank, step, stream))
     written = len(states) if states else 1
     return (f"resumed with {world.size} process(es) from a checkpoint written by {written}: the weights, optimizers "
             "and batch order continue, but the per-rank random streams (noise, augmentation) restart from seeds "

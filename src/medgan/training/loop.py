@@ -25,7 +25,7 @@ from medgan.errors import CheckpointError, ConfigError, MedganError, TrainingErr
 from medgan.run import RunDir
 from medgan.training.batches import BatchSampler
 from medgan.training.distributed import (DEFAULT_TIMEOUT_S, TrainingModules, World, check_digests, quiet_run,
-                                         rank_seed, rank_state, restore_rank, weights_digest)
+                                         rank_seed, rank_state, restore_rank, shard_task_samplers, weights_digest)
 from medgan.training.guard import first_nonfinite_log, first_nonfinite_tensor
 from medgan.training.precision import resolve_device
 from medgan.training.privacy import privacy_section
@@ -184,11 +184,12 @@ def _train(config: RunConfig, run: RunDir, state: dict[str, Any] | None, progres
     task_rng = torch.Generator().manual_seed(rank_seed(seed, world.rank))  # per-rank noise and augmentation
     task: Task = TASKS.get(config.task)(config, data, device, task_rng)
     # Every rank draws the same global batch order (seed + 1) and augments its own shard (its own stream).
-    augment_rng = torch.Generator().manual_seed(rank_seed(seed + 2, world.rank)) if world.distributed else None
+    augment_rng = torch.Generator().manual_seed(rank_seed(seed, world.rank, stream=1)) if world.distributed else None
     sampler = BatchSampler(data, config.train.batch_size, config.data, torch.Generator().manual_seed(seed + 1),
                            task.attributes, task.groups_by_class, task.nearest_domains,
                            world.shard if world.distributed else None, augment_rng)
     trained = TrainingModules(task, world, device, config.train.compile)
+    augment_rngs = ([augment_rng] if augment_rng is not None else []) + shard_task_samplers(task, world, seed)
     privacy = getattr(task, "privacy", None)  # a DP task's engine (medgan.training.privacy), else None
     if privacy is not None:
         sampler = privacy.sampler  # Poisson-sampled privacy units (patients), one slice each
@@ -201,7 +202,7 @@ def _train(config: RunConfig, run: RunDir, state: dict[str, Any] | None, progres
             task.load_state_dict(state["task"], str(run.latest))
             sampler.load_state_dict(state["loop"]["sampler"])
             step, best_score = int(state["loop"]["step"]), state["loop"].get("best_score")
-            note = restore_rank(state["loop"].get("ranks"), world, seed, step, task_rng, augment_rng)
+            note = restore_rank(state["loop"].get("ranks"), world, seed, step, task_rng, augment_rngs)
         except (KeyError, TypeError, ValueError, RuntimeError) as error:
             raise CheckpointError(f"checkpoint does not fit this run ({type(error).__name__}: {error})",
                                   run.latest) from None
@@ -233,7 +234,7 @@ def _train(config: RunConfig, run: RunDir, state: dict[str, Any] | None, progres
             raise TrainingError(message, run.path)
         nonlocal digest
         digest = weights_digest(task.modules()) if world.distributed or which == "final" else None
-        ranks = world.gather(rank_state(task_rng, augment_rng, digest))
+        ranks = world.gather(rank_state(task_rng, augment_rngs, digest))
         if ranks is None:  # ranks other than 0 write nothing
             return run.latest
         digest = check_digests(ranks, step)
