@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from medgan.card import CARD_NAME, card_text, sealed
 from medgan.data.intensity import IntensityMapping
 from medgan.errors import CheckpointError
 from medgan.export import export, output_folder
@@ -120,7 +121,7 @@ def privacy_filter(images: torch.Tensor, loaded: NoiseToImage, seed: int = 0, cl
 
 def write_samples(images: torch.Tensor, loaded: NoiseToImage, out: str | Path, fmt: str,
                   interpolation: torch.Tensor | None = None, columns: int = 8,
-                  metadata: dict[str, Any] | None = None) -> list[Path]:
+                  metadata: dict[str, Any] | None = None, card: dict[str, Any] | None = None) -> list[Path]:
     """Exports ``images`` and, if given, the interpolation grid ``interpolation.png``, all or nothing.
 
     Args:
@@ -131,6 +132,7 @@ def write_samples(images: torch.Tensor, loaded: NoiseToImage, out: str | Path, f
         interpolation: interpolation images (``interpolate``), ``columns`` per row.
         columns: images per row of the interpolation grid.
         metadata: written as ``sampling.json`` in the output folder (e.g. seed and the privacy filter record).
+        card: the synthetic-data card (``medgan.card.export_card``), written sealed as ``DATA_CARD.json``.
 
     Returns:
         Every path written; when any write fails none of them is left (DataError naming the file).
@@ -146,4 +148,7 @@ def write_samples(images: torch.Tensor, loaded: NoiseToImage, out: str | Path, f
         if metadata is not None:
             batch.write_text(SAMPLING_METADATA, json.dumps(metadata, indent=2, allow_nan=False) + "\n")
             written.append(folder / SAMPLING_METADATA)
+        if card is not None:
+            batch.write_text(CARD_NAME, card_text(sealed(card)))
+            written.append(folder / CARD_NAME)
     return written

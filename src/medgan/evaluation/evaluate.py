@@ -12,9 +12,9 @@ Inputs (each resolved to ``[N, 1, R, R]`` float32 in [-1, 1] at one resolution R
 The metrics come from ``medgan.metrics.suite.compute_metrics``; when a run directory is involved its loss curves,
 metric history and a latent interpolation strip are added to the report.
 
-Outputs: ``out/metrics.json`` and ``out/report.html`` (self-contained), written together: either both are new or
-neither changed (a full disk leaves the previous pair, or nothing). The report shows real images unless
-``real_images=False``; a banner at its top says which.
+Outputs: ``out/metrics.json``, ``out/report.html`` (self-contained) and ``out/DATA_CARD.json`` (``medgan.card``),
+written together: either all are new or none changed (a full disk leaves the previous files, or nothing). The
+report shows real images unless ``real_images=False``; a banner at its top says which.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from medgan.card import CARD_NAME, card_text, evaluation_card
 from medgan.errors import ConfigError, MedganError
 from medgan.evaluation.inputs import resolve_inputs
 from medgan.metrics.catalog import METRICS
@@ -95,7 +96,7 @@ def evaluate(real: str | Path, fake: str | Path, out: str | Path, features: str 
                                                              fake_set.images, features, progress)
     _add_run_extras(artefacts, fake_set.run_dir or real_set.run_dir, fake_set.run_dir)
     metrics["timings_s"]["total"] = time.perf_counter() - started
-    write_outputs(out, metrics, artefacts, real_images)
+    write_outputs(out, metrics, artefacts, real_images, card=evaluation_card(fake, metrics))
     return metrics
 
 
@@ -152,12 +153,17 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
-def write_outputs(out: Path, metrics: dict, artefacts: Artefacts, real_images: bool = True) -> None:
-    """Writes ``metrics.json`` and ``report.html`` into ``out``: both rendered first, then written all or nothing."""
+def write_outputs(out: Path, metrics: dict, artefacts: Artefacts, real_images: bool = True,
+                  card: dict | None = None) -> None:
+    """Writes ``metrics.json``, ``report.html`` and, when given, the data card ``DATA_CARD.json`` into ``out``: all
+    rendered first, then written all or nothing."""
     clean = _json_ready(metrics)
     metrics.clear()
     metrics.update(clean)
-    atomic_write_files({
+    files = {
         out / "metrics.json": json.dumps(metrics, indent=2, allow_nan=False) + "\n",
-        out / "report.html": render_report(metrics, artefacts, METRICS, real_images=real_images),
-    })
+        out / "report.html": render_report(metrics, artefacts, METRICS, real_images=real_images, card=card),
+    }
+    if card is not None:
+        files[out / CARD_NAME] = card_text(card)
+    atomic_write_files(files)

@@ -13,6 +13,7 @@ from typing import Any, Iterable
 from medgan import __version__
 from medgan.metrics.catalog import lookup
 from medgan.report import plots
+from medgan.report.card import card_html
 
 FEATURE_NOTES = {
     "offline": (
@@ -253,7 +254,8 @@ def _definitions(metrics: dict) -> str:
     return f'<dl class="definitions">{body}</dl>'
 
 
-def render_report(metrics: dict, artefacts: Any, infos: Iterable[Any], real_images: bool = True) -> str:
+def render_report(metrics: dict, artefacts: Any, infos: Iterable[Any], real_images: bool = True,
+                  card: dict | None = None) -> str:
     """The report page as one HTML string.
 
     Args:
@@ -262,6 +264,7 @@ def render_report(metrics: dict, artefacts: Any, infos: Iterable[Any], real_imag
         infos: the metrics table rows (``medgan.metrics.catalog.METRICS``).
         real_images: show real (patient) images; False leaves them out (and synthetic near copies), for a report
             that can be shared. A banner at the top says which.
+        card: the synthetic-data card written beside the report (``medgan.card``), shown in a "Data card" section.
 
     Returns:
         A complete, self-contained HTML document.
@@ -289,6 +292,8 @@ def render_report(metrics: dict, artefacts: Any, infos: Iterable[Any], real_imag
     if metrics.get("membership_inference"):
         sections.append(_section("Membership-inference audit", _membership_section(metrics["membership_inference"]),
                                  "membership"))
+    if card is not None:
+        sections.append(_section("Data card", card_html(card), "data-card"))
     sections.append(_section("How each number is computed", _definitions(metrics), "definitions"))
     inputs = metrics.get("inputs") or {}
     template = string.Template(resources.files("medgan.report").joinpath("template.html").read_text(encoding="utf-8"))
