@@ -58,7 +58,9 @@ def validate(config: RunConfig) -> None:
     _check(optim.grad_clip >= 0, "optim.grad_clip", "must be >= 0")
     _check(train.steps >= 0, "train.steps", "must be >= 0")
     _check(train.minutes >= 0, "train.minutes", "must be >= 0")
-    _check(train.steps > 0 or train.minutes > 0, "train.steps", "must be positive unless train.minutes is set")
+    _check(train.cpu_minutes >= 0, "train.cpu_minutes", "must be >= 0")
+    _check(train.steps > 0 or train.minutes > 0 or train.cpu_minutes > 0, "train.steps",
+           "must be positive unless train.minutes or train.cpu_minutes is set")
     _check(1 <= train.batch_size <= MAX_BATCH_SIZE, "train.batch_size", f"must be between 1 and {MAX_BATCH_SIZE}")
     _check(0.0 <= train.ema < 1.0, "train.ema", "must be in [0, 1)")
     _check(train.precision in ("auto", "bf16", "fp32"), "train.precision", "must be auto, bf16 or fp32")
@@ -81,5 +83,7 @@ def validate(config: RunConfig) -> None:
     _check(0.0 <= privacy.delta < 1.0, "privacy.delta", "must be in (0, 1) (0 = automatic)")
     _check(privacy.max_grad_norm > 0, "privacy.max_grad_norm", "must be positive")
     _check(privacy.unit in ("subject", "slice"), "privacy.unit", "must be subject or slice")
+    _check(privacy.epsilon == privacy.noise == 0 or config.task in ("unconditional", "conditional"), "privacy.epsilon",
+           f"DP training covers the noise-to-image tasks (unconditional, conditional), not {config.task!r}")
     # Name checks against the registries happen where the registries live (networks, losses, augment, tasks),
     # so this module stays import-light; see medgan.training.loop.check_names.

@@ -6,7 +6,7 @@ from medgan.config.sections import (AugmentConfig, DataConfig, LossConfig, Model
                                     TrainConfig)
 from medgan.errors import ConfigError
 
-RECIPES = ("medgan", "dcgan", "pix2pix", "cyclegan")
+RECIPES = ("medgan", "dcgan", "standard", "pix2pix", "cyclegan")
 
 
 def recipe(name: str) -> RunConfig:
@@ -16,7 +16,10 @@ def recipe(name: str) -> RunConfig:
         name: ``"medgan"`` (data-efficient default: DCGAN-topology G (ngf 32) with a spectrally normalized D
             (ndf 32, no BatchNorm), hinge loss, greyscale DiffAugment, classic flips/rotations/zoom, ramped
             generator EMA, batch 32, FID-picked best checkpoint) or ``"dcgan"`` (the classic recipe: DCGAN nets
-            with ngf = ndf = 64, BCE, Adam 2e-4 / beta1 0.5, batch 64, no augmentation, no EMA) or ``"pix2pix"``
+            with ngf = ndf = 64, BCE, Adam 2e-4 / beta1 0.5, batch 64, no augmentation, no EMA) or ``"standard"``
+            (the textbook data-efficient recipe that issue 13 compares against: SN D, hinge, DiffAugment
+            translation/cutout/brightness/contrast, G EMA 0.995, Adam (0, 0.99), TTUR 2e-4 / 4e-4,
+            ngf = ndf = 48, no minibatch-std, no classic augmentation) or ``"pix2pix"``
             (paired image-to-image translation: U-Net G, PatchGAN D, L1 weight 100) or ``"cyclegan"`` (unpaired
             translation: two U-Net Gs, two PatchGAN Ds, LSGAN, cycle 10, identity 0.5, a pool of 50 fakes).
     """
@@ -30,6 +33,17 @@ def recipe(name: str) -> RunConfig:
             augment=AugmentConfig(policy=()),
             optim=OptimConfig(betas=(0.5, 0.999)),
             train=TrainConfig(ema=0.0, batch_size=64, eval_every=0),
+            data=DataConfig(flip=False, rotate_degrees=0.0, scale=0.0),
+        )
+    if name == "standard":
+        # Built from medgan's own pieces, for benchmarks/bench_quality.py: what a careful 2020s DCGAN script does.
+        return RunConfig(
+            model=ModelConfig(name="dcgan", generator_channels=48, discriminator_channels=48, spectral_norm=True,
+                              minibatch_std=False),
+            loss=LossConfig(adversarial="hinge"),
+            augment=AugmentConfig(policy=("translation", "cutout", "brightness", "contrast")),
+            optim=OptimConfig(lr_generator=2e-4, lr_discriminator=4e-4, betas=(0.0, 0.99)),
+            train=TrainConfig(ema=0.995, ema_start=0),
             data=DataConfig(flip=False, rotate_degrees=0.0, scale=0.0),
         )
     if name == "pix2pix":

@@ -114,6 +114,7 @@ class TrainConfig:
 
     steps: int = 2000  # training steps (0 = no step limit: train.minutes must be set); whichever ends first
     minutes: float = 0.0  # wall-clock budget in minutes (0 = none); schedules follow the steps it allows
+    cpu_minutes: float = 0.0  # CPU-time budget of the training process in minutes (0 = none): fair on a shared CPU
     batch_size: int = 32  # images per step
     seed: int = 0  # seed for every RNG
     ema: float = 0.999  # generator EMA decay (0 = off)

@@ -1,0 +1,217 @@
+"""Synthesis quality per CPU budget: recipes trained side by side, several seeds, on the same data.
+
+Every run trains through ``medgan.training.loop.train`` with ``train.cpu_minutes`` (the CPU time of the training
+process, ``time.process_time``) and one torch thread, two runs at a time in separate processes. A wall-clock
+budget is not fair on a shared 2-core machine: another user's job would shorten whichever run it overlaps.
+Each recipe therefore gets the same CPU-seconds; the steps it reaches depend on its per-step cost.
+
+Recipes: ``medgan`` (the default), ``dcgan`` (classic), ``standard`` (the textbook data-efficient recipe of
+issue 13, ``medgan.config.recipe("standard")``), ``previous`` (the default before issue 13, spelled out) and the
+candidates in ``CANDIDATES``. Datasets:
+
+* ``mni``: the 112 axial MNI152 slices (64 x 64), unconditional. The template is one subject: there are no
+  held-out real images, so FID/KID/PRDC and real's pairwise MS-SSIM use the training slices, and the
+  nearest-training SSIM baseline is leave-one-out.
+* ``lesions``: the ``ct-lesions`` phantom ROIs (180, conditional; the liver demo's window; medgan-family recipes
+  also get the demo's AC head and translation/cutout policy). Real reference: 90 ROIs of new patients (held
+  out: another dataset seed); diversity is also reported within class.
+
+After training, the final EMA generator makes the samples (no in-training FID selection: its cost would come
+out of the budget). Metrics (``medgan.metrics.compute_metrics``, offline features): FID, KID, precision, recall,
+density, coverage, mean pairwise MS-SSIM among samples (real's beside it) and the median nearest-training SSIM.
+Tables give means with 95% t intervals over seeds. Per-run results are cached in ``--out``, so a rerun resumes.
+
+    python benchmarks/bench_quality.py --datasets mni lesions --seeds 3 --cpu-minutes 2 --out bench-quality
+"""
+
+from __future__ import annotations
+
+import os
+
+# One thread per run and sleeping OpenMP workers: the budget is CPU time, and two runs share the 2 cores.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import multiprocessing  # noqa: E402
+import time  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor, as_completed  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+
+PREVIOUS = {"optim": {"betas": [0.5, 0.999], "lr_discriminator": 2e-4},  # the default before issue 13
+            "model": {"generator_channels": 32, "discriminator_channels": 32}, "train": {"ema": 0.999}}
+TTUR = {"optim": {"betas": [0.0, 0.99], "lr_generator": 2e-4, "lr_discriminator": 4e-4}}
+CANDIDATES = {  # name: (recipe, overrides on it)
+    "previous": ("medgan", PREVIOUS),
+    "ttur": ("medgan", {**PREVIOUS, **TTUR}),
+    "ttur-wide": ("medgan", {**PREVIOUS, **TTUR, "model": {"generator_channels": 48, "discriminator_channels": 48}}),
+    "ttur-ada": ("medgan", {**PREVIOUS, **TTUR, "augment": {"adaptive": True}}),
+    "ttur-ms": ("medgan", {**PREVIOUS, **TTUR, "loss": {"mode_seeking": 1.0}}),  # conditional: stronger MSGAN term
+}
+BASE_RECIPES = ("medgan", "dcgan", "standard")
+LIVER_EXTRAS = {"model": {"auxiliary_classifier": True}, "augment": {"policy": ["translation", "cutout"]}}
+DATASETS = {
+    "mni": {"task": "unconditional", "data": {"source": "mni152"}},
+    "lesions": {"task": "conditional", "data": {"source": "ct-lesions", "window": "liver-portal"}},
+}
+SAMPLES = 512  # unconditional samples per run
+PER_CLASS = 100  # conditional samples per class per run
+HELDOUT_SEED, HELDOUT_PER_CLASS = 5, 30  # new phantom patients for the lesion reference
+COLUMNS = (  # (label, key in a run's result, digits)
+    ("FID", "fid", 2), ("KID", "kid", 0), ("precision", "precision", 3), ("recall", "recall", 3),
+    ("density", "density", 3), ("coverage", "coverage", 3), ("pairwise MS-SSIM", "pairwise_ms_ssim", 3),
+    ("nearest-training SSIM", "nearest_ssim", 3))
+
+
+def run_config(dataset: str, name: str, cpu_minutes: float, seed: int):
+    from medgan.config import deep_update, from_dict, recipe
+
+    base, overrides = CANDIDATES.get(name, (name, {}))
+    values = json.loads(json.dumps(DATASETS[dataset]))
+    if dataset == "lesions" and base == "medgan":
+        values = deep_update(values, LIVER_EXTRAS)
+    values = deep_update(values, overrides)
+    values = deep_update(values, {"train": {"cpu_minutes": cpu_minutes, "minutes": 0, "steps": 0, "seed": seed,
+                                            "threads": 1, "eval_every": 0, "sample_every": 10**9,
+                                            "checkpoint_every": 10**9}})
+    return from_dict(values, base=recipe(base))
+
+
+def real_sets(dataset: str, config) -> tuple[object, object]:
+    """(training set, reference set for the distribution metrics)."""
+    from medgan.data import load_slices
+
+    train = load_slices(config.data, progress=False)
+    if dataset != "lesions":
+        return train, train
+    from medgan.data.phantom.cases import lesion_rois
+    from medgan.data.phantom.sources import lesion_slice_set
+
+    rois = lesion_rois(n_per_class=HELDOUT_PER_CLASS, roi_size=config.data.roi_size, seed=HELDOUT_SEED)
+    return train, lesion_slice_set(rois, config.data, prefix="heldout")
+
+
+def within_class_ms_ssim(images: torch.Tensor, labels: torch.Tensor) -> float:
+    from medgan.metrics import pairwise_ms_ssim
+
+    return float(sum(pairwise_ms_ssim(images[labels == c], pairs=200)["mean"] for c in labels.unique())
+                 / len(labels.unique()))
+
+
+def one_run(dataset: str, name: str, seed: int, cpu_minutes: float, out: str) -> dict:
+    """Trains one recipe/seed under the CPU budget and evaluates it; cached as result.json."""
+    torch.set_num_threads(1)
+    folder = Path(out) / dataset / name / f"seed{seed}"
+    cached = folder / "result.json"
+    if cached.exists():
+        return json.loads(cached.read_text())
+    from medgan.evaluation.utility import synthetic_set
+    from medgan.metrics import compute_metrics, get_extractor
+    from medgan.sampling import generate, load_generator
+    from medgan.training.loop import train
+
+    config = run_config(dataset, name, cpu_minutes, seed)
+    train_set, reference = real_sets(dataset, config)
+    run = folder / "run"
+    if run.exists():  # an interrupted run: start it again
+        import shutil
+        shutil.rmtree(run)
+    cpu_start, wall_start = time.process_time(), time.monotonic()
+    trained = train(config, run, progress=False, data=train_set)
+    cpu_seconds = time.process_time() - cpu_start
+    loaded = load_generator(run, "latest")
+    if dataset == "lesions":
+        synthetic = synthetic_set(run, PER_CLASS, seed=1000, loaded=loaded)
+        fake, labels = synthetic.images, synthetic.labels
+    else:
+        fake, labels = generate(run, SAMPLES, seed=1000, loaded=loaded)[0], None
+    metrics, _ = compute_metrics(reference.images, fake, reference.mapping, get_extractor("offline"),
+                                 train=train_set.images)
+    distribution, memorization = metrics["distribution"], metrics["memorization"]
+    result = {
+        "dataset": dataset, "recipe": name, "seed": seed, "steps": trained.steps, "cpu_seconds": cpu_seconds,
+        "wall_seconds": time.monotonic() - wall_start, "cpu_seconds_per_step": cpu_seconds / max(trained.steps, 1),
+        "fid": distribution["fid"], "kid": distribution["kid_mean"],
+        **{k: distribution[k] for k in ("precision", "recall", "density", "coverage")},
+        "pairwise_ms_ssim": metrics["diversity"]["synthetic_ms_ssim"]["mean"],
+        "real_pairwise_ms_ssim": metrics["diversity"]["real_ms_ssim"]["mean"],
+        "nearest_ssim": memorization["nearest_ssim"]["median"],
+        "baseline_nearest_ssim": memorization["baseline_nearest_ssim"]["median"],
+    }
+    if labels is not None:
+        result["within_class_ms_ssim"] = within_class_ms_ssim(fake, labels)
+        result["real_within_class_ms_ssim"] = within_class_ms_ssim(reference.images, reference.labels)
+    folder.mkdir(parents=True, exist_ok=True)
+    cached.write_text(json.dumps(result, indent=2))
+    # The run directory is large and only needed for a look at the grid: keep the grid, drop the checkpoints.
+    import shutil
+    shutil.rmtree(run / "checkpoints", ignore_errors=True)
+    return result
+
+
+def cell(values: list[float], digits: int) -> str:
+    from medgan.evaluation.utility.statistics import summarize
+
+    summary = summarize(values)
+    if summary["ci_low"] is None:
+        return f"{summary['mean']:.{digits}f}"
+    return f"{summary['mean']:.{digits}f} [{summary['ci_low']:.{digits}f}, {summary['ci_high']:.{digits}f}]"
+
+
+def table(results: list[dict], dataset: str, order: list[str], cpu_minutes: float) -> str:
+    rows = [r for r in results if r["dataset"] == dataset]
+    if not rows:
+        return ""
+    columns = list(COLUMNS) + ([("within-class MS-SSIM", "within_class_ms_ssim", 3)]
+                               if "within_class_ms_ssim" in rows[0] else [])
+    real = rows[0]
+    lines = [f"{dataset}: {cpu_minutes:g} CPU-minutes per run (process time, 1 thread), means and 95% t intervals "
+             f"over seeds; real pairwise MS-SSIM {real['real_pairwise_ms_ssim']:.3f}, real nearest-training SSIM "
+             f"{real['baseline_nearest_ssim']:.3f}" + (f", real within-class MS-SSIM "
+                                                      f"{real['real_within_class_ms_ssim']:.3f}"
+                                                      if "real_within_class_ms_ssim" in real else ""), "",
+             "| recipe | seeds | steps | CPU-s/step | " + " | ".join(label for label, _, _ in columns) + " |",
+             "|---" * (4 + len(columns)) + "|"]
+    for name in order:
+        mine = [r for r in rows if r["recipe"] == name]
+        if not mine:
+            continue
+        steps = sum(r["steps"] for r in mine) / len(mine)
+        per_step = sum(r["cpu_seconds_per_step"] for r in mine) / len(mine)
+        cells = [cell([r[key] for r in mine], digits) for _, key, digits in columns]
+        lines.append(f"| {name} | {len(mine)} | {steps:.0f} | {per_step:.3f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=["mni", "lesions"], choices=sorted(DATASETS))
+    parser.add_argument("--recipes", nargs="+", default=[*BASE_RECIPES, *CANDIDATES],
+                        choices=[*BASE_RECIPES, *CANDIDATES])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--cpu-minutes", type=float, default=2.0, help="CPU-minutes of training per run")
+    parser.add_argument("--parallel", type=int, default=2, help="runs at a time (one thread each)")
+    parser.add_argument("--out", default="bench-quality")
+    args = parser.parse_args()
+    jobs = [(dataset, name, seed) for dataset in args.datasets for seed in range(args.seeds) for name in args.recipes]
+    results = []
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=args.parallel, mp_context=context) as pool:
+        futures = {pool.submit(one_run, *job, args.cpu_minutes, args.out): job for job in jobs}
+        for future in as_completed(futures):
+            result = future.result()
+            results.append(result)
+            print(f"{result['dataset']:8s} {result['recipe']:10s} seed {result['seed']}: {result['steps']} steps, "
+                  f"FID {result['fid']:.2f}, pairwise MS-SSIM {result['pairwise_ms_ssim']:.3f} "
+                  f"({result['wall_seconds']:.0f} s wall)", flush=True)
+    text = "\n\n".join(table(results, dataset, args.recipes, args.cpu_minutes) for dataset in args.datasets)
+    print("\n" + text)
+    Path(args.out, "table.md").write_text(text + "\n")
+    Path(args.out, "results.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
