@@ -220,7 +220,7 @@ def evaluate_translation(run_dir: str | Path, out: str | Path, direction: str | 
             train = held
             notes.append("linear baseline fitted on the evaluated pairs themselves (no training split): optimistic")
         methods["linear"], fit = _linear(train, held, mapping)
-        labels["linear"] = f"identity baseline: {model.input_domains[0] if name != 'b2a' else 'input'} linearly mapped"
+        labels["linear"] = f"identity baseline: {Path(config.domain_a[0]).name} linearly mapped"
         if hu and held.mappings["input"].unit == "HU":
             methods["input"] = np.asarray(held.mappings["input"].to_physical(as_stack(held.aligned["input"])))
             labels["input"] = "input as it is"
