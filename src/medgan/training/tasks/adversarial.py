@@ -31,6 +31,7 @@ from medgan.networks import DISCRIMINATORS, GENERATORS, build_discriminator, bui
 from medgan.training.batches import reference_indices
 from medgan.training.ema import EMA, standing_statistics
 from medgan.training.precision import autocast_context, use_bf16
+from medgan.training.privacy import DiscriminatorPrivacy, check_private_config, is_private
 from medgan.training.schedule import annealed, lr_factor, set_learning_rates
 from medgan.training.tasks.base import TASKS, Batch, ScoreRule, Scorer
 from medgan.training.tasks.gan_state import STATE_ERRORS, GanState
@@ -64,6 +65,7 @@ class AdversarialTask(GanState):
         get_adversarial(config.loss.adversarial)
         for name in config.augment.policy:
             POLICIES.get(name)
+        check_private_config(config)
 
     def __init__(self, config: RunConfig, data: SliceSet, device: torch.device, rng: torch.Generator,
                  conditional: bool = False) -> None:
@@ -101,6 +103,10 @@ class AdversarialTask(GanState):
         self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=optim.lr_discriminator,
                                             betas=optim.betas)
         self.loss = get_adversarial(config.loss.adversarial)
+        self.privacy = None  # DP-SGD on D (medgan.training.privacy)
+        if is_private(config):
+            self.privacy = DiscriminatorPrivacy(config, data, self.discriminator, self.attributes)
+            self.score_rule = None  # no in-training score: choosing best.pt by real images would leak
         self.augment = DiffAugment(config.augment.policy, config.augment.probability)
         self.ada = None
         if config.augment.adaptive:
@@ -139,10 +145,14 @@ class AdversarialTask(GanState):
     def _discriminate(self, images: torch.Tensor, labels: torch.Tensor | None, attributes: torch.Tensor | None,
                       classes: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """D's logits on augmented (and instance-noised) images; with ``classes`` also its class logits."""
-        images = self._noisy(self.augment(images, self.rng)).contiguous(memory_format=self.memory_format)
+        images = self.discriminator_inputs(images)
         if classes:
             return self.discriminator(images, labels, attributes, return_classes=True)
         return self.discriminator(images, labels, attributes)
+
+    def discriminator_inputs(self, images: torch.Tensor) -> torch.Tensor:
+        """What D sees of ``images``: augmented and instance-noised, in the training memory format."""
+        return self._noisy(self.augment(images, self.rng)).contiguous(memory_format=self.memory_format)
 
     def _clip(self, module: nn.Module) -> None:
         if self.config.optim.grad_clip > 0:
@@ -178,8 +188,12 @@ class AdversarialTask(GanState):
         factor = lr_factor(step, self.horizon, optim.schedule, optim.warmup_steps)
         set_learning_rates((self.optimizer_g, self.optimizer_d), (optim.lr_generator, optim.lr_discriminator), factor)
         logs: dict[str, float] = {"lr_factor": factor}
-        for _ in range(optim.d_steps):
-            logs.update(self.discriminator_step(batch))
+        if exists(self.privacy):  # G's step then gets fake conditions only (uniform classes), never real labels
+            d_logs, batch, self._pending_fake = self.privacy.discriminator_step(self, batch)
+            logs.update(d_logs)
+        else:
+            for _ in range(optim.d_steps):
+                logs.update(self.discriminator_step(batch))
         logs.update(self.generator_step(batch))
         self.steps_done = step + 1
         if exists(self.ema):
@@ -338,6 +352,8 @@ class AdversarialTask(GanState):
                  "augment_probability": self.augment.probability}
         if isinstance(self.ada, AdaptiveProbability):
             state["ada"] = {"probability": self.ada.probability}
+        if exists(self.privacy):
+            state["privacy"] = self.privacy.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any], path: str) -> None:
@@ -349,6 +365,8 @@ class AdversarialTask(GanState):
             self.augment.probability = float(state["augment_probability"])
             if isinstance(self.ada, AdaptiveProbability) and "ada" in state:
                 self.ada.probability = float(state["ada"]["probability"])
+            if exists(self.privacy):
+                self.privacy.load_state_dict(state["privacy"])
         except STATE_ERRORS as error:
             raise CheckpointError(f"task state does not fit this run ({type(error).__name__}: {error})",
                                   path) from None
