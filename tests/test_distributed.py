@@ -234,6 +234,13 @@ def test_compile_wraps_the_trained_modules_only_during_the_step(monkeypatch):
     assert list(task.generator.state_dict()) == list(plain.state_dict())  # no "_orig_mod." in checkpoints
 
 
+def test_compile_refuses_penalties_that_need_a_double_backward():
+    from medgan.config import from_dict
+
+    with pytest.raises(ConfigError, match="train.compile"):
+        from_dict({"train": {"compile": True}, "loss": {"r1_gamma": 1.0}})
+
+
 def test_a_module_the_task_hides_cannot_be_wrapped():
     from torch import nn
 

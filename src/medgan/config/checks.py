@@ -69,6 +69,10 @@ def validate(config: RunConfig) -> None:
         _check(getattr(train, key) >= 1, f"train.{key}", "must be >= 1")
     _check(train.eval_every >= 0, "train.eval_every", "must be >= 0")
     _check(0 <= train.threads <= MAX_THREADS, "train.threads", f"must be between 0 and {MAX_THREADS}")
+    # torch.compile (aot_autograd) raises on the double backward that R1 and WGAN-GP differentiate through D.
+    _check(not (train.compile and (loss.r1_gamma > 0 or loss.gradient_penalty > 0)), "train.compile",
+           "cannot be combined with loss.r1_gamma or loss.gradient_penalty (torch.compile does not support the "
+           "double backward they need)")
     _check(0.0 <= model.modality_dropout < 1.0, "model.modality_dropout", "must be in [0, 1)")
     _check(loss.cycle >= 0, "loss.cycle", "must be >= 0")
     _check(loss.identity >= 0, "loss.identity", "must be >= 0")
