@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from medgan.checkpoint import load_module_state
 from medgan.config import RunConfig
@@ -16,7 +20,7 @@ from medgan.inference.registry import INFERENCE
 from medgan.networks import build_generator
 from medgan.run import RunState
 
-SAMPLE_BATCH = 64  # images per forward pass
+SAMPLE_BATCH = 64  # images per forward pass (256 measured no faster on 2 cores: the feature maps leave the cache)
 KIND = "noise-to-image"
 MAX_SAMPLES = 100_000  # images per call, whatever their size
 MAX_SAMPLE_VALUES = 2**30  # float32 values per call (4 GiB; the export holds a few copies): bounds large images
@@ -33,6 +37,25 @@ def check_sample_count(n: int, resolution: int, option: str = "--n") -> None:
         hint = " (draw larger sets in several calls with different --seed)" if option == "--n" else ""
         raise ConfigError(f"{option} must be between 1 and {limit:,} for {resolution}x{resolution} images per "
                           f"call{hint}, got {n}")
+
+
+def inference_copy(generator: nn.Module) -> nn.Module:
+    """An eval-mode copy of ``generator`` for sampling: the same images up to float rounding, made faster.
+
+    Each BatchNorm that directly follows a convolution in an ``nn.Sequential`` (the DCGAN generator's layers) is
+    folded into that convolution's weights with torch's ``fuse_conv_bn_eval``, which removes a full pass over
+    every feature map; and the weights are laid out channels-last, oneDNN's fastest convolution layout on CPU.
+    Spectrally normalized convolutions and conditional norms are left as they are.
+    """
+    model = copy.deepcopy(generator).eval().requires_grad_(False)
+    for sequential in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
+        for i in range(len(sequential) - 1):
+            conv, norm = sequential[i], sequential[i + 1]
+            if (type(conv) in (nn.Conv2d, nn.ConvTranspose2d) and type(norm) is nn.BatchNorm2d
+                    and norm.running_mean is not None and not parametrize.is_parametrized(conv)):
+                sequential[i] = fuse_conv_bn_eval(conv, norm, transpose=isinstance(conv, nn.ConvTranspose2d))
+                sequential[i + 1] = nn.Identity()
+    return model.to(memory_format=torch.channels_last)
 
 
 def generator_state(generator: torch.nn.Module) -> dict[str, Any]:
@@ -52,6 +75,7 @@ class NoiseToImage:
 
     def __init__(self, generator: torch.nn.Module, config: RunConfig, spec: DataSpec, checkpoint: Path) -> None:
         self.generator = generator.eval()
+        self._fast: nn.Module | None = None  # inference_copy(generator), made at the first forward
         self.config = config
         self.spec = spec
         self.checkpoint = checkpoint
@@ -107,12 +131,14 @@ class NoiseToImage:
     def forward(self, noise: torch.Tensor, labels: torch.Tensor | None = None,
                 attributes: torch.Tensor | None = None) -> torch.Tensor:
         """Images [N, C, R, R] in [-1, 1] for given noise, in batches; ``attributes`` is one vector [A] for all."""
+        if self._fast is None:
+            self._fast = inference_copy(self.generator)
         chunks = []
         for start in range(0, noise.shape[0], SAMPLE_BATCH):
             z = noise[start : start + SAMPLE_BATCH]
             part = labels[start : start + SAMPLE_BATCH] if labels is not None else None
             values = attributes.expand(z.shape[0], -1) if attributes is not None else None
-            chunks.append(self.generator(z, part, values).float())
+            chunks.append(self._fast(z, part, values).float().contiguous())
         if not chunks:
             return noise.new_zeros((0, self.spec.channels, self.spec.resolution, self.spec.resolution))
         return torch.cat(chunks)

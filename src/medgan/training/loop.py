@@ -30,7 +30,8 @@ from medgan.training.guard import first_nonfinite_log, first_nonfinite_tensor
 from medgan.training.precision import resolve_device
 from medgan.training.privacy import privacy_section
 from medgan.training.tasks import TASKS, Scorer, Task
-from medgan.utils import atomic_path, torch_threads
+from medgan.training.threads import TrainingThreads
+from medgan.utils import atomic_path
 from medgan.visuals import save_grid, save_loss_curve
 
 HORIZON_PROBE_STEPS = 10  # steps timed before a time budget's horizon is first estimated
@@ -136,11 +137,11 @@ def train(config: RunConfig | None, run_dir: str | Path, resume: bool = False, p
         # The run seeds torch's global generator (network initialisation draws from it); fork_rng restores the
         # caller's generator state afterwards, so calling train() leaves no trace on the process.
         devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-        with torch_threads(config.train.threads), torch.random.fork_rng(devices=devices):
+        with TrainingThreads(config.train.threads) as threads, torch.random.fork_rng(devices=devices):
             torch.manual_seed(config.train.seed)
             run = run if world.is_main else quiet_run(run)
             try:
-                return _train(config, run, state, progress and world.is_main, data, scorer, world)
+                return _train(config, run, state, progress and world.is_main, data, scorer, world, threads)
             except BaseException:
                 run.discard_unfinished()  # a new run that failed before its first checkpoint leaves nothing behind
                 raise
@@ -170,7 +171,7 @@ def _open(run: RunDir, config: RunConfig | None, resume: bool,
 
 
 def _train(config: RunConfig, run: RunDir, state: dict[str, Any] | None, progress: bool, data: SliceSet | None,
-           scorer: Scorer | None, world: World) -> TrainResult:
+           scorer: Scorer | None, world: World, threads: TrainingThreads | None = None) -> TrainResult:
     seed = config.train.seed
     world.check_batch(config.train.batch_size)
     if world.distributed and (config.privacy.epsilon > 0 or config.privacy.noise > 0):
@@ -278,6 +279,8 @@ def _train(config: RunConfig, run: RunDir, state: dict[str, Any] | None, progres
                 run.log(message)
                 raise TrainingError(message, run.path)
             step += 1
+            if threads is not None:
+                threads.update()  # train.threads 0: follows the cores other processes leave free
             for key, value in logs.items():
                 interval.setdefault(key, []).append(value)
             bar.update(1)
