@@ -9,9 +9,16 @@ import sys
 
 from medgan.cli import main
 
-if __name__ == "__main__":
+
+def run() -> int:
+    # Before torch loads (record's import loads it): see medgan.cli.main.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if "TORCHELASTIC_RUN_ID" in os.environ:
         from torch.distributed.elastic.multiprocessing.errors import record
 
-        sys.exit(record(main)())
-    sys.exit(main())
+        return record(main)()
+    return main()
+
+
+if __name__ == "__main__":
+    sys.exit(run())
