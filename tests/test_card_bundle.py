@@ -328,3 +328,10 @@ def test_evaluation_card_of_a_run_and_of_images_without_a_card(dicom_run, tmp_pa
     unknown = evaluation_card(tmp_path, metrics)
     assert unknown["provenance"] is None and "unknown" in unknown["provenance_note"]
     assert unknown["privacy"]["guarantee"] == NO_GUARANTEE and unknown["not_for_diagnostic_use"] is True
+
+
+def test_the_privacy_filter_needs_the_run_not_its_bundle(dicom_run, tmp_path, capsys):
+    code = main(["sample", "--model", str(dicom_run["bundle"]), "--n", "1", "--out", str(tmp_path / "s"),
+                 "--privacy-filter"])
+    assert_one_error_line(code, capsys, "model bundle does not carry")
+    assert not (tmp_path / "s").exists()

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from medgan.card import CARD_NAME, card_text, sealed
+from medgan.card import CARD_NAME, WITHHELD, card_text, sealed
 from medgan.data.intensity import IntensityMapping
-from medgan.errors import CheckpointError
+from medgan.errors import CheckpointError, ConfigError
 from medgan.export import export, output_folder
 from medgan.export.common import all_or_nothing
 from medgan.inference import NoiseToImage, load_model
@@ -91,6 +91,9 @@ def privacy_filter(images: torch.Tensor, loaded: NoiseToImage, seed: int = 0, cl
     from medgan.metrics.features import DEFAULT_FEATURES, extract_features, get_extractor
     from medgan.metrics.memorization import TrainingIndex
 
+    if loaded.config.data.source == WITHHELD:
+        raise ConfigError("--privacy-filter compares with the training images, which a model bundle does not carry; "
+                          "sample from the run directory", loaded.checkpoint)
     train = load_slices(loaded.config.data, progress=progress, skip_blank=True).images.float()
     extractor = get_extractor(DEFAULT_FEATURES)
     index = TrainingIndex(train, extract_features(train, extractor, what="training images"))
