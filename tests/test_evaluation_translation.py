@@ -190,4 +190,7 @@ def test_unpaired_run_evaluates_end_to_end_through_the_cli(tmp_path, write_nifti
     assert_one_error_line(code, capsys, "--direction is for unpaired runs")
     code = main(["evaluate", "--fake", str(run), "--real", str(tmp_path / "test/ct"), "--out", str(tmp_path / "y")])
     assert_one_error_line(code, capsys, "--inputs")
+    code = main(["evaluate", "--fake", str(run), "--real", str(tmp_path / "test/ct"), "--inputs",
+                 str(tmp_path / "test/mr"), "--train", str(tmp_path / "train/ct"), "--out", str(tmp_path / "y")])
+    assert_one_error_line(code, capsys, "--train does not apply")
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

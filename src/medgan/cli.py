@@ -245,7 +245,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
     if is_translation_run(args.fake):  # modality translation: true pairs, tissues, Dice, cycle, identity baseline
         print(format_translation_table(evaluate_translation_run(
             args.fake, args.real, args.out, args.direction, tuple(args.inputs or ()), tuple(args.compare or ()),
-            args.max_images, not args.quiet)))
+            args.max_images, not args.quiet, args.train, not args.no_real_images, args.features)))
         print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'report.html'}")
         return 0
     for option, given in (("--direction", args.direction), ("--inputs", args.inputs), ("--compare", args.compare)):

@@ -146,6 +146,8 @@ def _distribution(outputs: torch.Tensor, targets: torch.Tensor, notes: list[str]
 
 def _measure(images: np.ndarray, target: np.ndarray, body: np.ndarray, mapping: IntensityMapping,
              tissues: dict[str, np.ndarray] | None, labels: np.ndarray | None, notes: list[str]) -> dict[str, np.ndarray]:
+    if mapping.kind == "ct_window":  # the truth is clipped to the window: so is every method (compared runs too)
+        images = np.clip(images, mapping.low, mapping.high)
     values = paired_errors(images, target, body, mapping.high - mapping.low, mapping.low)
     if tissues is not None:
         anatomy, why = anatomy_measures(images, target, mapping, tissues)
@@ -156,14 +158,21 @@ def _measure(images: np.ndarray, target: np.ndarray, body: np.ndarray, mapping: 
     return values
 
 
-def _compare_outputs(path: str | Path, direction: str, held: SliceSet, where: str) -> tuple[torch.Tensor, str]:
+def _compare_outputs(path: str | Path, direction: str, held: SliceSet, where: str) -> tuple[np.ndarray, str]:
+    """Another run's outputs on the same held-out pairs, in its own target mapping's units, and its label."""
     from medgan.inference import load_model
 
     config = RunDir.existing(path).read_config()
     other = load_model(path, direction=direction if config.task == "unpaired" else None)
     if not hasattr(other, "translate"):
         raise ConfigError("--compare takes image-to-image runs", path)
-    return other.translate(other.stack(_inputs(held, other, where)))[:, :1], f"{_run_label(config)}: {Path(path).name}"
+    if config.data.resolution != held.images.shape[-1]:
+        raise ConfigError(f"--compare: this run works at {config.data.resolution} px, the evaluated one at "
+                          f"{held.images.shape[-1]} px", path)
+    own = other.spec.domain(other.target).mapping
+    mapping = own if own.unit == held.mapping.unit == "HU" else held.mapping
+    outputs = other.translate(other.stack(_inputs(held, other, where)))[:, :1]
+    return np.asarray(mapping.to_physical(as_stack(outputs))), f"{_run_label(config)}: {Path(path).name}"
 
 
 def evaluate_translation(run_dir: str | Path, out: str | Path, direction: str | None = None,
@@ -225,8 +234,7 @@ def evaluate_translation(run_dir: str | Path, out: str | Path, direction: str | 
             methods["input"] = np.asarray(held.mappings["input"].to_physical(as_stack(held.aligned["input"])))
             labels["input"] = "input as it is"
     for index, path in enumerate(compare, start=1):
-        compared, labels[f"compare{index}"] = _compare_outputs(path, name, held, config.source)
-        methods[f"compare{index}"] = np.asarray(out_mapping.to_physical(as_stack(compared)))
+        methods[f"compare{index}"], labels[f"compare{index}"] = _compare_outputs(path, name, held, config.source)
     body, region = body_mask(target, target_unit, mapping)
     tissue_labels, tissues, rule = None, None, ""
     if hu:
@@ -288,12 +296,19 @@ def _window(mapping: IntensityMapping) -> str:
 
 def evaluate_translation_run(run_dir: str | Path, real: str | None, out: str | Path, direction: str | None = None,
                              inputs: tuple[str, ...] = (), compare: tuple[str, ...] = (),
-                             max_slices: int | None = None, progress: bool = True) -> dict:
+                             max_slices: int | None = None, progress: bool = True, train: str | None = None,
+                             real_images: bool = True, features: str = "offline") -> dict:
     """``medgan evaluate --fake RUN --real TARGETS [--inputs ...] [--direction] [--compare RUN ...]``.
 
     ``real`` naming one of the run's own embedded sources (or None) means its held-out ``split="test"``;
     otherwise ``real`` is the target folder and ``inputs`` the input-modality folders, matched by file name.
+    The image-set options that mean nothing here (``--train``, ``--no-real-images``, ``--features``) are refused.
     """
+    for option, given in (("--train", train is not None), ("--no-real-images", not real_images),
+                          ("--features", features != "offline")):
+        if given:
+            raise ConfigError(f"{option} does not apply to a translation run: it is compared with held-out true "
+                              "pairs", run_dir)
     config = RunDir.existing(run_dir).read_config()
     if direction is not None and config.task != "unpaired":
         raise ConfigError("--direction is for unpaired runs", run_dir)
