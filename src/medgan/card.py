@@ -148,10 +148,9 @@ def privacy_section(privacy: Mapping[str, Any] | None, privacy_filter: str = "no
     if isinstance(epsilon, (int, float)) and math.isfinite(epsilon) and epsilon > 0:
         delta = dp.get("delta")
         delta_text = f"{delta:.3g}" if isinstance(delta, (int, float)) else "?"
-        guarantee = (f"({epsilon:.4g}, {delta_text})-differential privacy per "
-                     f"{dp.get('unit', 'unit')} ({dp.get('mechanism', 'DP-SGD')}, {dp.get('accountant', '?')} "
-                     "accountant), for the discriminator's access to the training data; the generator and every "
-                     "sample are post-processing")
+        guarantee = (f"({epsilon:.4g}, {delta_text})-differential privacy per {dp.get('unit', 'unit')} "
+                     f"({dp.get('accountant', '?')} accountant) for the discriminator's use of the training data; "
+                     "the generator and every sample are post-processing (mechanism: differential_privacy)")
     else:
         guarantee = NO_GUARANTEE
     return {"guarantee": guarantee, "differential_privacy": dp, "privacy_filter": privacy_filter,
