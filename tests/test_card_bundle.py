@@ -335,3 +335,18 @@ def test_the_privacy_filter_needs_the_run_not_its_bundle(dicom_run, tmp_path, ca
                  "--privacy-filter"])
     assert_one_error_line(code, capsys, "model bundle does not carry")
     assert not (tmp_path / "s").exists()
+
+
+def test_nested_inference_states_round_trip_through_a_bundle(tmp_path):
+    from medgan.inference.bundle import join_inference, split_inference
+
+    weights = {"net.0.weight": torch.randn(3, 2), "net.0.bias": torch.zeros(3)}
+    state = {"kind": "image-to-image", "generator": weights, "inputs": ["input"], "default": "a2b",
+             "directions": {"a2b": {"generator": weights, "target": "image"},
+                            "b2a": {"generator": {"net.0.weight": torch.ones(2, 3)}, "target": "input"}}}
+    tensors, rest = split_inference(state, tmp_path)
+    assert "directions/b2a/generator:net.0.weight" in tensors and json.dumps(rest)
+    back = join_inference(tensors, rest)
+    assert back["inputs"] == ["input"] and back["directions"]["a2b"]["target"] == "image"
+    assert torch.equal(back["directions"]["b2a"]["generator"]["net.0.weight"], torch.ones(2, 3))
+    assert all(torch.equal(back["generator"][key], value) for key, value in weights.items())
