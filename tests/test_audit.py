@@ -112,9 +112,9 @@ def test_evaluate_adds_the_audit_to_metrics_and_report(overfitted, tmp_path, mon
     run, members, unseen, _ = overfitted
     out = tmp_path / "report"
     assert main(["evaluate", "--real", str(unseen), "--fake", str(run), "--train", str(members), "--out", str(out),
-                 "--max-images", "80", "--members", str(members), "--non-members", str(unseen), "--quiet"]) == 0
+                 "--max-images", "40", "--members", str(members), "--non-members", str(unseen), "--quiet"]) == 0
     section = json.loads((out / "metrics.json").read_text())["membership_inference"]
-    assert section["synthetic_images"] == 80 and section["attacks"]["discriminator"]["auc"] > 0.8
+    assert section["synthetic_images"] == 40 and section["attacks"]["discriminator"]["auc"] > 0.8
     assert "Membership-inference audit" in (out / "report.html").read_text()
 
 
@@ -144,6 +144,8 @@ def test_the_privacy_filter_replaces_near_copies_of_training_images(overfitted, 
     try:
         for path in original:
             path.unlink()
+        code = main(["sample", "--run", str(copy), "--n", "2", "--out", str(tmp_path / "none"), "--privacy-filter"])
+        assert_one_error_line(code, capsys, "--privacy-filter compares with the run's training data", str(training))
         volume = np.zeros((SIDE, SIDE, 8), np.float32)
         upright_view(volume, 2)[:] = mapping.to_physical(drawn[:, 0].numpy())  # slices read back as drawn
         nib.save(nib.Nifti1Image(volume, np.diag([2.0, 2.0, 2.0, 1.0])), str(training / "copies.nii.gz"))

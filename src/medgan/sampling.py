@@ -15,7 +15,7 @@ import torch
 
 from medgan.card import CARD_NAME, WITHHELD, card_text, sealed
 from medgan.data.intensity import IntensityMapping
-from medgan.errors import CheckpointError, ConfigError
+from medgan.errors import CheckpointError, ConfigError, DataError
 from medgan.export import export, output_folder
 from medgan.export.common import all_or_nothing
 from medgan.inference import NoiseToImage, load_model
@@ -94,7 +94,11 @@ def privacy_filter(images: torch.Tensor, loaded: NoiseToImage, seed: int = 0, cl
     if loaded.config.data.source == WITHHELD:
         raise ConfigError("--privacy-filter compares with the training images, which a model bundle does not carry; "
                           "sample from the run directory", loaded.checkpoint)
-    train = load_slices(loaded.config.data, progress=progress, skip_blank=True).images.float()
+    try:
+        train = load_slices(loaded.config.data, progress=progress, skip_blank=True).images.float()
+    except DataError as error:  # e.g. a bundle (its config withholds the data location) or moved data
+        raise DataError(f"--privacy-filter compares with the run's training data, which cannot be read: "
+                        f"{error.message}", error.path) from None
     extractor = get_extractor(DEFAULT_FEATURES)
     index = TrainingIndex(train, extract_features(train, extractor, what="training images"))
 
