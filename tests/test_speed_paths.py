@@ -51,8 +51,8 @@ def test_automatic_threads_follow_the_load_and_are_restored(monkeypatch):
     before = torch.get_num_threads()
     torch.set_num_threads(4)
     try:
-        with TrainingThreads(0, load=lambda: next(loads), every=0.0) as chosen:
-            seen = [chosen.update() for _ in range(4)]
+        with TrainingThreads(0, load=lambda: next(loads), every=0.0) as chosen:  # the first look: idle
+            seen = [torch.get_num_threads()] + [chosen.update() for _ in range(3)]
             assert chosen.changes == 3
         assert seen == [4, 2, 1, 4]
         assert torch.get_num_threads() == 4
@@ -63,11 +63,22 @@ def test_automatic_threads_follow_the_load_and_are_restored(monkeypatch):
         torch.set_num_threads(before)
 
 
-def test_automatic_threads_wait_for_the_first_check():
+def test_automatic_threads_look_once_then_wait_for_the_next_check(monkeypatch):
+    monkeypatch.setattr(threads_module, "available_cores", lambda: 2)
+    before = torch.get_num_threads()
     calls = []
-    with TrainingThreads(0, load=lambda: calls.append(1) or 0.0, every=3600.0) as chosen:
-        chosen.update()
-    assert calls == []
+    try:
+        torch.set_num_threads(2)
+        with TrainingThreads(0, load=lambda: calls.append(1) or 1.0, every=3600.0) as chosen:
+            assert torch.get_num_threads() == 1  # a busy competitor seen before the first step
+            chosen.update()
+        assert calls == [1] and torch.get_num_threads() == 2
+        torch.set_num_threads(1)  # one thread allowed: nothing to measure
+        with TrainingThreads(0, load=lambda: calls.append(1) or 0.0) as chosen:
+            assert chosen.update() == 1
+        assert calls == [1]
+    finally:
+        torch.set_num_threads(before)
 
 
 def trained_statistics(generator: nn.Module, latent_dim: int, classes: int = 0) -> nn.Module:

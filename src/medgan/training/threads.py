@@ -1,13 +1,15 @@
 """torch's CPU thread count during training: fixed, or automatic (``train.threads: 0``) under contention.
 
-Why automatic: torch's OpenMP threads meet at a barrier after every parallel operation, so a step runs at the
-pace of its slowest thread. When another CPU-bound process shares a 2-core machine, one of two training threads
-is descheduled at any moment and the other waits for it at each barrier (it spins there too unless
-``OMP_WAIT_POLICY=PASSIVE``): a training step got several times slower than on one core alone. With as many
-threads as cores the other processes leave free, training degrades in proportion to the cores it gets.
+Why automatic: torch's threads meet at barriers inside every parallel operation, so a step runs at the pace of
+its slowest thread. When another CPU-bound process shares a 2-core machine, one of two training threads is
+descheduled at any moment and the other waits for it at each barrier. oneDNN's backward convolutions wait in
+their own spinning barriers, which ``OMP_WAIT_POLICY=PASSIVE`` does not reach: each one then costs a scheduler
+time slice, and a step got many times slower than on one core alone (bench_train.py). With as many threads as
+cores the other processes leave free, training degrades in proportion to the cores it gets.
 
-The automatic count is re-checked every few seconds from the CPU time the other processes used since the last
-check (``/proc/stat`` minus this process's own CPU time; the load average where ``/proc/stat`` is missing).
+The load is first measured over a 0.1 s wait before training, then re-checked every few seconds, from the CPU
+time the other processes used (``/proc/stat`` minus this process's own CPU time; the load average where
+``/proc/stat`` is missing).
 It never exceeds the thread count torch had when training started (the caller's choice, or torch's default),
 and the previous count is restored afterwards: the process keeps no trace of it.
 """
@@ -23,6 +25,7 @@ from typing import Callable
 import torch
 
 CHECK_SECONDS = 2.0  # wall time between re-checks of the automatic thread count
+FIRST_LOOK_SECONDS = 0.1  # the load is first measured over this short wait before training starts
 PROC_STAT = Path("/proc/stat")
 
 
@@ -107,10 +110,13 @@ class TrainingThreads:
         self.previous = torch.get_num_threads()
         if self.requested > 0:
             torch.set_num_threads(self.requested)
-        else:
+        elif self.previous > 1:  # with one thread allowed there is nothing to choose
             self.ceiling = self.previous
-            self.load = self.load or OtherLoad()
-            self.next_check = time.monotonic() + self.every
+            if self.load is None:
+                self.load = OtherLoad()
+                time.sleep(FIRST_LOOK_SECONDS)
+            self.next_check = time.monotonic()
+            self.update()
         return self
 
     def update(self) -> int:
