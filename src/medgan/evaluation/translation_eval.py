@@ -214,6 +214,9 @@ def evaluate_translation(run_dir: str | Path, out: str | Path, direction: str | 
     own = model.spec.domain(model.target).mapping
     out_mapping = own if hu else mapping  # MR units differ per scan: the held-out targets' mapping for outputs
     notes: list[str] = []
+    if len(model.targets) > 1:
+        notes.append(f"the run outputs {' + '.join(model.targets)}; only the first ({model.target}, "
+                     f"{config.source}) is measured against the truth (the cycle error uses them all)")
     if hu and own.to_dict() != mapping.to_dict():
         notes.append(f"the run's target window {own.describe()} differs from the held-out data's {mapping.describe()}")
     target_unit = as_stack(held.images)
