@@ -126,7 +126,7 @@ class TrainConfig:
     sample_every: int = 250  # steps between sample grids
     checkpoint_every: int = 250  # steps between checkpoints
     eval_every: int = 250  # steps between evaluations into metrics.jsonl; best.pt is picked by FID (0 = off)
-    threads: int = 0  # torch CPU threads (0 = torch default)
+    threads: int = 0  # torch CPU threads (0 = automatic: the cores other processes leave free, re-checked)
     pool_size: int = 50  # unpaired: past fakes each D also sees (CycleGAN's image pool; 0 = off)
     compile: bool = False  # torch.compile the trained networks (GPU runs; slow to start on CPU)
 
