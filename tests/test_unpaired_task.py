@@ -228,3 +228,16 @@ def test_bad_unpaired_inputs_give_one_line_errors(tmp_path, tiny_brain, capsys):
     code = main([*base, "--domain-a", "mni152", str(tiny_brain), "--domain-b", str(tiny_brain)])
     assert_one_error_line(code, capsys, "embedded sources or all files")
     assert not (tmp_path / "run").exists()
+
+
+def test_identity_start_stays_finite_on_saturated_bf16_inputs():
+    """CycleGAN feeds one G's bf16 output to the other: 0.999 in bf16 is 1.0, whose atanh is infinite."""
+    from medgan.networks.translation import UNetTranslator
+
+    generator = UNetTranslator(1, 1, channels=4, depth=2)
+    saturated = torch.full((2, 1, 16, 16), 0.9995, dtype=torch.bfloat16, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = generator(saturated)
+    output.float().sum().backward()
+    assert torch.isfinite(output.float()).all() and torch.isfinite(saturated.grad.float()).all()
+    assert all(torch.isfinite(p.grad).all() for p in generator.parameters() if p.grad is not None)

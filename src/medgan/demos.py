@@ -91,9 +91,16 @@ def run_demo(name: str, out: str | Path | None = None, minutes: float | None = N
 def _demo_outputs(out: Path, progress: bool) -> None:
     """Per-class grids of a conditional run, or the held-out evaluation of a paired run."""
     from medgan.evaluation.paired import evaluate_paired, format_paired_table, is_paired_run
+    from medgan.evaluation.translation_eval import evaluate_translation, is_translation_run
+    from medgan.evaluation.translation_report import format_translation_table
     from medgan.sampling import generate, load_generator
     from medgan.visuals import save_grid
 
+    if is_translation_run(out):  # modalities (unpaired, or paired with input modalities): on held-out true pairs
+        print(format_translation_table(evaluate_translation(out, out / "evaluation", progress=progress)))
+        print(f"held-out evaluation: {out / 'evaluation' / 'report.html'}; translate your own images with: "
+              f"medgan translate --run {out} --input IMAGES --out DIR [--direction b2a]")
+        return
     if is_paired_run(out):
         metrics = evaluate_paired(out, None, out / "evaluation", progress=progress)
         print(format_paired_table(metrics))

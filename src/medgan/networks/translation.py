@@ -57,8 +57,10 @@ class UNetTranslator(nn.Module):
         padded = F.pad(inputs, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else inputs
         out = self.head(self.unet(padded))[..., :height, :width]  # (N, C_out, H, W)
         if self.residual:
-            start = torch.atanh(inputs[:, :1].clamp(-0.999, 0.999))
-            return torch.tanh(start + out)
+            # In float32: under bf16 autocast an input that is itself a bf16 output (CycleGAN's round trip) holds
+            # 0.999 as 1.0, whose atanh is infinite (NaN losses at the second step, measured).
+            start = torch.atanh(inputs[:, :1].float().clamp(-0.999, 0.999))
+            return torch.tanh(start + out.float())
         return torch.tanh(out)
 
 
