@@ -56,13 +56,17 @@ def overfitted(tmp_path_factory):
     members = cohort(root / "members", range(3))
     unseen_a, unseen_b = cohort(root / "unseen-a", range(10, 18)), cohort(root / "unseen-b", range(20, 28))
     settings = [item for key, value in DATA.items() for item in ("--set", f"{key}={value}")]
-    torch.set_num_threads(1)
     argv = ["train", "--data", str(members), "--out", str(root / "run"), "--steps", str(TRAIN_STEPS),
             "--resolution", str(SIDE), "--batch-size", "6", "--set", "model.generator_channels=16",
             "--set", "model.discriminator_channels=16", "--set", "model.latent_dim=16", "--set", "augment.policy=[]",
             "--set", "train.eval_every=0", "--set", "train.ema=0", "--set", "train.sample_every=1000000",
             "--set", "train.checkpoint_every=1000000", *settings, "--quiet"]
-    assert main(argv) == 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as conftest's one_thread, for the module: two OpenMP threads stall on 2 shared cores
+    try:
+        assert main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
     return root / "run", members, unseen_a, unseen_b
 
 
