@@ -189,3 +189,17 @@ def test_cli_bad_privacy_values_are_one_line_errors(tmp_path, capsys, option, fr
                  "--quiet"])
     assert_one_error_line(code, capsys, fragment)
     assert not (tmp_path / "run").exists()
+
+
+def test_cli_options_map_to_the_privacy_keys():
+    from medgan.cli import build_parser, resolve_train_config
+
+    args = build_parser().parse_args(["train", "--data", "ct-lesions", "--task", "conditional", "--out", "unused",
+                                      "--dp-epsilon", "3", "--dp-delta", "1e-6", "--dp-max-grad-norm", "0.5",
+                                      "--set", "model.minibatch_std=false"])
+    privacy = resolve_train_config(args).privacy
+    assert (privacy.epsilon, privacy.noise, privacy.delta, privacy.max_grad_norm) == (3.0, 0.0, 1e-6, 0.5)
+    args = build_parser().parse_args(["train", "--data", "ct-lesions", "--out", "unused", "--dp-noise", "1.5",
+                                      "--set", "model.minibatch_std=false", "--set", "privacy.unit=slice"])
+    privacy = resolve_train_config(args).privacy
+    assert (privacy.epsilon, privacy.noise, privacy.unit) == (0.0, 1.5, "slice")
