@@ -1,9 +1,11 @@
-"""Data-parallel scaling on the CPU: one process vs N gloo processes (torchrun) on the same machine, the same
-global batch and the same total number of threads (one process with N threads vs N processes with one each).
+"""Data-parallel scaling on the CPU: one process vs N gloo processes (torchrun) on the same machine and the same
+global batch, with one thread per process, and one process with N threads for comparison.
 
 On a small CPU expect little or no gain: the processes share the same cores and memory bandwidth, and every step
-adds a gradient all-reduce (gloo, through the loopback interface) for G and D. The two set-ups are timed
-alternately, in rounds, and the medians compared, so load from other work on the machine hits both alike.
+adds a gradient all-reduce (gloo, through the loopback interface) for G and D. The set-ups are timed alternately,
+in rounds, and the medians compared, so load from other work on the machine hits them alike. (On a machine
+crowded with other processes, a process with several OpenMP threads can be far slower than one with a single
+thread: every parallel region waits for its slowest thread, and a descheduled thread stalls it.)
 On a machine with GPUs, ``bench_gpu.py`` measures 1 vs all GPUs.
 
     python benchmarks/bench_scaling.py [--processes 2] [--rounds 3] [--steps 20] [--resolution 64]
@@ -30,20 +32,22 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--model", default="dcgan")
     args = parser.parse_args()
-    rates: dict[int, list[float]] = {1: [], args.processes: []}
+    setups = [(1, 1), (args.processes, 1), (1, args.processes)]  # (processes, threads per process)
+    rates: dict[tuple[int, int], list[float]] = {setup: [] for setup in setups}
     for round_number in range(args.rounds):
-        for processes in rates:
+        for processes, threads in setups:
             settings = argparse.Namespace(steps=args.steps, warmup=args.warmup, batch_size=args.batch_size,
-                                          compile=False, threads=args.processes // processes)
+                                          compile=False, threads=threads)
             found = measure(args.model, args.resolution, settings, "cpu", processes)
             if found is not None:
-                rates[processes].append(found["images_per_s"])
-                print(f"round {round_number + 1}: {processes} process(es) x {settings.threads} thread(s): "
+                rates[(processes, threads)].append(found["images_per_s"])
+                print(f"round {round_number + 1}: {processes} process(es) x {threads} thread(s): "
                       f"{found['images_per_s']:.1f} images/s", flush=True)
-    one, many = statistics.median(rates[1]), statistics.median(rates[args.processes])
-    print(f"median: 1 process {one:.1f} images/s, {args.processes} processes {many:.1f} images/s, "
-          f"ratio {many / one:.2f}")
-
+    medians = {setup: statistics.median(values) for setup, values in rates.items() if values}
+    reference = medians.get((1, 1))
+    for (processes, threads), value in medians.items():
+        ratio = f", {value / reference:.2f}x one process x one thread" if reference else ""
+        print(f"median: {processes} process(es) x {threads} thread(s): {value:.1f} images/s{ratio}")
 
 if __name__ == "__main__":
     main()

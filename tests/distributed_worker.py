@@ -16,6 +16,7 @@ import torch.distributed as dist
 
 from medgan.config import from_dict, recipe
 from medgan.data import load_slices
+from medgan.training.distributed import World
 from medgan.training.loop import train
 
 SMALL = {"generator_channels": 8, "discriminator_channels": 8}
@@ -46,6 +47,8 @@ def main(out: Path) -> None:
     gan_data = load_slices(gan_config(1).data, progress=False)
     paired_data = load_slices(paired_config(1).data, progress=False)
     seen = {}
+    # Log means over ranks when a key exists on one rank only (e.g. the mode-seeking ratio of one shard).
+    seen["means"] = World(rank, dist.get_world_size()).mean({"a": float(rank), **({"b": 5.0} if rank else {})})
     seen["straight"] = train(gan_config(8), out / "straight", progress=False, data=gan_data).weights_digest
     train(gan_config(4), out / "resumed", progress=False, data=gan_data)
     seen["resumed"] = train(None, out / "resumed", resume=True, progress=False, data=gan_data,

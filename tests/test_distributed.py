@@ -74,6 +74,7 @@ def test_replicas_stay_identical_resume_exactly_and_match_one_process(launches):
     out = launches["root"] / "worker"
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world"] for r in ranks] == [2, 2]
+    assert ranks[0]["means"] == ranks[1]["means"] == {"a": 0.5, "b": 5.0}
     # The default recipe (BatchNorm G, SN D with minibatch stddev, lazy R1, EMA): every rank ends with the same weights.
     assert ranks[0]["straight"] == ranks[1]["straight"]
     # 4 steps, a checkpoint, a resume to 8: the same weights as 8 steps straight (per-rank noise streams restored).

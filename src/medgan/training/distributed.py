@@ -130,13 +130,16 @@ class World:
         return values
 
     def mean(self, values: dict[str, float]) -> dict[str, float]:
-        """Per-key means over ranks of scalar logs (every rank must pass the same keys)."""
-        if not self.distributed or not values:
+        """Per-key means of scalar logs over the ranks that have the key (a rank may lack one: e.g. the
+        mode-seeking ratio of a shard without two images of one class)."""
+        if not self.distributed:
             return values
-        keys = sorted(values)
-        tensor = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
-        torch.distributed.all_reduce(tensor)
-        return {k: float(v) / self.size for k, v in zip(keys, tensor.tolist())}
+        everyone: list[Any] = [None] * self.size
+        torch.distributed.all_gather_object(everyone, sorted(values))
+        keys = sorted(set().union(*everyone))
+        sums = torch.tensor([[float(values.get(k, 0.0)), float(k in values)] for k in keys], dtype=torch.float64)
+        torch.distributed.all_reduce(sums.reshape(-1))
+        return {k: float(total) / float(count) for k, (total, count) in zip(keys, sums.tolist())}
 
     def agree(self, work: Callable[[], T]) -> T:
         """Runs ``work`` on rank 0 and gives its result to every rank; a MedganError it raises is raised on
