@@ -96,7 +96,7 @@ if TOY not in TASKS:
 
 
 @INFERENCE.register(TOY) if TOY not in INFERENCE else (lambda f: f)
-def load_toy(state):
+def load_toy(state, direction=None):
     network = nn.Conv2d(1, 1, 3, padding=1)
     load_module_state(network, state.inference["weights"], state.path, "network")
     return ToyTranslator(network, state.spec)
