@@ -2,8 +2,9 @@
 
 Trains a 2-step run of each recipe (the default "medgan" recipe, ngf 32; and the classic "dcgan", ngf 64) on the
 MNI152 slices at 64x64 (the weights do not matter for speed), loads it back like ``medgan sample`` does, and times
-``generate(run, n)``: the inference copy (BatchNorm folded into the convolutions, channels-last, fp32, 64 images per forward
-pass). Beside it, in the same rounds, the path before this change: the loaded generator as it is. Export is timed separately (PNG files of 256 images, ``write_samples``).
+``generate(run, n)``: the inference copy (BatchNorm folded into the convolutions, channels-last, fp32, 64 images
+per forward pass). Beside it, in the same rounds, the path before this change: the loaded generator as it is.
+Export is timed separately (PNG files of 256 images, ``write_samples``).
 
     python benchmarks/bench_sample.py [--n 2048] [--rounds 5] [--threads 0]
 

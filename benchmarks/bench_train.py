@@ -85,29 +85,30 @@ def reference_loop(images: torch.Tensor, steps: int, batch_size: int) -> tuple[f
     return images / (time.perf_counter() - started), images / (time.process_time() - cpu_started)
 
 
-def trainer_rate(config: RunConfig, data) -> tuple[float, int]:
-    """medgan's trainer on ``config``: (images/s after the warm-up steps by the loop's own clock, steps made)."""
+def trainer_rate(config: RunConfig, data) -> tuple[float, float]:
+    """medgan's trainer on ``config``: (images/s after the warm-up steps by the loop's own clock, CPU seconds of
+    this process in the whole call)."""
     with tempfile.TemporaryDirectory() as run_dir:
+        started = time.process_time()
         train(config, run_dir, progress=False, data=data)
+        spent = time.process_time() - started
         records = read_jsonl(f"{run_dir}/losses.jsonl")
     if not records:
-        return 0.0, 0
+        return 0.0, spent
     # Timed from the end of the warm-up steps, or of the first step where a slow machine made fewer steps.
     first = records[min(WARMUP_STEPS, len(records) - 1) - 1] if len(records) > 1 else {"step": 0, "elapsed_s": 0.0}
     seconds = records[-1]["elapsed_s"] - first["elapsed_s"]
-    return (records[-1]["step"] - first["step"]) * config.train.batch_size / seconds, len(records)
+    return (records[-1]["step"] - first["step"]) * config.train.batch_size / seconds, spent
 
 
-def trainer_cpu_rate(config: RunConfig, data) -> float:
-    """medgan's trainer on ``config``: images per CPU second of this process, from two runs (the warm-up steps
-    alone, and with the timed steps) so that set-up, the final checkpoint and the grid cancel out."""
-    spent = []
-    for steps in (WARMUP_STEPS, config.train.steps):
-        with tempfile.TemporaryDirectory() as run_dir:
-            started = time.process_time()
-            train(from_dict({"train": {"steps": steps}}, base=config), run_dir, progress=False, data=data)
-            spent.append(time.process_time() - started)
-    return (config.train.steps - WARMUP_STEPS) * config.train.batch_size / max(spent[1] - spent[0], 1e-9)
+def trainer_cpu_rate(config: RunConfig, data, spent: float) -> float:
+    """Images per CPU second of this process from a run of ``config`` that took ``spent`` CPU seconds, less a run
+    of the warm-up steps alone, so that set-up, the final checkpoint and the grid cancel out."""
+    with tempfile.TemporaryDirectory() as run_dir:
+        started = time.process_time()
+        train(from_dict({"train": {"steps": WARMUP_STEPS}}, base=config), run_dir, progress=False, data=data)
+        warmup = time.process_time() - started
+    return (config.train.steps - WARMUP_STEPS) * config.train.batch_size / max(spent - warmup, 1e-9)
 
 
 @contextmanager
@@ -145,13 +146,17 @@ def ratio_part(args: argparse.Namespace) -> list[str]:
                        base=recipe("dcgan"))
     print(f"(1) {len(data)} MNI152 axial slices at 64x64; batch {args.batch_size}; {args.steps} timed steps; "
           f"load average before {load()}")
+    if torch.get_num_threads() > 1 and os.getloadavg()[0] >= len(os.sched_getaffinity(0)):
+        print("    note: the machine is busy; with several threads each, both loops (bf16 most) wait in barriers "
+              "for descheduled threads: --threads 1 compares their arithmetic")
     reference, ours, reference_cpu, ours_cpu = [], [], [], []
     for round_index in range(args.rounds):
         wall, cpu = reference_loop(data.images, args.steps, args.batch_size)
         reference.append(wall)
         reference_cpu.append(cpu)
-        ours.append(trainer_rate(config, data)[0])
-        ours_cpu.append(trainer_cpu_rate(config, data))
+        wall, spent = trainer_rate(config, data)
+        ours.append(wall)
+        ours_cpu.append(trainer_cpu_rate(config, data, spent))
         print(f"  round {round_index + 1}: plain fp32 loop {reference[-1]:.1f} img/s ({reference_cpu[-1]:.1f} per "
               f"CPU-s), medgan {ours[-1]:.1f} img/s ({ours_cpu[-1]:.1f} per CPU-s), ratio "
               f"{ours[-1] / reference[-1]:.2f}x (CPU time {ours_cpu[-1] / reference_cpu[-1]:.2f}x)", flush=True)
@@ -204,8 +209,9 @@ def barrier_part() -> list[str]:
                     started = time.perf_counter()
                     output.float().sum().backward()
                     times.append(time.perf_counter() - started)
+                milliseconds = 1000 * statistics.median(times)
                 rows.append(f"| one conv backward (64->128, 16x16, batch 32) beside the competitor, {count} "
-                            f"thread(s), {'bf16' if bf16 else 'fp32'} | {1000 * statistics.median(times):.1f} ms | | | |")
+                            f"thread(s), {'bf16' if bf16 else 'fp32'} | {milliseconds:.1f} ms | | | |")
     torch.set_num_threads(threads)
     return rows
 

@@ -81,6 +81,20 @@ def test_automatic_threads_look_once_then_wait_for_the_next_check(monkeypatch):
         torch.set_num_threads(before)
 
 
+@pytest.mark.parametrize("values, automatic", [
+    ({"steps": 4}, False),  # a few steps (the tests' runs) keep torch's count: exactly reproducible
+    ({"steps": 5000}, True),
+    ({"steps": 0, "minutes": 8.0}, True),  # a time budget (demos)
+    ({"steps": 50, "cpu_minutes": 1.0}, True),
+    ({"steps": 5000, "threads": 2}, True),  # a fixed count is always applied
+])
+def test_which_runs_choose_their_threads(values, automatic):
+    from medgan.config import from_dict
+
+    chosen = TrainingThreads.for_run(from_dict({"train": values}).train)
+    assert chosen.automatic is automatic and chosen.requested == values.get("threads", 0)
+
+
 def trained_statistics(generator: nn.Module, latent_dim: int, classes: int = 0) -> nn.Module:
     """Moves BatchNorm running statistics and scales away from their initial values, then switches to eval."""
     torch.manual_seed(0)

@@ -137,7 +137,7 @@ def train(config: RunConfig | None, run_dir: str | Path, resume: bool = False, p
         # The run seeds torch's global generator (network initialisation draws from it); fork_rng restores the
         # caller's generator state afterwards, so calling train() leaves no trace on the process.
         devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-        with TrainingThreads(config.train.threads) as threads, torch.random.fork_rng(devices=devices):
+        with TrainingThreads.for_run(config.train) as threads, torch.random.fork_rng(devices=devices):
             torch.manual_seed(config.train.seed)
             run = run if world.is_main else quiet_run(run)
             try:

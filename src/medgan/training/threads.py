@@ -11,7 +11,8 @@ The load is first measured over a 0.1 s wait before training, then re-checked ev
 time the other processes used (``/proc/stat`` minus this process's own CPU time; the load average where
 ``/proc/stat`` is missing).
 It never exceeds the thread count torch had when training started (the caller's choice, or torch's default),
-and the previous count is restored afterwards: the process keeps no trace of it.
+and the previous count is restored afterwards: the process keeps no trace of it. Runs of a few steps keep
+torch's count (``TrainingThreads.for_run``), so that they reproduce exactly.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
 CHECK_SECONDS = 2.0  # wall time between re-checks of the automatic thread count
 FIRST_LOOK_SECONDS = 0.1  # the load is first measured over this short wait before training starts
+AUTO_MIN_STEPS = 200  # shorter step budgets (without a time budget) keep torch's thread count: see for_run
 PROC_STAT = Path("/proc/stat")
 
 
@@ -94,10 +96,13 @@ class TrainingThreads:
         threads: a fixed count, or 0 for automatic (re-checked by :meth:`update`).
         load: returns the cores other processes kept busy since its last call (default :class:`OtherLoad`).
         every: seconds between automatic re-checks.
+        automatic: False keeps torch's thread count where ``threads`` is 0.
     """
 
-    def __init__(self, threads: int, load: Callable[[], float] | None = None, every: float = CHECK_SECONDS) -> None:
+    def __init__(self, threads: int, load: Callable[[], float] | None = None, every: float = CHECK_SECONDS,
+                 automatic: bool = True) -> None:
         self.requested = threads
+        self.automatic = automatic
         self.load = load
         self.every = every
         self.previous = 0
@@ -110,7 +115,7 @@ class TrainingThreads:
         self.previous = torch.get_num_threads()
         if self.requested > 0:
             torch.set_num_threads(self.requested)
-        elif self.previous > 1:  # with one thread allowed there is nothing to choose
+        elif self.automatic and self.previous > 1:  # with one thread allowed there is nothing to choose
             self.ceiling = self.previous
             if self.load is None:
                 self.load = OtherLoad()
@@ -118,6 +123,14 @@ class TrainingThreads:
             self.next_check = time.monotonic()
             self.update()
         return self
+
+    @classmethod
+    def for_run(cls, train: Any) -> "TrainingThreads":
+        """The threads of a run with ``train`` (its TrainConfig): automatic for runs with a time budget or at least
+        AUTO_MIN_STEPS steps. Thread counts change float rounding (oneDNN splits its reductions by thread), so a
+        short run keeps torch's count and reproduces exactly; a fixed ``train.threads`` does that for any run."""
+        timed = train.minutes > 0 or train.cpu_minutes > 0 or train.steps <= 0
+        return cls(train.threads, automatic=timed or train.steps >= AUTO_MIN_STEPS)
 
     def update(self) -> int:
         """Re-checks the automatic count when it is due (cheap otherwise); returns the current thread count."""
