@@ -21,7 +21,8 @@ out of the budget). Metrics (``medgan.metrics.compute_metrics``, offline feature
 density, coverage, mean pairwise MS-SSIM among samples (real's beside it) and the median nearest-training SSIM.
 Tables give means with 95% t intervals over seeds. Per-run results are cached in ``--out``, so a rerun resumes.
 
-    python benchmarks/bench_quality.py --datasets mni lesions --seeds 3 --cpu-minutes 2 --out bench-quality
+    python benchmarks/bench_quality.py --datasets mni --seeds 3 --cpu-minutes 1 --parallel 2 --out bench-quality
+    python benchmarks/bench_quality.py ... --report   # tabulate what is cached in --out, train nothing
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 import json  # noqa: E402
 import multiprocessing  # noqa: E402
 import time  # noqa: E402
@@ -87,11 +89,17 @@ def real_sets(dataset: str, config) -> tuple[object, object]:
     train = load_slices(config.data, progress=False)
     if dataset != "lesions":
         return train, train
-    from medgan.data.phantom.cases import lesion_rois
     from medgan.data.phantom.sources import lesion_slice_set
 
-    rois = lesion_rois(n_per_class=HELDOUT_PER_CLASS, roi_size=config.data.roi_size, seed=HELDOUT_SEED)
-    return train, lesion_slice_set(rois, config.data, prefix="heldout")
+    return train, lesion_slice_set(heldout_rois(config.data.roi_size), config.data, prefix="heldout")
+
+
+@functools.lru_cache(maxsize=1)
+def heldout_rois(roi_size: int):
+    """Lesion ROIs of new phantom patients, rendered once per worker process."""
+    from medgan.data.phantom.cases import lesion_rois
+
+    return lesion_rois(n_per_class=HELDOUT_PER_CLASS, roi_size=roi_size, seed=HELDOUT_SEED)
 
 
 def within_class_ms_ssim(images: torch.Tensor, labels: torch.Tensor) -> float:
@@ -152,10 +160,12 @@ def one_run(dataset: str, name: str, seed: int, cpu_minutes: float, out: str) ->
     return result
 
 
-def cell(values: list[float], digits: int) -> str:
+def cell(values: list[float], digits: int, key: str = "") -> str:
     from medgan.evaluation.utility.statistics import summarize
 
-    summary = summarize(values)
+    # Intervals are clipped to the metric's range (KID's unbiased estimate may be negative; the others may not).
+    bounds = None if key == "kid" else (0.0, 1.0) if key not in ("fid", "density") else (0.0, float("inf"))
+    summary = summarize(values, bounds=bounds)
     if summary["ci_low"] is None:
         return f"{summary['mean']:.{digits}f}"
     return f"{summary['mean']:.{digits}f} [{summary['ci_low']:.{digits}f}, {summary['ci_high']:.{digits}f}]"
@@ -181,7 +191,7 @@ def table(results: list[dict], dataset: str, order: list[str], cpu_minutes: floa
             continue
         steps = sum(r["steps"] for r in mine) / len(mine)
         per_step = sum(r["cpu_seconds_per_step"] for r in mine) / len(mine)
-        cells = [cell([r[key] for r in mine], digits) for _, key, digits in columns]
+        cells = [cell([r[key] for r in mine], digits, key) for _, key, digits in columns]
         lines.append(f"| {name} | {len(mine)} | {steps:.0f} | {per_step:.3f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -195,9 +205,14 @@ def main() -> None:
     parser.add_argument("--cpu-minutes", type=float, default=2.0, help="CPU-minutes of training per run")
     parser.add_argument("--parallel", type=int, default=2, help="runs at a time (one thread each)")
     parser.add_argument("--out", default="bench-quality")
+    parser.add_argument("--report", action="store_true", help="only tabulate the runs already cached in --out")
     args = parser.parse_args()
     jobs = [(dataset, name, seed) for dataset in args.datasets for seed in range(args.seeds) for name in args.recipes]
     results = []
+    if args.report:
+        cached = [Path(args.out, dataset, name, f"seed{seed}", "result.json") for dataset, name, seed in jobs]
+        results = [json.loads(path.read_text()) for path in cached if path.exists()]
+        jobs = []
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=args.parallel, mp_context=context) as pool:
         futures = {pool.submit(one_run, *job, args.cpu_minutes, args.out): job for job in jobs}

@@ -2,7 +2,7 @@
 
 The easy regime is ``ct-lesions`` (60 ROIs per class, routine dose): a real-only classifier is near-perfect on
 new patients, so synthetic ROIs have no room to help. The hard regime is ``ct-lesions-hard`` (20 ROIs per
-class, a tenth of the dose): a real-only classifier sits near the 80% sensitivity of Frid-Adar et al. 2018.
+class, a quarter of the dose): a real-only classifier sits near the 80% sensitivity of Frid-Adar et al. 2018.
 
 ``--calibrate`` prints the real-only balanced accuracy on new patients for a grid of doses and ROI counts (how
 the hard regime's parameters were chosen). Otherwise, per regime: a conditional GAN (the liver demo's config on
@@ -72,7 +72,8 @@ def regime(name: str, args: argparse.Namespace, utility: UtilityConfig) -> dict:
     run = Path(args.out) / f"gan-{name}"
     if not (run / "checkpoints" / "latest.pt").exists():
         result = train(config, run, progress=False)
-        print(f"{name}: GAN trained {result.steps} steps in {args.cpu_minutes} CPU-minutes ({result.seconds:.0f} s wall)")
+        print(f"{name}: GAN trained {result.steps} steps in {args.cpu_minutes} CPU-minutes "
+              f"({result.seconds:.0f} s wall)")
     real = load_slices(config.data, progress=False)
     test = new_patients(config.data, dose)
     synthetic = synthetic_set(run, per_class=int(real.labels.bincount().max()), seed=0)

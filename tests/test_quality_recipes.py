@@ -50,4 +50,4 @@ def test_hard_lesion_source_has_fewer_noisier_rois():
     routine, low = (lesion_rois(n_per_class=1, roi_size=64, seed=1, dose=dose) for dose in (1.0, HARD_LESION_DOSE))
     assert routine.patients == low.patients
     noise = [np.std(np.diff(rois.images_hu[:, 24:40, 24:40], axis=2)) for rois in (routine, low)]
-    assert noise[1] > 1.5 * noise[0]  # dose 0.1: quantum noise about sqrt(10) = 3.2 x, on top of the texture
+    assert noise[1] > 1.2 * noise[0]  # dose 0.25: quantum noise 2 x routine's, on top of the texture

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 import yaml
 
 from medgan.config.checks import validate
+from medgan.config.recipes import recipe
 from medgan.config.sections import RunConfig
 from medgan.errors import ConfigError
 
@@ -123,7 +124,7 @@ def _merge(config: Any, values: Mapping[str, Any], prefix: str = "") -> Any:
 
 def from_dict(values: Mapping[str, Any], base: RunConfig | None = None) -> RunConfig:
     """A validated RunConfig from a nested mapping applied on top of ``base`` (default: the medgan recipe)."""
-    config = _merge(base or RunConfig(), values)
+    config = _merge(base or recipe("medgan"), values)
     validate(config)
     return config
 

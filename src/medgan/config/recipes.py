@@ -14,9 +14,10 @@ def recipe(name: str) -> RunConfig:
 
     Args:
         name: ``"medgan"`` (data-efficient default: DCGAN-topology G (ngf 32) with a spectrally normalized D
-            (ndf 32, no BatchNorm), hinge loss, greyscale DiffAugment, classic flips/rotations/zoom, ramped
-            generator EMA, batch 32, FID-picked best checkpoint) or ``"dcgan"`` (the classic recipe: DCGAN nets
-            with ngf = ndf = 64, BCE, Adam 2e-4 / beta1 0.5, batch 64, no augmentation, no EMA) or ``"standard"``
+            (ndf 32, no BatchNorm), hinge loss, Adam (0, 0.99) with TTUR 2e-4 / 4e-4, greyscale DiffAugment,
+            classic flips/rotations/zoom, ramped generator EMA, batch 32, FID-picked best checkpoint) or
+            ``"dcgan"`` (the classic recipe: DCGAN nets with ngf = ndf = 64, BCE, Adam 2e-4 / beta1 0.5, batch
+            64, no augmentation, no EMA) or ``"standard"``
             (the textbook data-efficient recipe that issue 13 compares against: SN D, hinge, DiffAugment
             translation/cutout/brightness/contrast, G EMA 0.995, Adam (0, 0.99), TTUR 2e-4 / 4e-4,
             ngf = ndf = 48, no minibatch-std, no classic augmentation) or ``"pix2pix"``
@@ -24,7 +25,9 @@ def recipe(name: str) -> RunConfig:
             translation: two U-Net Gs, two PatchGAN Ds, LSGAN, cycle 10, identity 0.5, a pool of 50 fakes).
     """
     if name == "medgan":
-        return RunConfig()
+        # Adam (0, 0.99) with D at twice G's rate (TTUR): at an equal CPU budget on the MNI slices this beat the
+        # earlier (0.5, 0.999) at 2e-4 / 2e-4 on FID and on diversity across seeds (README: "Default recipe").
+        return RunConfig(optim=OptimConfig(betas=(0.0, 0.99), lr_generator=2e-4, lr_discriminator=4e-4))
     if name == "dcgan":
         return RunConfig(
             model=ModelConfig(name="dcgan", latent_dim=100, generator_channels=64, discriminator_channels=64,

@@ -3,7 +3,8 @@
 Simulated data, not patient data; generated once per process, then cached:
 
 * ``"ct-phantom"``: 32 patients x 2 whole slices (unlabelled), rendered at 128 px (256 px for resolution 256);
-* ``"ct-lesions"``: 60 lesion-centred 64 x 64 ROIs per class (cyst, metastasis, hemangioma) from 256 px slices.
+* ``"ct-lesions"``: 60 lesion-centred 64 x 64 ROIs per class (cyst, metastasis, hemangioma) from 256 px slices;
+* ``"ct-lesions-hard"``: 20 such ROIs per class at a quarter of the dose (the hard regime of the liver project).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ LESION_SEED = 1  # dataset seed of "ct-lesions" (patients from 1000 on: none sha
 # phantom with fewer ROIs and a lower dose (more quantum noise over the tens-of-HU class differences); calibrated
 # with benchmarks/liver_hard_regime.py (real-only balanced accuracy on new patients, see README).
 HARD_LESION_ROIS_PER_CLASS = 20
-HARD_LESION_DOSE = 0.1  # relative dose: noise std about 1 / sqrt(0.1) = 3.2 x routine dose's
+HARD_LESION_DOSE = 0.25  # relative dose: quantum noise std about 1 / sqrt(0.25) = 2 x routine dose's
 
 
 def render_size(resolution: int) -> int:
@@ -145,9 +146,9 @@ def ct_lesions_source(config: DataConfig) -> SliceSet:
 
 @SOURCES.register("ct-lesions-hard")
 def ct_lesions_hard_source(config: DataConfig) -> SliceSet:
-    """The "ct-lesions-hard" source: "ct-lesions" with 20 ROIs per class (60) at a tenth of the dose.
+    """The "ct-lesions-hard" source: "ct-lesions" with 20 ROIs per class (60) at a quarter of the dose.
 
-    Same classes, patients (the first of the "ct-lesions" seed) and geometry; noise about 3.2 x routine dose's,
+    Same classes, patients (the first of the "ct-lesions" seed) and geometry; quantum noise about 2 x routine's,
     so a classifier trained on these real ROIs alone sits near the 80% sensitivity of Frid-Adar et al.
     """
     rois = _cached_lesion_rois(HARD_LESION_ROIS_PER_CLASS, int(config.roi_size), LESION_SEED, HARD_LESION_DOSE)
