@@ -17,7 +17,7 @@ previous default on 2 cores). Contended / idle is the figure of merit; rounds al
 (3) One bf16 and one fp32 convolution's backward pass beside the competitor, with 1 and 2 threads: where the
 contended slowdown with 2 threads comes from (oneDNN's bf16 backward convolutions wait in spinning barriers).
 
-    python benchmarks/bench_train.py [--steps 20] [--rounds 3] [--seconds 8] [--threads N]
+    python benchmarks/bench_train.py [--steps 20] [--rounds 3] [--seconds 6] [--threads N]
                                      [--only ratio|contention|barrier|profile]
 
 OMP_WAIT_POLICY is PASSIVE unless set (as ``medgan`` sets it): ``OMP_WAIT_POLICY=ACTIVE python ...`` shows what
@@ -235,7 +235,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="(1) timed steps per run")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64, help="(1) batch size")
-    parser.add_argument("--seconds", type=float, default=8.0, help="(2) wall time per run")
+    parser.add_argument("--seconds", type=float, default=6.0, help="(2) wall time per run")
     parser.add_argument("--only", choices=("ratio", "contention", "barrier", "profile"), default=None,
                         help="one part; profile (not in the default run): the trainer's torch.profiler table")
     parser.add_argument("--threads", type=int, default=0, help="torch threads of this process (0: torch's default)")
