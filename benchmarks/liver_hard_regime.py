@@ -77,9 +77,20 @@ def regime(name: str, args: argparse.Namespace, utility: UtilityConfig) -> dict:
     real = load_slices(config.data, progress=False)
     test = new_patients(config.data, dose)
     synthetic = synthetic_set(run, per_class=int(real.labels.bincount().max()), seed=0)
+    if args.diversity_only:
+        return {"within_class_ms_ssim": diversity(real, synthetic)}
     result = run_utility(real, test, synthetic, utility, progress=False)
     result["class_fidelity"] = class_fidelity(real, synthetic, utility)
+    result["within_class_ms_ssim"] = diversity(real, synthetic)
     return result
+
+
+def diversity(real, synthetic) -> dict:
+    """Mean within-class pairwise MS-SSIM of the training ROIs and of the samples (higher: less varied)."""
+    from bench_quality import within_class_ms_ssim  # benchmarks/ is on sys.path when this script runs
+
+    return {"real": within_class_ms_ssim(real.images, real.labels),
+            "synthetic": within_class_ms_ssim(synthetic.images, synthetic.labels)}
 
 
 def cell(summary: dict) -> str:
@@ -94,6 +105,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="classifier seeds per arm")
     parser.add_argument("--set", action="append", default=[], help="GAN config override KEY=VALUE")
     parser.add_argument("--out", default="liver-hard-regime")
+    parser.add_argument("--diversity-only", action="store_true",
+                        help="only the within-class MS-SSIM of the GANs already trained in --out")
     args = parser.parse_args()
     torch.set_num_threads(1)
     utility = UtilityConfig(seeds=args.seeds, threads=1)
@@ -104,7 +117,12 @@ def main() -> None:
     results = {}
     for name in args.regimes:
         results[name] = regime(name, args, utility)
+        if args.diversity_only:
+            print(f"{name}: within-class pairwise MS-SSIM {json.dumps(results[name]['within_class_ms_ssim'])}")
+            continue
         Path(args.out, "utility.json").write_text(json.dumps(results, indent=2))
+    if args.diversity_only:
+        return
     metric = "balanced_accuracy"
     print("\n| regime | (a) real | (b) real + synthetic | (c) synthetic only | (b) - (a) | (c) - (a) | "
           "class fidelity |\n|---|---|---|---|---|---|---|")
