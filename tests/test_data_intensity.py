@@ -26,6 +26,7 @@ def test_presets_match_the_clinical_windows():
         "liver-portal": (90, 200),  # contrast-enhanced liver
         "bone": (500, 2000),
         "lung": (-600, 1500),
+        "body-wide": (0, 2000),  # -1000 to 1000 HU: air and cortical bone both kept (synthetic CT)
     }
 
 

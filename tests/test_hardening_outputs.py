@@ -84,22 +84,22 @@ def test_a_write_error_names_the_users_file_not_a_temporary_one(tmp_path, tiny_r
 
 def test_a_write_error_outside_medgan_errors_is_one_line(tmp_path, capsys, monkeypatch):
     """An OSError of a write (here EROFS) that no writer turned into a MedganError still prints one line."""
-    import medgan.cli
+    import medgan.cli.parser
 
     def read_only(args):
         raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "x"))
 
-    monkeypatch.setattr(medgan.cli, "command_info", read_only)
+    monkeypatch.setattr(medgan.cli.parser, "command_info", read_only)
     assert_one_error_line(main(["info", "mni152"]), capsys, str(tmp_path / "x"), "read-only file system")
 
 
 def test_an_os_error_that_is_no_write_failure_stays_a_bug(monkeypatch):
-    import medgan.cli
+    import medgan.cli.parser
 
     def broken(args):
         raise OSError(errno.EBADF, "Bad file descriptor")
 
-    monkeypatch.setattr(medgan.cli, "command_info", broken)
+    monkeypatch.setattr(medgan.cli.parser, "command_info", broken)
     with pytest.raises(OSError):
         main(["info", "mni152"])
 
