@@ -72,7 +72,7 @@ def facts(metrics: dict) -> str:
              f"window {metrics['window']}"]
     fit = (metrics["methods"].get("linear") or {}).get("fit")
     if fit:
-        lines.append(f"identity baseline: HU = {fit['slope_per_unit']:.1f} x input + {fit['intercept']:.1f} "
+        lines.append(f"best line (fitted on training pairs): HU = {fit['slope_per_unit']:.1f} x input + {fit['intercept']:.1f} "
                      f"(input in [-1, 1] as the model sees it), least squares on {fit['pixels']} body pixels of "
                      f"{fit['slices']} training slices")
     scores = metrics.get("distribution") or {}

@@ -33,9 +33,12 @@ DEMOS = {
     # Unpaired MR -> CT: T1 + T2 (stacked, with availability channels) and CT of disjoint halves of the training
     # patients (data.disjoint), so no pair is ever seen; the wide window keeps air (-1000 HU) and cortical bone
     # (900 HU). Identity loss is off: it needs one modality on each side. Evaluated on held-out patients' true pairs.
+    # No identity start (MR intensities are no CT estimate: fat is bright on T1, dark on CT), batch 4 and a constant
+    # learning rate: held-out body MAE 101-106 HU with the start off vs 217 HU with it on, at 400-1,500 steps.
     "mr2ct": ("phantom-ct", "unpaired", "T1 + T2 MR -> CT without pairs, 64 x 64 (simulated phantom)",
               {"data": {"domain_a": ["phantom-t1", "phantom-t2"], "window": "body-wide", "resolution": 64},
-               "loss": {"identity": 0.0}}, 7.5),
+               "model": {"residual": False}, "loss": {"identity": 0.0}, "optim": {"schedule": "constant"},
+               "train": {"batch_size": 4}}, 7.5),
     # Unpaired contrast phases: unenhanced -> portal-venous CT (virtual contrast enhancement), disjoint patients.
     "phases": ("phantom-ct", "unpaired", "unenhanced -> portal-venous CT without pairs, 64 x 64 (simulated phantom)",
                {"data": {"domain_a": ["phantom-ct-unenhanced"], "resolution": 64}}, 6.0),

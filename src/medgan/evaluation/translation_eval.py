@@ -120,6 +120,26 @@ def _linear(train: SliceSet, held: SliceSet, target_mapping: IntensityMapping) -
                        "slices": len(train), "subjects": len(set(train.subjects))}
 
 
+def _moments(train: SliceSet, held: SliceSet, target_mapping: IntensityMapping) -> tuple[np.ndarray, dict]:
+    """The unpaired identity baseline: the first input modality linearly mapped so that its body mean and standard
+    deviation match the target's, each taken from its own domain's training images (no pairing is used: the
+    input's body is its own Otsu foreground, the target's its body mask)."""
+    from skimage.filters import threshold_otsu
+
+    x_train = as_stack(train.aligned["input"])
+    y_unit = as_stack(train.images)
+    y_train = np.asarray(train.mapping.to_physical(y_unit))
+    y_body, _ = body_mask(y_train, y_unit, train.mapping)
+    x_body = x_train > threshold_otsu(x_train)
+    x_mean, x_std = float(x_train[x_body].mean()), float(x_train[x_body].std())
+    y_mean, y_std = float(y_train[y_body].mean()), float(y_train[y_body].std())
+    slope = y_std / max(x_std, 1e-6)
+    intercept = y_mean - slope * x_mean
+    predicted = np.clip(slope * as_stack(held.aligned["input"]) + intercept, target_mapping.low, target_mapping.high)
+    return predicted, {"slope_per_unit": slope, "intercept": intercept, "input_body_mean": x_mean,
+                       "input_body_std": x_std, "target_body_mean": y_mean, "target_body_std": y_std}
+
+
 def _distribution(outputs: torch.Tensor, targets: torch.Tensor, notes: list[str]) -> dict[str, Any] | None:
     """KID (and FID with enough images) of outputs against the held-out targets, offline features."""
     from medgan.metrics.features import DEFAULT_FEATURES, extract_features, get_extractor
@@ -231,8 +251,11 @@ def evaluate_translation(run_dir: str | Path, out: str | Path, direction: str | 
         if train is None:
             train = held
             notes.append("linear baseline fitted on the evaluated pairs themselves (no training split): optimistic")
+        first_input = Path(config.domain_a[0]).name
+        methods["moments"], moments_fit = _moments(train, held, mapping)
+        labels["moments"] = f"identity baseline: {first_input} linearly mapped (no pairs: body mean and SD matched)"
         methods["linear"], fit = _linear(train, held, mapping)
-        labels["linear"] = f"identity baseline: {Path(config.domain_a[0]).name} linearly mapped"
+        labels["linear"] = f"best line: {first_input} least-squares fitted on training pairs"
         if hu and held.mappings["input"].unit == "HU":
             methods["input"] = np.asarray(held.mappings["input"].to_physical(as_stack(held.aligned["input"])))
             labels["input"] = "input as it is"
@@ -259,6 +282,7 @@ def evaluate_translation(run_dir: str | Path, out: str | Path, direction: str | 
                  for key, values in per_slice.items()}
     if fit:
         summaries["linear"]["fit"] = fit
+        summaries["moments"]["fit"] = moments_fit
     metrics: dict[str, Any] = {
         "kind": "translation", "direction": name, "units": mapping.unit, "data_range": mapping.high - mapping.low,
         "mapping": mapping.to_dict(), "window": _window(mapping), "region": region, "tissue_rule": rule,

@@ -87,7 +87,7 @@ def _facts(metrics: dict) -> list[tuple[str, str]]:
              ("evaluation region", metrics.get("region", ""))]
     fit = (metrics["methods"].get("linear") or {}).get("fit")
     if fit:
-        facts.append(("identity baseline", f"target = {fit['slope_per_unit']:.4g} x input(unit) + "
+        facts.append(("best line", f"target = {fit['slope_per_unit']:.4g} x input(unit) + "
                                            f"{fit['intercept']:.4g}, least squares on {fit['pixels']} body pixels "
                                            f"of {fit['slices']} training slices ({fit['subjects']} subjects)"))
     scores = metrics.get("distribution")
