@@ -57,8 +57,8 @@ def demo_config(name: str, minutes: float | None = None, overrides: dict | None 
     source, task, _, values, default_minutes = DEMOS[name]
     minutes = default_minutes if minutes is None else minutes
     data = {"source": source, **values.get("data", {})}
-    merged = deep_update({**values, "task": task, "data": data, "train": {"minutes": minutes, "steps": 0}},
-                         overrides or {})
+    train = {**values.get("train", {}), "minutes": minutes, "steps": 0}
+    merged = deep_update({**values, "task": task, "data": data, "train": train}, overrides or {})
     return from_dict(merged, base=recipe(TASKS.get(task).default_recipe))
 
 
