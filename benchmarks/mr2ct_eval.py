@@ -13,6 +13,7 @@ split, patients 2000-2015, every modality rendered from the same anatomy) with
 
     medgan demo mr2ct --out /tmp/mr2ct && medgan demo phases --out /tmp/phases
     medgan train --task paired --domain-a phantom-t1 phantom-t2 --data phantom-ct --set data.window=body-wide \\
+        --set model.residual=false \\
         --resolution 64 --minutes 7.5 --out /tmp/mr2ct-paired
     python3 benchmarks/mr2ct_eval.py --mr2ct /tmp/mr2ct --paired /tmp/mr2ct-paired --phases /tmp/phases \\
         --out /tmp/translation-eval
