@@ -15,7 +15,7 @@ from medgan.data import IntensityMapping, SliceSet
 from medgan.data.phantom import LABEL
 from medgan.evaluation.tissue import anatomy_measures, dice, fit_linear, organ_errors, tissue_masks
 from medgan.evaluation.translation_data import held_out_pairs_config, load_pairs
-from medgan.evaluation.translation_eval import _linear, evaluate_translation, format_translation_table
+from medgan.evaluation.translation_eval import _linear, _moments, evaluate_translation, format_translation_table
 from medgan.training.loop import train
 
 WIDE = IntensityMapping("ct_window", -1000.0, 1500.0, "HU")
@@ -171,7 +171,7 @@ def test_unpaired_run_evaluates_end_to_end_through_the_cli(tmp_path, write_nifti
     assert "literature: body MAE 50-100 HU" in printed and "level 250, width 2500" in printed
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["direction"] == "a2b" and metrics["held_out"]["n_subjects"] == 2
-    assert set(metrics["methods"]) == {"gan", "linear", "compare1"}
+    assert set(metrics["methods"]) == {"gan", "moments", "linear", "compare1"}
     for name in ("mae", "psnr", "ssim", "dice_bone", "dice_body", "tissue_mae.bone", "tissue_mae.air"):
         assert metrics["methods"]["gan"][name]["mean"] is not None, name
     assert metrics["methods"]["gan"]["cycle_mae"]["mean"] >= 0 and "cycle_l1" not in metrics["methods"]["compare1"]
@@ -194,3 +194,20 @@ def test_unpaired_run_evaluates_end_to_end_through_the_cli(tmp_path, write_nifti
                  str(tmp_path / "test/mr"), "--train", str(tmp_path / "train/ct"), "--out", str(tmp_path / "y")])
     assert_one_error_line(code, capsys, "--train does not apply")
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_the_unpaired_identity_baseline_matches_body_mean_and_sd_without_pairs():
+    """Input body (its Otsu foreground) mapped onto the target body's mean and SD; nothing pairs the two."""
+    hu = IntensityMapping("ct_window", -1000.0, 1000.0, "HU")
+    generator = torch.Generator().manual_seed(0)
+    body = torch.zeros(6, 1, 16, 16)
+    body[..., 4:12, 4:12] = 1.0
+    mr = torch.where(body > 0, 0.2 + 0.4 * torch.rand(body.shape, generator=generator), torch.full_like(body, -1.0))
+    ct_hu = torch.where(body > 0, 40.0 + 60.0 * torch.rand(body.shape, generator=generator), torch.full_like(body, -1000.0))
+    pairs = SliceSet(hu.to_unit(ct_hu), hu, (1.0, 1.0), ["s"] * 6, ["f#0"] * 6, aligned={"input": mr},
+                     mappings={"input": IntensityMapping("percentile", 0.0, 1.0, "a.u.")})
+    predicted, fit = _moments(pairs, pairs, hu)
+    inside = body.numpy()[:, 0] > 0
+    assert abs(predicted[inside].mean() - ct_hu.numpy()[:, 0][inside].mean()) < 1.0
+    assert abs(predicted[inside].std() - ct_hu.numpy()[:, 0][inside].std()) < 1.0
+    assert fit["slope_per_unit"] > 0
