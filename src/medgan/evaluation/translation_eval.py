@@ -62,14 +62,14 @@ def is_translation_run(path: str | Path) -> bool:
     """True for an image-to-image run that translates modalities: unpaired, or paired with ``data.domain_a``."""
     if not is_paired_run(path):
         return False
-    config = RunDir(path).read_config()
-    return config.task == "unpaired" or bool(config.data.domain_a)
+    return bool(RunDir(path).read_config().data.domain_a)  # unpaired runs always have domain A
 
 
-def _run_label(config: Any) -> str:
-    if config.task == "unpaired":
+def _run_label(model: Any) -> str:
+    """How a Translator's run is named in tables: two directions mean an unpaired (CycleGAN) run."""
+    if model.directions:
         return "CycleGAN (unpaired)"
-    return "U-Net (paired, L1 only)" if config.loss.adversarial_weight <= 0 else "pix2pix (paired)"
+    return "U-Net (paired, L1 only)" if model.config.loss.adversarial_weight <= 0 else "pix2pix (paired)"
 
 
 def _inputs(held: SliceSet, model: Any, where: str) -> dict[str, torch.Tensor]:
@@ -183,7 +183,9 @@ def _compare_outputs(path: str | Path, direction: str, held: SliceSet, where: st
     from medgan.inference import load_model
 
     config = RunDir.existing(path).read_config()
-    other = load_model(path, direction=direction if config.task == "unpaired" else None)
+    other = load_model(path)
+    if getattr(other, "directions", ()):
+        other = load_model(path, direction=direction)
     if not hasattr(other, "translate"):
         raise ConfigError("--compare takes image-to-image runs", path)
     if config.data.resolution != held.images.shape[-1]:
@@ -192,7 +194,7 @@ def _compare_outputs(path: str | Path, direction: str, held: SliceSet, where: st
     own = other.spec.domain(other.target).mapping
     mapping = own if own.unit == held.mapping.unit == "HU" else held.mapping
     outputs = other.translate(other.stack(_inputs(held, other, where)))[:, :1]
-    return np.asarray(mapping.to_physical(as_stack(outputs))), f"{_run_label(config)}: {Path(path).name}"
+    return np.asarray(mapping.to_physical(as_stack(outputs))), f"{_run_label(other)}: {Path(path).name}"
 
 
 def evaluate_translation(run_dir: str | Path, out: str | Path, direction: str | None = None,
@@ -242,7 +244,7 @@ def evaluate_translation(run_dir: str | Path, out: str | Path, direction: str | 
     target_unit = as_stack(held.images)
     target = np.asarray(mapping.to_physical(target_unit))
     methods = {"gan": np.asarray(out_mapping.to_physical(as_stack(outputs[:, :1])))}
-    labels = {"gan": _run_label(model.config)}
+    labels = {"gan": _run_label(model)}
     fit: dict[str, Any] = {}
     if held.mappings.get("input") is not None:
         train_config = training_pairs_config(config) if train_pairs is None else None
@@ -272,7 +274,7 @@ def evaluate_translation(run_dir: str | Path, out: str | Path, direction: str | 
     began = time.perf_counter()
     per_slice = {key: _measure(images, target, body, mapping, tissues, tissue_labels, notes)
                  for key, images in methods.items()}
-    if model.config.task == "unpaired":
+    if model.directions:
         first = held.mappings.get("input") or mapping
         per_slice["gan"].update(_cycle(run_dir, name, tiles, outputs, first))
     timings["measures"] = time.perf_counter() - began
@@ -337,8 +339,10 @@ def evaluate_translation_run(run_dir: str | Path, real: str | None, out: str | P
             raise ConfigError(f"{option} does not apply to a translation run: it is compared with held-out true "
                               "pairs", run_dir)
     config = RunDir.existing(run_dir).read_config()
-    if direction is not None and config.task != "unpaired":
-        raise ConfigError("--direction is for unpaired runs", run_dir)
+    if direction is not None:
+        from medgan.inference import load_model
+
+        load_model(run_dir, direction=direction)  # a run with one direction refuses --direction in one line
     own = (config.data.source, *config.data.domain_a)
     held = held_out_pairs_config(config.data, direction or "a2b", None if (real in own and not inputs) else real,
                                  tuple(inputs))
