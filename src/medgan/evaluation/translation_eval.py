@@ -82,23 +82,14 @@ def _inputs(held: SliceSet, model: Any, where: str) -> dict[str, torch.Tensor]:
     return {domain: held.aligned[name].float() for domain, name in zip(model.input_domains, names)}
 
 
-def _split(outputs: torch.Tensor, model: Any) -> dict[str, torch.Tensor]:
-    """A stacked output split into ``model``'s input domains (for the cycle's way back)."""
-    tiles, start = {}, 0
-    for name in model.input_domains:
-        channels = model.spec.domain(name).channels
-        tiles[name] = outputs[:, start : start + channels]
-        start += channels
-    return tiles
-
-
 def _cycle(run_dir: str | Path, direction: str, tiles: dict[str, torch.Tensor], outputs: torch.Tensor,
            first_mapping: IntensityMapping) -> dict[str, np.ndarray]:
     """Per-slice cycle error of held-out inputs through both generators (module docstring)."""
     from medgan.inference import load_model
+    from medgan.inference.translate import split_domains
 
     back = load_model(run_dir, direction=OPPOSITE[direction])
-    rebuilt = back.translate(back.stack(_split(outputs.clamp(-1, 1), back)))
+    rebuilt = back.translate(back.stack(split_domains(outputs.clamp(-1, 1), back.spec, back.input_domains)))
     real = torch.cat(list(tiles.values()), dim=1)
     if rebuilt.shape != real.shape:
         raise DataError(f"the way back gives {tuple(rebuilt.shape)} for inputs {tuple(real.shape)}", str(run_dir))

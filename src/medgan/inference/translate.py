@@ -78,6 +78,16 @@ def stack_inputs(tiles: Mapping[str, torch.Tensor | None], spec: DataSpec, input
     return torch.cat(channels, dim=1)
 
 
+def split_domains(stacked: torch.Tensor, spec: DataSpec, domains: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """A stacked ``[N, C, H, W]`` tensor split back into its domains (channels in ``domains`` order)."""
+    tiles, start = {}, 0
+    for name in domains:
+        channels = spec.domain(name).channels
+        tiles[name] = stacked[:, start : start + channels]
+        start += channels
+    return tiles
+
+
 def build_translator(config: RunConfig, spec: DataSpec, input_domains: tuple[str, ...],
                      target: str | tuple[str, ...]) -> torch.nn.Module:
     """The image-to-image generator named by ``config.model.name`` (e.g. "unet") for the spec's domains.

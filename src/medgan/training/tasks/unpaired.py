@@ -35,7 +35,8 @@ from medgan.data.modalities import load_unpaired
 from medgan.data.pairs import input_names
 from medgan.data.spec import PRIMARY, DataSpec, DomainSpec
 from medgan.errors import CheckpointError, ConfigError
-from medgan.inference.translate import build_translator, optional_domains, stack_inputs, translator_state
+from medgan.inference.translate import (build_translator, optional_domains, split_domains, stack_inputs,
+                                        translator_state)
 from medgan.losses import get_adversarial
 from medgan.losses.pixel import cycle_consistency, identity_mapping, l1
 from medgan.networks.translation import TRANSLATORS, DomainDiscriminator
@@ -147,12 +148,7 @@ class UnpairedTask:
 
     def _split_a(self, stacked: torch.Tensor) -> dict[str, torch.Tensor]:
         """F's stacked output split back into A's modalities."""
-        tiles, start = {}, 0
-        for name in self.a_domains:
-            channels = self.spec.domain(name).channels
-            tiles[name] = stacked[:, start : start + channels]
-            start += channels
-        return tiles
+        return split_domains(stacked, self.spec, self.a_domains)
 
     def _g_input(self, tiles: dict[str, torch.Tensor], dropout: bool) -> torch.Tensor:
         """G's input: A's modalities stacked, then availability (dropped modalities zeroed when ``dropout``)."""
