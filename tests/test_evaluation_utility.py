@@ -302,3 +302,23 @@ def test_differing_image_sizes_are_rejected(real_train: SliceSet, real_test: Sli
 def test_invalid_config_is_rejected(real_train: SliceSet, real_test: SliceSet, informative: SliceSet) -> None:
     with pytest.raises(ConfigError, match="utility.confidence"):
         run_utility(real_train, real_test, informative, dataclasses.replace(FAST, confidence=1.5), progress=False)
+
+
+def test_judge_selection_drops_samples_of_the_wrong_class(real_train: SliceSet, informative: SliceSet) -> None:
+    """A generator whose every third sample shows another class than requested: the real-trained judge must
+    reject most of the mislabelled ones, keep at most ``per_class`` per class, and report the counts."""
+    from medgan.evaluation.utility import acceptance_rate, select_consistent
+
+    labels = informative.labels.clone()
+    wrong = torch.arange(len(labels)) % 3 == 0
+    labels[wrong] = (labels[wrong] + 1) % 3  # requested class differs from the drawn shape
+    noisy = dataclasses.replace(informative, labels=labels)
+    judge = dataclasses.replace(FAST, epochs=40)  # FAST's 37 steps leave disc and square apart by 0.5 or so
+    kept, info = select_consistent(real_train, noisy, per_class=15, config=judge, seed=0)
+    assert info["generated"] == labels.bincount().tolist() and all(k <= 15 for k in info["kept"])
+    assert info["kept"] == [min(15, a) for a in info["accepted"]] and acceptance_rate(info) < 0.8
+    kept_wrong = wrong[[int(s.split("#")[1]) for s in kept.sources]]
+    assert kept_wrong.float().mean() < 0.1 < wrong.float().mean()  # label noise: 1/3 generated, < 1/10 kept
+    assert kept.class_names == informative.class_names and len(kept.images) == sum(info["kept"])
+    with pytest.raises(DataError, match="passed the real-trained judge"):
+        select_consistent(real_train, noisy, per_class=5, config=judge, seed=0, min_confidence=1.01)

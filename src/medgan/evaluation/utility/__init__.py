@@ -9,6 +9,8 @@ Does a classifier trained with synthetic images do better on real data? The modu
   ``summarize`` (mean, std and t-interval over seeds), ``AUC_METHOD``.
 * ``protocol``: ``run_utility`` (real / real+synthetic / synthetic-only arms over paired seeds), ``split_real``
   (patient-level split), ``class_fidelity`` (a judge trained on real images labels the synthetic ones).
+* ``selection``: ``select_consistent`` (keep the conditional samples a real-trained judge assigns to their
+  requested class), ``acceptance_rate``.
 * ``report``: ``format_utility`` (terminal text), ``utility_html`` (HTML fragment).
 * ``app``: ``run_utility_app`` (the ``medgan utility`` command: run directory in, metrics.json and utility.html
   out) and ``synthetic_set`` (labelled samples of every class of a conditional run).
@@ -22,10 +24,12 @@ from medgan.evaluation.utility.classifier import (SmallClassifier, augmentation_
 from medgan.evaluation.utility.config import UtilityConfig
 from medgan.evaluation.utility.protocol import class_fidelity, run_utility, split_real
 from medgan.evaluation.utility.report import format_utility, utility_html
+from medgan.evaluation.utility.selection import acceptance_rate, select_consistent
 from medgan.evaluation.utility.statistics import AUC_METHOD, classification_metrics, rank_auc, summarize
 
 __all__ = [
     "AUC_METHOD",
+    "acceptance_rate",
     "SmallClassifier",
     "UtilityConfig",
     "augmentation_text",
@@ -36,6 +40,7 @@ __all__ = [
     "rank_auc",
     "run_utility",
     "run_utility_app",
+    "select_consistent",
     "split_real",
     "summarize",
     "synthetic_set",
