@@ -5,13 +5,18 @@ new patients, so synthetic ROIs have no room to help. The hard regime is ``ct-le
 class, a quarter of the dose): a real-only classifier sits near the 80% sensitivity of Frid-Adar et al. 2018.
 
 ``--calibrate`` prints the real-only balanced accuracy on new patients for a grid of doses and ROI counts (how
-the hard regime's parameters were chosen). Otherwise, per regime: a conditional GAN (the liver demo's config on
-that source) trains for ``--cpu-minutes`` of CPU time (one thread), then ``run_utility`` trains the downstream
-classifier ``--seeds`` times per arm (a) real, (b) real + synthetic, (c) synthetic only, and tests it on ROIs of
-new patients (another dataset seed, the regime's dose). Prints (b) - (a) and (c) - (a) with 95% intervals.
+the hard regime's parameters were chosen). Otherwise, per regime and per GAN seed (``--gan-seeds``): a conditional
+GAN (the liver demo's config on that source, ``train.seed`` = the GAN seed) trains for ``--cpu-minutes`` of CPU
+time (one thread), then ``run_utility`` trains the downstream classifier ``--seeds`` times per arm (a) real, (b)
+real + synthetic, (c) synthetic only, and tests it on ROIs of new patients (another dataset seed, the regime's
+dose). With ``--select`` the arms run a second time with samples that a classifier trained on the real training
+ROIs assigns to their requested class (``select_consistent``: ``--oversample`` times as many generated, a random
+subset of the accepted kept). Each GAN seed contributes its mean over classifier seeds; the table gives means
+with 95% t intervals over GAN seeds, so the GAN's own variance is in the interval. Results are cached per GAN
+seed in ``--out``: a rerun resumes.
 
     python benchmarks/liver_hard_regime.py --calibrate
-    python benchmarks/liver_hard_regime.py --cpu-minutes 4 --seeds 5 --out liver-hard [--set loss.mode_seeking=1]
+    python benchmarks/liver_hard_regime.py --cpu-minutes 3 --gan-seeds 5 --seeds 3 --select --out liver-hard
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import multiprocessing  # noqa: E402
+import sys  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor, as_completed  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
@@ -31,13 +39,18 @@ import torch  # noqa: E402
 from medgan.config import DataConfig, deep_update, parse_overrides  # noqa: E402
 from medgan.data import load_slices  # noqa: E402
 from medgan.data.phantom.cases import lesion_rois  # noqa: E402
+from medgan.errors import DataError  # noqa: E402
 from medgan.data.phantom.sources import HARD_LESION_DOSE, HARD_LESION_ROIS_PER_CLASS, lesion_slice_set  # noqa: E402
 from medgan.demos import demo_config  # noqa: E402
-from medgan.evaluation.utility import UtilityConfig, class_fidelity, run_utility, synthetic_set  # noqa: E402
+from medgan.evaluation.utility import (UtilityConfig, acceptance_rate, class_fidelity, run_utility,  # noqa: E402
+                                       select_consistent, summarize, synthetic_set)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_quality, in spawned workers too
 
 REGIMES = {"easy": ("ct-lesions", 1.0), "hard": ("ct-lesions-hard", HARD_LESION_DOSE)}
 TEST_SEED = 5  # dataset seed of the new test patients (ct-lesions uses 1: no patient shared)
 TEST_PER_CLASS = 30
+JUDGE_SEED = 100  # seed of the judge that selects samples (the arms' classifiers use seeds 0, 1, ...)
 
 
 def new_patients(config: DataConfig, dose: float, per_class: int = TEST_PER_CLASS) -> object:
@@ -60,28 +73,52 @@ def calibrate(utility: UtilityConfig, skip_easy: bool = False) -> None:
                   f"{sum(scores) / len(scores):.3f}  ({', '.join(f'{s:.3f}' for s in scores)})", flush=True)
 
 
-def regime(name: str, args: argparse.Namespace, utility: UtilityConfig) -> dict:
-    """Trains the GAN on the regime's source (or reuses the run) and measures the three arms."""
+def gan_run(name: str, gan_seed: int, args: argparse.Namespace):
+    """Trains (or reuses) the regime's GAN with ``train.seed = gan_seed``; returns (config, run directory)."""
     from medgan.training.loop import train
 
-    source, dose = REGIMES[name]
+    source, _ = REGIMES[name]
     overrides = deep_update({"data": {"source": source},
                              "train": {"cpu_minutes": args.cpu_minutes, "minutes": 0, "steps": 0, "threads": 1,
-                                       "eval_every": 0}}, parse_overrides(args.set))
+                                       "eval_every": 0, "seed": gan_seed}}, parse_overrides(args.set))
     config = demo_config("liver", overrides=overrides)
-    run = Path(args.out) / f"gan-{name}"
+    run = Path(args.out) / name / f"gan-seed{gan_seed}"
     if not (run / "checkpoints" / "latest.pt").exists():
+        if run.exists():  # an interrupted run: start it again
+            import shutil
+            shutil.rmtree(run)
         result = train(config, run, progress=False)
-        print(f"{name}: GAN trained {result.steps} steps in {args.cpu_minutes} CPU-minutes "
-              f"({result.seconds:.0f} s wall)")
+        print(f"{name} GAN seed {gan_seed}: {result.steps} steps in {args.cpu_minutes} CPU-minutes "
+              f"({result.seconds:.0f} s wall)", flush=True)
+    return config, run
+
+
+def one_gan(name: str, gan_seed: int, args: argparse.Namespace) -> dict:
+    """One GAN seed of a regime: the three arms with its samples as they come and, with ``--select``, with the
+    samples a real-trained judge accepts. Cached as ``<out>/<regime>/seed<g>.json``."""
+    torch.set_num_threads(1)
+    cached = Path(args.out) / name / f"seed{gan_seed}.json"
+    if cached.exists():
+        return json.loads(cached.read_text())
+    config, run = gan_run(name, gan_seed, args)
+    utility = UtilityConfig(seeds=args.seeds, threads=1)
     real = load_slices(config.data, progress=False)
-    test = new_patients(config.data, dose)
-    synthetic = synthetic_set(run, per_class=int(real.labels.bincount().max()), seed=0)
-    if args.diversity_only:
-        return {"within_class_ms_ssim": diversity(real, synthetic)}
-    result = run_utility(real, test, synthetic, utility, progress=False)
-    result["class_fidelity"] = class_fidelity(real, synthetic, utility)
-    result["within_class_ms_ssim"] = diversity(real, synthetic)
+    test = new_patients(config.data, REGIMES[name][1])
+    per_class = int(real.labels.bincount().max())
+    synthetic = synthetic_set(run, per_class=per_class, seed=0)
+    result = {"regime": name, "gan_seed": gan_seed, "plain": run_utility(real, test, synthetic, utility, progress=False),
+              "class_fidelity": class_fidelity(real, synthetic, utility)["balanced_accuracy"],
+              "within_class_ms_ssim": diversity(real, synthetic)}
+    if args.select:
+        pool = synthetic_set(run, per_class=per_class * args.oversample, seed=10_000)
+        try:
+            kept, info = select_consistent(real, pool, per_class, utility, seed=JUDGE_SEED)
+        except DataError as error:  # a class the judge never recognises: reported, not a crash of the batch
+            result["selection"] = {"error": str(error), "acceptance": 0.0}
+        else:
+            result["selected"] = run_utility(real, test, kept, utility, progress=False)
+            result["selection"] = {**info, "acceptance": acceptance_rate(info)}
+    cached.write_text(json.dumps(result, indent=2))
     return result
 
 
@@ -93,46 +130,78 @@ def diversity(real, synthetic) -> dict:
             "synthetic": within_class_ms_ssim(synthetic.images, synthetic.labels)}
 
 
-def cell(summary: dict) -> str:
+def per_gan(result: dict, variant: str, metric: str = "balanced_accuracy") -> dict[str, float]:
+    """One GAN seed's arms and paired differences, each the mean over its classifier seeds."""
+    arms, differences = result[variant]["arms"], result[variant]["differences"]
+    return {"a": arms["real"][metric]["mean"], "b": arms["real+synthetic"][metric]["mean"],
+            "c": arms["synthetic"][metric]["mean"],
+            "b-a": next(v for k, v in differences.items() if k.startswith("real+synthetic"))[metric]["mean"],
+            "c-a": next(v for k, v in differences.items() if k.startswith("synthetic"))[metric]["mean"]}
+
+
+def cell(values: list[float]) -> str:
+    summary = summarize(values, bounds=(-1.0, 1.0))
+    if summary["ci_low"] is None:
+        return f"{summary['mean']:.3f}"
     return f"{summary['mean']:.3f} [{summary['ci_low']:.3f}, {summary['ci_high']:.3f}]"
+
+
+def table(results: list[dict]) -> str:
+    lines = ["| regime | samples | GAN seeds | (a) real | (b) real + synthetic | (c) synthetic only | (b) - (a) | "
+             "(c) - (a) | class fidelity | within-class MS-SSIM (real) |", "|---" * 10 + "|"]
+    for name in REGIMES:
+        mine = sorted((r for r in results if r["regime"] == name), key=lambda r: r["gan_seed"])
+        for variant in ("plain", "selected"):
+            rows = [per_gan(r, variant) for r in mine if variant in r]
+            if not rows:
+                continue
+            label = "as generated" if variant == "plain" else "judge-selected " + "{:.2f}".format(
+                sum(r["selection"]["acceptance"] for r in mine) / len(mine)) + " accepted"
+            diversity_cell = (f"{sum(r['within_class_ms_ssim']['synthetic'] for r in mine) / len(mine):.3f} "
+                              f"({mine[0]['within_class_ms_ssim']['real']:.3f})") if variant == "plain" else ""
+            fidelity = f"{sum(r['class_fidelity'] for r in mine) / len(mine):.3f}" if variant == "plain" else ""
+            lines.append(f"| {name} | {label} | {len(rows)} | " + " | ".join(
+                cell([row[key] for row in rows]) for key in ("a", "b", "c", "b-a", "c-a"))
+                + f" | {fidelity} | {diversity_cell} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calibrate", action="store_true")
     parser.add_argument("--regimes", nargs="+", default=["easy", "hard"], choices=sorted(REGIMES))
-    parser.add_argument("--cpu-minutes", type=float, default=4.0, help="GAN training budget in CPU-minutes")
-    parser.add_argument("--seeds", type=int, default=5, help="classifier seeds per arm")
+    parser.add_argument("--cpu-minutes", type=float, default=3.0, help="GAN training budget in CPU-minutes")
+    parser.add_argument("--gan-seeds", type=int, default=5, help="GANs trained per regime, one per seed")
+    parser.add_argument("--seeds", type=int, default=3, help="classifier seeds per arm and GAN")
+    parser.add_argument("--select", action="store_true",
+                        help="also the arms with judge-selected samples (medgan.evaluation.utility.select_consistent)")
+    parser.add_argument("--oversample", type=int, default=3, help="--select: samples generated per sample kept")
+    parser.add_argument("--parallel", type=int, default=2, help="GAN seeds at a time (one thread each)")
     parser.add_argument("--set", action="append", default=[], help="GAN config override KEY=VALUE")
     parser.add_argument("--out", default="liver-hard-regime")
-    parser.add_argument("--diversity-only", action="store_true",
-                        help="only the within-class MS-SSIM of the GANs already trained in --out")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    utility = UtilityConfig(seeds=args.seeds, threads=1)
     if args.calibrate:
         calibrate(UtilityConfig(seeds=min(args.seeds, 3), threads=1), skip_easy="easy" not in args.regimes)
         return
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    results = {}
     for name in args.regimes:
-        results[name] = regime(name, args, utility)
-        if args.diversity_only:
-            print(f"{name}: within-class pairwise MS-SSIM {json.dumps(results[name]['within_class_ms_ssim'])}")
-            continue
-        Path(args.out, "utility.json").write_text(json.dumps(results, indent=2))
-    if args.diversity_only:
-        return
-    metric = "balanced_accuracy"
-    print("\n| regime | (a) real | (b) real + synthetic | (c) synthetic only | (b) - (a) | (c) - (a) | "
-          "class fidelity |\n|---|---|---|---|---|---|---|")
-    for name, result in results.items():
-        arms, differences = result["arms"], result["differences"]
-        diff_b = next(v for k, v in differences.items() if k.startswith("real+synthetic"))[metric]
-        diff_c = next(v for k, v in differences.items() if k.startswith("synthetic"))[metric]
-        print(f"| {name} | {cell(arms['real'][metric])} | {cell(arms['real+synthetic'][metric])} | "
-              f"{cell(arms['synthetic'][metric])} | {cell(diff_b)} | {cell(diff_c)} | "
-              f"{result['class_fidelity']['balanced_accuracy']:.3f} |")
+        Path(args.out, name).mkdir(parents=True, exist_ok=True)
+    jobs = [(name, seed) for seed in range(args.gan_seeds) for name in args.regimes]
+    results = []
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=args.parallel, mp_context=context) as pool:
+        futures = [pool.submit(one_gan, name, seed, args) for name, seed in jobs]
+        for future in as_completed(futures):
+            result = future.result()
+            results.append(result)
+            row = per_gan(result, "plain")
+            print(f"{result['regime']} GAN seed {result['gan_seed']}: (a) {row['a']:.3f} (b) {row['b']:.3f} "
+                  f"(c) {row['c']:.3f}" + (f", selected (b) {per_gan(result, 'selected')['b']:.3f}"
+                                           if "selected" in result else ""), flush=True)
+    text = table(results)
+    print("\nbalanced accuracy on new patients; means over GAN seeds of each GAN's mean over classifier seeds, "
+          "95% t intervals over GAN seeds\n\n" + text)
+    Path(args.out, "table.md").write_text(text + "\n")
 
 
 if __name__ == "__main__":
