@@ -245,3 +245,11 @@ def test_utility_command_runs_end_to_end_on_a_tiny_conditional_run(tmp_path, cap
     assert result["test_seen_by_generator"]  # split off the run's own training data: say so
     assert "pass --test with patients the GAN never saw" in printed
     assert (out / "utility.html").read_text().count("<table>") == 3
+    # A 2-step generator's samples are noise: the real-trained judge accepts none of one class, so --select
+    # stops with one line and writes nothing (the selection's success path: test_evaluation_utility).
+    selected = tmp_path / "selected"
+    assert main(["utility", "--synthetic", str(run), "--out", str(selected), "--seeds", "2", "--epochs", "1",
+                 "--threads", "1", "--quiet", "--select", "3", "--per-class", "4"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "passed the real-trained judge" in error[0] and error[0].startswith("error: ")
+    assert not (selected / "metrics.json").exists()

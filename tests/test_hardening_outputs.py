@@ -115,6 +115,7 @@ def test_an_os_error_that_is_no_write_failure_stays_a_bug(monkeypatch):
     (["evaluate", "--max-images", "1000000000"], "--max-images"),
     (["utility", "--per-class", "100000000"], "--per-class"),
     (["utility", "--seeds", "0"], "utility.seeds"),
+    (["utility", "--select", "-1"], "--select"),
     (["utility", "--threads", "100000000"], "utility.threads"),
     (["train", "--batch-size", "100000000"], "train.batch_size"),
     (["train", "--set", "model.latent_dim=100000000000"], "model.latent_dim"),

@@ -63,10 +63,16 @@ def command_utility(args: argparse.Namespace) -> int:
     from medgan.inference.noise import MAX_SAMPLES
 
     check_range(args.per_class, 0, MAX_SAMPLES, "--per-class")
+    check_range(args.select, 0, 100, "--select")
     config = UtilityConfig(seeds=args.seeds, epochs=args.epochs, seed=args.seed, threads=args.threads)
     result = run_utility_app(args.synthetic, args.real, args.test, args.out, config, per_class=args.per_class,
-                             progress=not args.quiet)
+                             progress=not args.quiet, select=args.select)
     print(format_utility(result))
+    if "selection" in result:
+        selection = result["selection"]
+        print(f"selection: a classifier trained on the real training images accepted {selection['acceptance']:.0%} "
+              f"of {sum(selection['generated'])} samples; kept per class: "
+              + ", ".join(f"{n} {k}" for n, k in zip(selection["class_names"], selection["kept"])))
     if result["test_seen_by_generator"]:
         print("note: the test patients were split off the GAN's own training data, so the synthetic arms may be "
               "optimistic; pass --test with patients the GAN never saw")

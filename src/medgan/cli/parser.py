@@ -134,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     utility.add_argument("--per-class", type=int, default=0, help="synthetic images per class (default: as many as "
                                                                   "the largest real class)")
     utility.add_argument("--seed", type=int, default=0)
+    utility.add_argument("--select", type=int, default=0, metavar="K",
+                         help="generate K times the samples and keep those a classifier trained on the real "
+                              "training images assigns to their class (default 0: as generated)")
     utility.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     utility.add_argument("--quiet", action="store_true")
     utility.set_defaults(handler=command_utility)

@@ -14,8 +14,9 @@ import torch
 from medgan.data import SliceSet, load_slices
 from medgan.errors import ConfigError, MedganError
 from medgan.evaluation.utility.config import UtilityConfig
-from medgan.evaluation.utility.protocol import run_utility
+from medgan.evaluation.utility.protocol import run_utility, split_real
 from medgan.evaluation.utility.report import utility_html
+from medgan.evaluation.utility.selection import acceptance_rate, select_consistent
 from medgan.run import check_output_folder
 from medgan.utils import atomic_write_files
 
@@ -52,7 +53,7 @@ def synthetic_set(run_dir: str | Path, per_class: int, seed: int, loaded: Any = 
 
 def run_utility_app(synthetic_run: str | Path, real: str | None, test: str | None, out: str | Path,
                     config: UtilityConfig = UtilityConfig(), per_class: int = 0,
-                    progress: bool = True) -> dict[str, Any]:
+                    progress: bool = True, select: int = 0) -> dict[str, Any]:
     """Runs the utility experiment of a conditional run and writes ``out/metrics.json`` and ``out/utility.html``.
 
     Args:
@@ -63,6 +64,9 @@ def run_utility_app(synthetic_run: str | Path, real: str | None, test: str | Non
         config: classifier and summary settings; ``config.seed`` also seeds the synthetic samples.
         per_class: synthetic images per class; 0 = as many as the largest real class.
         progress: progress bars.
+        select: 0 = the samples as generated; K > 0 = generate K times as many per class and keep those that a
+            classifier trained on the real training images (never the test images) assigns to their requested
+            class (``selection.select_consistent``); the counts go into the result's ``selection``.
 
     Returns:
         ``run_utility``'s result plus ``test_seen_by_generator`` (True when the test patients were split off the
@@ -84,10 +88,20 @@ def run_utility_app(synthetic_run: str | Path, real: str | None, test: str | Non
         raise MedganError("the real data has no class labels (use a labelled source, layout or labels CSV)",
                           data_config.source)
     per_class = per_class or int(real_set.labels.bincount().max())
-    synthetic = synthetic_set(synthetic_run, per_class, config.seed, loaded=loaded)
+    selection = None
+    if select:
+        if test_set is None:  # split here, so that the judge never sees the test patients
+            real_set, test_set = split_real(real_set, config.test_fraction, config.seed)
+        pool = synthetic_set(synthetic_run, per_class * select, config.seed, loaded=loaded)
+        synthetic, selection = select_consistent(real_set, pool, per_class, config, seed=config.seed)
+        selection["acceptance"] = acceptance_rate(selection)
+    else:
+        synthetic = synthetic_set(synthetic_run, per_class, config.seed, loaded=loaded)
     result = run_utility(real_set, test_set, synthetic, config, progress=progress)
+    if selection is not None:
+        result["selection"] = selection
     # Without a test set the test patients are split off the run's own training data: the GAN has seen them.
-    result["test_seen_by_generator"] = test_set is None and not real
+    result["test_seen_by_generator"] = not test and not real
     page = f"<!doctype html><meta charset='utf-8'><title>medgan utility</title><body>{utility_html(result)}</body>"
     atomic_write_files({out / "metrics.json": json.dumps({"utility": result}, indent=2), out / "utility.html": page})
     return result
