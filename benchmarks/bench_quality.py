@@ -52,6 +52,14 @@ CANDIDATES = {  # name: (recipe, overrides on it)
     "ttur-wide": ("medgan", {**PREVIOUS, **TTUR, "model": {"generator_channels": 48, "discriminator_channels": 48}}),
     "ttur-ada": ("medgan", {**PREVIOUS, **TTUR, "augment": {"adaptive": True}}),
     "ttur-ms": ("medgan", {**PREVIOUS, **TTUR, "loss": {"mode_seeking": 1.0}}),  # conditional: stronger MSGAN term
+    "no-ms": ("medgan", {"loss": {"mode_seeking": 0.0}}),  # the default before unconditional mode seeking
+    "ms05": ("medgan", {"loss": {"mode_seeking": 0.05}}),
+    "ms075": ("medgan", {"loss": {"mode_seeking": 0.075}}),
+    "ms01": ("medgan", {"loss": {"mode_seeking": 0.1}}),
+    "ms-ema995": ("medgan", {"train": {"ema": 0.995}}),
+    "ms-r1": ("medgan", {"loss": {"r1_gamma": 1.0}}),
+    "ms-ada": ("medgan", {"augment": {"adaptive": True}}),
+    "ms05-g48": ("medgan", {"loss": {"mode_seeking": 0.05}, "model": {"generator_channels": 48}}),
 }
 BASE_RECIPES = ("medgan", "dcgan", "standard")
 LIVER_EXTRAS = {"model": {"auxiliary_classifier": True}, "augment": {"policy": ["translation", "cutout"]}}

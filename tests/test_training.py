@@ -123,3 +123,20 @@ def test_regularizers_and_tricks_run(tmp_path, brain):
     assert all("gp" in r for r in read_jsonl(tmp_path / "gp" / "losses.jsonl"))
     saved = json.loads((tmp_path / "gp" / "data.json").read_text())
     assert saved["resolution"] == 32 and saved["domains"][0]["mapping"]["kind"] == "percentile"
+
+
+def test_mode_seeking_also_trains_unconditional_generators(tmp_path, brain):
+    """The default recipe's MSGAN term applies to noise-to-image tasks with or without classes; 0 turns it off,
+    and the recipes that stand for other people's scripts (dcgan, standard) leave it off."""
+    from medgan.losses.diversity import mode_seeking_ratio
+
+    train(tiny_config(brain, steps=2), tmp_path / "on", progress=False)
+    assert all(r["mode_seeking_ratio"] > 0 for r in read_jsonl(tmp_path / "on" / "losses.jsonl"))
+    train(from_dict({"loss": {"mode_seeking": 0.0}}, base=tiny_config(brain, steps=2)), tmp_path / "off",
+          progress=False)
+    assert not any("mode_seeking_ratio" in r for r in read_jsonl(tmp_path / "off" / "losses.jsonl"))
+    assert recipe("dcgan").loss.mode_seeking == 0 and recipe("standard").loss.mode_seeking == 0
+    noise = torch.randn(6, 3)
+    images = noise[:, :1, None, None].expand(6, 1, 2, 2)  # unconditional: every pair (i, i + 3) counts
+    expected = ((images[:3] - images[3:]).abs().flatten(1).mean(1) / (noise[:3] - noise[3:]).abs().mean(1)).mean()
+    assert mode_seeking_ratio(images, noise, None).item() == pytest.approx(expected.item())

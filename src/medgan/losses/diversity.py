@@ -8,9 +8,10 @@ import torch
 def mode_seeking_ratio(fake: torch.Tensor, noise: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | None:
     """MSGAN's ratio (Mao et al. 2019): mean |G(z1) - G(z2)| / mean |z1 - z2| over same-class pairs.
 
-    Pairs are images i and i + N/2 of the batch (the conditional batch sampler lays batches out so that they
-    share a class; other pairs are ignored). The G loss adds ``weight / ratio``: a conditional generator that
-    maps all noise of a class to one image (a known failure on small data) makes the ratio vanish.
+    Pairs are images i and i + N/2 of the batch. With ``labels`` only same-class pairs count (the conditional
+    batch sampler lays batches out so that they share a class); without, every pair does. The G loss adds
+    ``weight / ratio``: a generator that maps much of its noise to one image (a known failure on small data,
+    per class or overall) makes the ratio vanish.
 
     Returns:
         The mean ratio over same-class pairs, or None when the batch has none.

@@ -276,7 +276,7 @@ class AdversarialTask(GanState):
             classification = F.cross_entropy(fake_classes.float(), labels)
             total = total + self.config.loss.auxiliary * classification
             logs["ac_fake"] = classification.item()
-        if self.conditional and self.config.loss.mode_seeking > 0:
+        if self.config.loss.mode_seeking > 0:
             ratio = mode_seeking_ratio(fake.float(), noise, labels)
             if ratio is not None:
                 total = total + self.config.loss.mode_seeking / (ratio + 1e-5)
