@@ -106,7 +106,8 @@ def one_gan(name: str, gan_seed: int, args: argparse.Namespace) -> dict:
     test = new_patients(config.data, REGIMES[name][1])
     per_class = int(real.labels.bincount().max())
     synthetic = synthetic_set(run, per_class=per_class, seed=0)
-    result = {"regime": name, "gan_seed": gan_seed, "plain": run_utility(real, test, synthetic, utility, progress=False),
+    result = {"regime": name, "gan_seed": gan_seed,
+              "plain": run_utility(real, test, synthetic, utility, progress=False),
               "class_fidelity": class_fidelity(real, synthetic, utility)["balanced_accuracy"],
               "within_class_ms_ssim": diversity(real, synthetic)}
     if args.select:
@@ -179,6 +180,7 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=2, help="GAN seeds at a time (one thread each)")
     parser.add_argument("--set", action="append", default=[], help="GAN config override KEY=VALUE")
     parser.add_argument("--out", default="liver-hard-regime")
+    parser.add_argument("--report", action="store_true", help="only tabulate every GAN seed cached in --out")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.calibrate:
@@ -188,6 +190,10 @@ def main() -> None:
         Path(args.out, name).mkdir(parents=True, exist_ok=True)
     jobs = [(name, seed) for seed in range(args.gan_seeds) for name in args.regimes]
     results = []
+    if args.report:
+        results = [json.loads(path.read_text()) for name in args.regimes
+                   for path in sorted(Path(args.out, name).glob("seed*.json"))]
+        jobs = []
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=args.parallel, mp_context=context) as pool:
         futures = [pool.submit(one_gan, name, seed, args) for name, seed in jobs]
