@@ -44,7 +44,10 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 PREVIOUS = {"optim": {"betas": [0.5, 0.999], "lr_discriminator": 2e-4},  # the default before issue 13
-            "model": {"generator_channels": 32, "discriminator_channels": 32}, "train": {"ema": 0.999}}
+            "model": {"generator_channels": 32, "discriminator_channels": 32}, "train": {"ema": 0.999},
+            "loss": {"mode_seeking": 0.1}}
+# Candidates defined before unconditional tasks used loss.mode_seeking: on mni they ran without the term.
+WITHOUT_UNCONDITIONAL_MS = ("previous", "ttur", "ttur-wide", "ttur-ada", "ttur-ms")
 TTUR = {"optim": {"betas": [0.0, 0.99], "lr_generator": 2e-4, "lr_discriminator": 4e-4}}
 CANDIDATES = {  # name: (recipe, overrides on it)
     "previous": ("medgan", PREVIOUS),
@@ -56,9 +59,9 @@ CANDIDATES = {  # name: (recipe, overrides on it)
     "ms05": ("medgan", {"loss": {"mode_seeking": 0.05}}),
     "ms075": ("medgan", {"loss": {"mode_seeking": 0.075}}),
     "ms01": ("medgan", {"loss": {"mode_seeking": 0.1}}),
-    "ms-ema995": ("medgan", {"train": {"ema": 0.995}}),
-    "ms-r1": ("medgan", {"loss": {"r1_gamma": 1.0}}),
-    "ms-ada": ("medgan", {"augment": {"adaptive": True}}),
+    "ms-ema995": ("medgan", {"loss": {"mode_seeking": 0.1}, "train": {"ema": 0.995}}),
+    "ms-r1": ("medgan", {"loss": {"mode_seeking": 0.1, "r1_gamma": 1.0}}),
+    "ms-ada": ("medgan", {"loss": {"mode_seeking": 0.1}, "augment": {"adaptive": True}}),
     "ms05-g48": ("medgan", {"loss": {"mode_seeking": 0.05}, "model": {"generator_channels": 48}}),
 }
 BASE_RECIPES = ("medgan", "dcgan", "standard")
@@ -84,6 +87,8 @@ def run_config(dataset: str, name: str, cpu_minutes: float, seed: int):
     if dataset == "lesions" and base == "medgan":
         values = deep_update(values, LIVER_EXTRAS)
     values = deep_update(values, overrides)
+    if dataset == "mni" and name in WITHOUT_UNCONDITIONAL_MS:
+        values = deep_update(values, {"loss": {"mode_seeking": 0.0}})
     values = deep_update(values, {"train": {"cpu_minutes": cpu_minutes, "minutes": 0, "steps": 0, "seed": seed,
                                             "threads": 1, "eval_every": 0, "sample_every": 10**9,
                                             "checkpoint_every": 10**9}})
