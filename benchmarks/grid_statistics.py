@@ -6,6 +6,7 @@ the 112 real slices: the foreground fraction (brain area; small cerebellar and v
 standard deviation of the mean foreground intensity (global brightness, which one template does not vary much).
 
     python benchmarks/grid_statistics.py --out bench-quality medgan no-ms standard
+    python benchmarks/grid_statistics.py --grids medgan-demo-brain/samples/final.png docs/demo_brain_ttur.png
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ def describe(name: str, images: np.ndarray) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("recipes", nargs="+")
+    parser.add_argument("recipes", nargs="*")
+    parser.add_argument("--grids", nargs="+", default=[], help="sample grid PNGs to describe as they are")
     parser.add_argument("--out", default="bench-quality", help="bench_quality.py's --out")
     args = parser.parse_args()
     from medgan.config import DataConfig
@@ -51,6 +53,8 @@ def main() -> None:
         grids = sorted(Path(args.out, "mni", recipe).glob("seed*/run/samples/final.png"))
         if grids:
             print(describe(f"{recipe} ({len(grids)} seeds)", np.concatenate([tiles(g) for g in grids])))
+    for grid in args.grids:
+        print(describe(grid, tiles(Path(grid))))
 
 
 if __name__ == "__main__":
