@@ -3,12 +3,17 @@
 import time
 
 import numpy as np
+import pytest
 import torch
 
 from medgan.config import DataConfig, from_dict, recipe, validate
-from medgan.data import load_slices
+from medgan.data import SliceSet, load_slices
+from medgan.data.intensity import IntensityMapping
+from medgan.data.slicing import foreground_fraction
+from medgan.errors import ConfigError
 from medgan.data.phantom.cases import lesion_rois
 from medgan.data.phantom.sources import HARD_LESION_DOSE, HARD_LESION_ROIS_PER_CLASS
+from medgan.training.batches import BatchSampler, size_balance_weights
 from medgan.training.loop import Budget, train
 
 
@@ -51,3 +56,25 @@ def test_hard_lesion_source_has_fewer_noisier_rois():
     assert routine.patients == low.patients
     noise = [np.std(np.diff(rois.images_hu[:, 24:40, 24:40], axis=2)) for rois in (routine, low)]
     assert noise[1] > 1.2 * noise[0]  # dose 0.25: quantum noise 2 x routine's, on top of the texture
+
+
+def test_balance_draws_rare_small_slices_more_often_and_is_checked():
+    images = -torch.ones(100, 1, 32, 32)
+    images[:10, :, 12:20, 12:20] = 0.5  # 10 small slices (6% foreground)
+    images[10:, :, 4:28, 4:28] = 0.5  # 90 large ones (56%), with a little spread in size
+    for i in range(10, 100):
+        images[i, :, 4:28, 4 + i % 3] = -1.0
+    small = torch.as_tensor(foreground_fraction(images) < 0.2)
+    data = SliceSet(images, IntensityMapping("identity", -1.0, 1.0), (1.0, 1.0), ["s"] * 100, [""] * 100)
+
+    def small_share(balance: float) -> float:
+        config = DataConfig(flip=False, rotate_degrees=0.0, scale=0.0, balance=balance)
+        sampler = BatchSampler(data, 32, config, torch.Generator().manual_seed(0))
+        return float(torch.cat([small[sampler.next_indices()] for _ in range(200)]).float().mean())
+
+    assert abs(small_share(0.0) - 0.10) < 0.01  # shuffled epochs: every slice once per epoch
+    assert 0.4 < small_share(1.0) < 0.6  # flat over the two sizes
+    assert 0.15 < small_share(0.5) < 0.35
+    assert size_balance_weights(-torch.ones(8, 1, 32, 32), 1.0) is None  # sizes do not vary: uniform epochs
+    with pytest.raises(ConfigError, match=r"data\.balance"):
+        validate(from_dict({"data": {"balance": 1.5}}))

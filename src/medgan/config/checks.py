@@ -36,6 +36,9 @@ def validate(config: RunConfig) -> None:
     _check(data.split in ("train", "val", "test", "all"), "data.split", "must be train, val, test or all")
     _check(0.0 <= data.rotate_degrees <= 180.0, "data.rotate_degrees", "must be in [0, 180]")
     _check(0.0 <= data.scale < 1.0, "data.scale", "must be in [0, 1)")
+    _check(0.0 <= data.balance <= 1.0, "data.balance", "must be in [0, 1]")
+    _check(not model.conditional_norm or model.name == "dcgan", "model.conditional_norm",
+           "is implemented for the dcgan generator only")
     _check(0 < model.latent_dim <= MAX_LATENT_DIM, "model.latent_dim", f"must be between 1 and {MAX_LATENT_DIM}")
     for key in ("generator_channels", "discriminator_channels"):
         _check(4 <= getattr(model, key) <= MAX_CHANNELS, f"model.{key}", f"must be between 4 and {MAX_CHANNELS}")

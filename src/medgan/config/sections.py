@@ -35,6 +35,9 @@ class DataConfig:
     flip: bool = True  # classic augmentation: random left-right flip
     rotate_degrees: float = 5.0  # classic augmentation: random rotation range (+/- degrees)
     scale: float = 0.05  # classic augmentation: random zoom range (+/- fraction)
+    # Unlabelled training: draw slices with weight density(foreground fraction) ** -balance, so that the rare
+    # small slices at a volume's ends are seen more often (0 = uniform shuffled epochs; 1 = flat over size).
+    balance: float = 0.0
     labels: str | None = None  # CSV of file,label[,attributes...] (conditional tasks)
     extract: str = "slices"  # CT layouts (LiTS/MSD): "slices", "liver-slices", "liver-crops" or "lesion-rois"
     roi_size: int = 64  # side in pixels of "lesion-rois" regions (native pixels) and of "ct-lesions" ROIs
@@ -61,6 +64,7 @@ class ModelConfig:
     spectral_norm: bool = True  # spectral normalization on D's layers
     minibatch_std: bool = True  # minibatch standard-deviation feature in D (StyleGAN's guard against collapse)
     auxiliary_classifier: bool = False  # conditional: D also predicts the class (AC-GAN head; see loss.auxiliary)
+    conditional_norm: bool = False  # conditional, dcgan G: per-class BatchNorm scale and shift (conditional BN)
     depth: int = 4  # image-to-image U-Net: stride-2 levels (inputs are padded to a multiple of 2**depth)
     residual: bool = True  # image-to-image U-Net: predict a correction of the first input channel
     # Several input modalities: each gets an availability channel (1 present, 0 missing: a zero image) and is
