@@ -114,6 +114,36 @@ def test_auxiliary_classifier_trains_d_on_real_classes_and_g_on_requested_ones(t
     assert load_generator(run).config.model.auxiliary_classifier
 
 
+def test_conditional_batchnorm_scales_each_class_and_trains_into_a_sampler(tmp_path, capsys):
+    from medgan.networks.common import ConditionalBatchNorm2d
+
+    norm = ConditionalBatchNorm2d(3, num_classes=2)
+    with torch.no_grad():
+        norm.scale.weight[1] = 2.0
+        norm.shift.weight[1] = 0.5
+    x = torch.randn(8, 3, 4, 4)
+    labels = torch.tensor([0, 1] * 4)
+    out = norm(x, labels)
+    plain = torch.nn.functional.batch_norm(x, None, None, training=True)
+    assert torch.allclose(out[labels == 0], plain[labels == 0], atol=1e-5)  # starts as plain BatchNorm
+    assert torch.allclose(out[labels == 1], 2.0 * plain[labels == 1] + 0.5, atol=1e-5)
+
+    data = write_labelled_pngs(tmp_path / "shapes")
+    run = tmp_path / "run"
+    code = main(["train", "--data", str(data), "--labels", str(data / "labels.csv"), "--task", "conditional",
+                 "--out", str(run), "--steps", "3", "--set", "data.normalize=zscore",
+                 "--set", "model.conditional_norm=true", *TINY])
+    assert code == 0
+    state = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)["task"]["generator"]
+    assert any(key.endswith("scale.weight") for key in state)
+    loaded = load_generator(run)
+    discs, _ = generate(run, 4, seed=0, class_name="disc", loaded=loaded)
+    assert discs.shape == (4, 1, 32, 32) and torch.isfinite(discs).all()
+    code = main(["train", "--data", str(data), "--out", str(tmp_path / "bad"), "--steps", "1",
+                 "--set", "model.conditional_norm=true", "--model", "resnet", *TINY])
+    assert code == 2 and "model.conditional_norm" in capsys.readouterr().err
+
+
 def test_auxiliary_classifier_gradients_reach_the_class_head_and_the_generator():
     from medgan.config import from_dict, recipe
     from medgan.data import IntensityMapping, SliceSet

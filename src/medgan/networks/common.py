@@ -47,6 +47,33 @@ def conditioned_latent(z: torch.Tensor, labels: torch.Tensor | None, attributes:
     return torch.cat(parts, dim=1) if len(parts) > 1 else z
 
 
+class ConditionalBatchNorm2d(nn.Module):
+    """BatchNorm whose scale and shift are looked up per class (de Vries et al. 2017; BigGAN's conditional BN).
+
+    A class-conditional G that only sees its class through an embedding concatenated to z can let the class
+    decide the whole layout; per-class affine parameters at every resolution give each class its own feature
+    statistics instead. The scales start at 1 and the shifts at 0, so it begins as plain BatchNorm.
+    (PyTorch has no conditional BatchNorm layer; MONAI's networks have none either.)
+
+    Args:
+        features: channels.
+        num_classes: classes.
+    """
+
+    def __init__(self, features: int, num_classes: int) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm2d(features, affine=False)
+        self.scale = nn.Embedding(num_classes, features)
+        self.shift = nn.Embedding(num_classes, features)
+        nn.init.ones_(self.scale.weight)
+        nn.init.zeros_(self.shift.weight)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        scale = self.scale(labels)[:, :, None, None].to(x.dtype)
+        shift = self.shift(labels)[:, :, None, None].to(x.dtype)
+        return self.norm(x) * scale + shift
+
+
 class AttributeProjection(nn.Module):
     """The continuous-condition term of a projection discriminator: ``<W a, h>`` for attributes ``a``.
 

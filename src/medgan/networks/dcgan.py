@@ -15,6 +15,7 @@ from torch import nn
 from medgan.networks.common import (
     AttributeProjection,
     ClassifierHead,
+    ConditionalBatchNorm2d,
     ProjectionHead,
     condition_inputs,
     conditioned_latent,
@@ -38,7 +39,7 @@ def dcgan_init(module: nn.Module) -> None:
         nn.init.normal_(module.weight, 0.0, 0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.BatchNorm2d):
+    elif isinstance(module, nn.BatchNorm2d) and module.affine:
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
 
@@ -54,24 +55,32 @@ class DCGANGenerator(nn.Module):
         out_channels: image channels (1 for greyscale).
         num_classes: >0 concatenates a learned class embedding to z.
         num_attributes: >0 concatenates a learned linear embedding of continuous attributes to z.
+        conditional_norm: with classes, every BatchNorm takes its scale and shift from the class
+            (``ConditionalBatchNorm2d``) besides the class embedding in z.
     """
 
     def __init__(self, resolution: int = 64, latent_dim: int = 100, channels: int = 64, out_channels: int = 1,
-                 num_classes: int = 0, num_attributes: int = 0) -> None:
+                 num_classes: int = 0, num_attributes: int = 0, conditional_norm: bool = False) -> None:
         super().__init__()
         steps = num_doublings(resolution)
         self.latent_dim = latent_dim
         self.embedding, self.attribute_embedding, input_dim = condition_inputs(num_classes, num_attributes, latent_dim)
         widths = [channels * min(8, 2 ** (steps - 1 - i)) for i in range(steps)]  # 64x64: [8, 4, 2, 1] * ngf
+
+        def norm(features: int) -> nn.Module:
+            if conditional_norm and num_classes > 0:
+                return ConditionalBatchNorm2d(features, num_classes)
+            return nn.BatchNorm2d(features)
+
         layers: list[nn.Module] = [
             nn.ConvTranspose2d(input_dim, widths[0], 4, 1, 0, bias=False),  # (ngf*8) x 4 x 4
-            nn.BatchNorm2d(widths[0]),
+            norm(widths[0]),
             nn.ReLU(True),
         ]
         for i in range(1, steps):
             layers += [
                 nn.ConvTranspose2d(widths[i - 1], widths[i], 4, 2, 1, bias=False),  # widths[i] x 2^(i+2) x 2^(i+2)
-                nn.BatchNorm2d(widths[i]),
+                norm(widths[i]),
                 nn.ReLU(True),
             ]
         layers += [
@@ -85,7 +94,10 @@ class DCGANGenerator(nn.Module):
                 attributes: torch.Tensor | None = None) -> torch.Tensor:
         """Maps z [N, latent_dim] (with labels [N] and attributes [N, A] where conditional) to images [N, C, R, R]."""
         z = conditioned_latent(z, labels, attributes, self.embedding, self.attribute_embedding)
-        return self.main(z[:, :, None, None])
+        x = z[:, :, None, None]
+        for layer in self.main:
+            x = layer(x, labels) if isinstance(layer, ConditionalBatchNorm2d) else layer(x)
+        return x
 
 
 @DISCRIMINATORS.register("dcgan")
