@@ -63,6 +63,14 @@ CANDIDATES = {  # name: (recipe, overrides on it)
     "ms-r1": ("medgan", {"loss": {"mode_seeking": 0.1, "r1_gamma": 1.0}}),
     "ms-ada": ("medgan", {"loss": {"mode_seeking": 0.1}, "augment": {"adaptive": True}}),
     "ms05-g48": ("medgan", {"loss": {"mode_seeking": 0.05}, "model": {"generator_channels": 48}}),
+    # Session 4 candidates, each the default (mode seeking 0.075) with one change:
+    "ms075-cos": ("medgan", {"optim": {"schedule": "cosine"}}),  # LR decays to 0 over the budget's steps
+    "ms075-r1": ("medgan", {"loss": {"r1_gamma": 1.0}}),  # lazy R1 (every 16 D steps) beside SN
+    "ms075-lr15": ("medgan", {"optim": {"lr_generator": 3e-4, "lr_discriminator": 6e-4}}),
+    "ms075-lr2": ("medgan", {"optim": {"lr_generator": 4e-4, "lr_discriminator": 8e-4}}),
+    "ms075-bal": ("medgan", {"data": {"balance": 1.0}}),  # small slices drawn as often as large ones
+    "ms075-bal04": ("medgan", {"data": {"balance": 0.4}}),
+    "cbn": ("medgan", {"model": {"conditional_norm": True}}),  # lesions: conditional BatchNorm in G
 }
 BASE_RECIPES = ("medgan", "dcgan", "standard")
 LIVER_EXTRAS = {"model": {"auxiliary_classifier": True}, "augment": {"policy": ["translation", "cutout"]}}
