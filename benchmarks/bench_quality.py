@@ -46,10 +46,15 @@ import torch  # noqa: E402
 PREVIOUS = {"optim": {"betas": [0.5, 0.999], "lr_discriminator": 2e-4},  # the default before issue 13
             "model": {"generator_channels": 32, "discriminator_channels": 32}, "train": {"ema": 0.999},
             "loss": {"mode_seeking": 0.1}}
+# Every candidate is a change of the default as it was before session 4 of issue 13 (classic rotation 5 degrees
+# and zoom 0.05 of the real images, D width 32), so each keeps meaning what it measured; "before-s4" is that
+# default itself and "ms075-norot-d24" is today's default ("medgan").
+BEFORE_SESSION4 = {"data": {"rotate_degrees": 5.0, "scale": 0.05}, "model": {"discriminator_channels": 32}}
 # Candidates defined before unconditional tasks used loss.mode_seeking: on mni they ran without the term.
 WITHOUT_UNCONDITIONAL_MS = ("previous", "ttur", "ttur-wide", "ttur-ada", "ttur-ms")
 TTUR = {"optim": {"betas": [0.0, 0.99], "lr_generator": 2e-4, "lr_discriminator": 4e-4}}
-CANDIDATES = {  # name: (recipe, overrides on it)
+CANDIDATES = {  # name: (recipe, overrides on it and on BEFORE_SESSION4)
+    "before-s4": ("medgan", {}),
     "previous": ("medgan", PREVIOUS),
     "ttur": ("medgan", {**PREVIOUS, **TTUR}),
     "ttur-wide": ("medgan", {**PREVIOUS, **TTUR, "model": {"generator_channels": 48, "discriminator_channels": 48}}),
@@ -70,10 +75,17 @@ CANDIDATES = {  # name: (recipe, overrides on it)
     "ms075-lr2": ("medgan", {"optim": {"lr_generator": 4e-4, "lr_discriminator": 8e-4}}),
     "ms075-bal": ("medgan", {"data": {"balance": 1.0}}),  # small slices drawn as often as large ones
     "ms075-bal04": ("medgan", {"data": {"balance": 0.4}}),
+    "ms075-d48": ("medgan", {"model": {"discriminator_channels": 48}}),  # the D/G width balance
+    "ms075-d24": ("medgan", {"model": {"discriminator_channels": 24}}),
+    # Classic rotation/zoom reach only the real images (DiffAugment reaches both): G may learn them.
+    "ms075-norot": ("medgan", {"data": {"rotate_degrees": 0.0, "scale": 0.0}}),
+    "ms075-norot-d24": ("medgan", {"data": {"rotate_degrees": 0.0, "scale": 0.0},
+                                   "model": {"discriminator_channels": 24}}),
     "cbn": ("medgan", {"model": {"conditional_norm": True}}),  # lesions: conditional BatchNorm in G
 }
 BASE_RECIPES = ("medgan", "dcgan", "standard")
-LIVER_EXTRAS = {"model": {"auxiliary_classifier": True}, "augment": {"policy": ["translation", "cutout"]}}
+LIVER_EXTRAS = {"model": {"auxiliary_classifier": True, "discriminator_channels": 32},  # the liver demo's
+                "data": {"rotate_degrees": 5.0, "scale": 0.05}, "augment": {"policy": ["translation", "cutout"]}}
 DATASETS = {
     "mni": {"task": "unconditional", "data": {"source": "mni152"}},
     "lesions": {"task": "conditional", "data": {"source": "ct-lesions", "window": "liver-portal"}},
@@ -94,6 +106,8 @@ def run_config(dataset: str, name: str, cpu_minutes: float, seed: int):
     values = json.loads(json.dumps(DATASETS[dataset]))
     if dataset == "lesions" and base == "medgan":
         values = deep_update(values, LIVER_EXTRAS)
+    if name in CANDIDATES:
+        values = deep_update(values, BEFORE_SESSION4)
     values = deep_update(values, overrides)
     if dataset == "mni" and name in WITHOUT_UNCONDITIONAL_MS:
         values = deep_update(values, {"loss": {"mode_seeking": 0.0}})

@@ -78,3 +78,14 @@ def test_balance_draws_rare_small_slices_more_often_and_is_checked():
     assert size_balance_weights(-torch.ones(8, 1, 32, 32), 1.0) is None  # sizes do not vary: uniform epochs
     with pytest.raises(ConfigError, match=r"data\.balance"):
         validate(from_dict({"data": {"balance": 1.5}}))
+
+
+def test_default_leaves_out_leaking_augmentation_and_the_liver_demo_keeps_what_it_was_measured_with():
+    from medgan.demos import demo_config
+
+    default = recipe("medgan")
+    assert (default.data.rotate_degrees, default.data.scale) == (0.0, 0.0) and default.data.flip
+    assert (default.model.generator_channels, default.model.discriminator_channels) == (32, 24)
+    liver = demo_config("liver")
+    assert (liver.data.rotate_degrees, liver.data.scale, liver.model.discriminator_channels) == (5.0, 0.05, 32)
+    assert demo_config("brain").model.discriminator_channels == 24

@@ -14,9 +14,9 @@ def recipe(name: str) -> RunConfig:
 
     Args:
         name: ``"medgan"`` (data-efficient default: DCGAN-topology G (ngf 32) with a spectrally normalized D
-            (ndf 32, no BatchNorm), hinge loss, Adam (0, 0.99) with TTUR 2e-4 / 4e-4, MSGAN's mode-seeking
-            term at 0.075, greyscale DiffAugment, classic flips/rotations/zoom, ramped generator EMA, batch 32,
-            FID-picked best checkpoint) or
+            (ndf 24, no BatchNorm), hinge loss, Adam (0, 0.99) with TTUR 2e-4 / 4e-4, MSGAN's mode-seeking
+            term at 0.075, greyscale DiffAugment, classic left-right flips (no rotation or zoom), ramped
+            generator EMA, batch 32, FID-picked best checkpoint) or
             ``"dcgan"`` (the classic recipe: DCGAN nets with ngf = ndf = 64, BCE, Adam 2e-4 / beta1 0.5, batch
             64, no augmentation, no EMA) or ``"standard"``
             (the textbook data-efficient recipe that issue 13 compares against: SN D, hinge, DiffAugment
@@ -30,7 +30,12 @@ def recipe(name: str) -> RunConfig:
         # earlier (0.5, 0.999) at 2e-4 / 2e-4 on FID and on diversity across seeds (README: "Default recipe").
         # The mode-seeking weight (LossConfig.mode_seeking, 0.075): of 0, 0.05, 0.075 and 0.1, the one whose
         # samples came within 10% of real slices' pairwise MS-SSIM with the best FID at 4 CPU-minutes (same section).
-        return RunConfig(optim=OptimConfig(betas=(0.0, 0.99), lr_generator=2e-4, lr_discriminator=4e-4))
+        # Classic rotation and zoom reach only the real images, so G learns to draw rotated and zoomed anatomy
+        # (a leaking augmentation, in ADA's terms); DiffAugment, which reaches real and fake alike, stays. D at
+        # width 24 against G's 32 costs 15% less CPU per step. At 4 CPU-minutes on MNI (6 seeds) the two together
+        # took FID from 20.5 to 18.8 and KID from 143 to 91 at the same diversity (README: "Default recipe").
+        return RunConfig(data=DataConfig(rotate_degrees=0.0, scale=0.0), model=ModelConfig(discriminator_channels=24),
+                         optim=OptimConfig(betas=(0.0, 0.99), lr_generator=2e-4, lr_discriminator=4e-4))
     if name == "dcgan":
         return RunConfig(
             model=ModelConfig(name="dcgan", latent_dim=100, generator_channels=64, discriminator_channels=64,
