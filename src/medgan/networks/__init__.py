@@ -21,7 +21,7 @@ def build_generator(model_config, resolution: int, channels: int, num_classes: i
         num_classes: classes to condition on (0: unconditional); a fact of the data, from the DataSpec.
         num_attributes: continuous attributes to condition on (0: none), from the DataSpec.
     """
-    options = {"conditional_norm": True} if model_config.conditional_norm and num_classes > 0 else {}
+    options = {"conditional_norm": True} if model_config.conditional_norm else {}  # dcgan only (config check)
     return GENERATORS.get(model_config.name)(
         resolution=resolution,
         latent_dim=model_config.latent_dim,
