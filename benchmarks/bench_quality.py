@@ -83,6 +83,14 @@ CANDIDATES = {  # name: (recipe, overrides on it and on BEFORE_SESSION4)
                                    "model": {"discriminator_channels": 24}}),
     "cbn": ("medgan", {"model": {"conditional_norm": True}}),  # lesions: conditional BatchNorm in G
 }
+# Session 5 candidates: today's default ("medgan": no rotation/zoom, D 24) with one change each, without the
+# BEFORE_SESSION4 settings.
+ON_TODAY = {
+    "s5-ms09": {"loss": {"mode_seeking": 0.09}},
+    "s5-ms01": {"loss": {"mode_seeking": 0.1}},
+    "s5-ema995": {"train": {"ema": 0.995}},  # EMA half-life 138 steps (4,400 images) instead of 693 (22,000)
+}
+CANDIDATES.update({name: ("medgan", overrides) for name, overrides in ON_TODAY.items()})
 BASE_RECIPES = ("medgan", "dcgan", "standard")
 LIVER_EXTRAS = {"model": {"auxiliary_classifier": True, "discriminator_channels": 32},  # the liver demo's
                 "data": {"rotate_degrees": 5.0, "scale": 0.05}, "augment": {"policy": ["translation", "cutout"]}}
@@ -106,7 +114,7 @@ def run_config(dataset: str, name: str, cpu_minutes: float, seed: int):
     values = json.loads(json.dumps(DATASETS[dataset]))
     if dataset == "lesions" and base == "medgan":
         values = deep_update(values, LIVER_EXTRAS)
-    if name in CANDIDATES:
+    if name in CANDIDATES and name not in ON_TODAY:
         values = deep_update(values, BEFORE_SESSION4)
     values = deep_update(values, overrides)
     if dataset == "mni" and name in WITHOUT_UNCONDITIONAL_MS:
