@@ -93,7 +93,8 @@ ON_TODAY = {
 CANDIDATES.update({name: ("medgan", overrides) for name, overrides in ON_TODAY.items()})
 BASE_RECIPES = ("medgan", "dcgan", "standard")
 LIVER_EXTRAS = {"model": {"auxiliary_classifier": True, "discriminator_channels": 32},  # the liver demo's
-                "data": {"rotate_degrees": 5.0, "scale": 0.05}, "augment": {"policy": ["translation", "cutout"]}}
+                "data": {"flip": True, "rotate_degrees": 5.0, "scale": 0.05},
+                "augment": {"policy": ["translation", "cutout"]}}
 DATASETS = {
     "mni": {"task": "unconditional", "data": {"source": "mni152"}},
     "lesions": {"task": "conditional", "data": {"source": "ct-lesions", "window": "liver-portal"}},

@@ -84,8 +84,25 @@ def test_default_leaves_out_leaking_augmentation_and_the_liver_demo_keeps_what_i
     from medgan.demos import demo_config
 
     default = recipe("medgan")
-    assert (default.data.rotate_degrees, default.data.scale) == (0.0, 0.0) and default.data.flip
+    assert (default.data.rotate_degrees, default.data.scale) == (0.0, 0.0) and default.data.flip is None  # auto
     assert (default.model.generator_channels, default.model.discriminator_channels) == (32, 24)
     liver = demo_config("liver")
     assert (liver.data.rotate_degrees, liver.data.scale, liver.model.discriminator_channels) == (5.0, 0.05, 32)
+    assert liver.data.flip is True
     assert demo_config("brain").model.discriminator_channels == 24
+
+
+@pytest.mark.parametrize("unit, flip, mirrors", [("HU", None, False), ("a.u.", None, True), ("HU", True, True),
+                                                 ("a.u.", False, False)])
+def test_auto_flip_leaves_ct_anatomy_unmirrored(unit, flip, mirrors):
+    images = -torch.ones(64, 1, 16, 16)
+    images[:, :, 4:12, :4] = 1.0  # "the liver": always on the image's left half
+    data = SliceSet(images, IntensityMapping("ct_window" if unit == "HU" else "percentile", -1.0, 1.0, unit),
+                    (1.0, 1.0), ["s"] * 64, [""] * 64)
+    config = DataConfig(flip=flip, rotate_degrees=0.0, scale=0.0)
+    sampler = BatchSampler(data, 32, config, torch.Generator().manual_seed(0))
+    batches = torch.cat([sampler.next().images for _ in range(4)])
+    mirrored = (batches[:, 0, 4:12, -4:] > 0).all(-1).all(-1)
+    assert bool(mirrored.any()) == mirrors
+    if mirrors:
+        assert 0.3 < float(mirrored.float().mean()) < 0.7  # each image flipped with probability 1/2

@@ -41,6 +41,7 @@ from medgan.card_results import find_results, summarize_result
 from medgan.config import RunConfig, to_dict
 from medgan.data.sources import SOURCES
 from medgan.data.spec import DataSpec
+from medgan.data.transforms import flips
 from medgan.errors import CheckpointError
 from medgan.run import RunDir, RunState
 from medgan.utils import atomic_write_text
@@ -179,7 +180,7 @@ def _medigan(config: RunConfig, spec: DataSpec, inference_kind: str, results: Ma
                      if f"arms.{arm}.{key}.mean" in values}
             if found:
                 performance.setdefault("downstream_task", {}).setdefault(task, {})[name] = found
-    augmentations = [name for name, on in (("horizontal flip", config.data.flip),
+    augmentations = [name for name, on in (("horizontal flip", flips(config.data.flip, spec.mapping.unit)),
                                            ("rotation", config.data.rotate_degrees > 0),
                                            ("scale", config.data.scale > 0)) if on] + list(config.augment.policy)
     return {

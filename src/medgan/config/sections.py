@@ -32,7 +32,9 @@ class DataConfig:
     fit: str = "resize"  # how a slice becomes square: "resize" (pad to square, then resample), "crop", "pad"
     crop_foreground: bool = True  # crop each volume's slices to their common foreground box before fitting
     nan_policy: str = "error"  # "error" reports NaN/Inf voxels; "clean" replaces them with the finite minimum
-    flip: bool = True  # classic augmentation: random left-right flip
+    # Classic augmentation: random left-right flips. None (auto) flips every image but CT (HU): abdominal and
+    # thoracic anatomy is not left-right symmetric, and a G trained on mirrored abdomens draws the liver on the left.
+    flip: bool | None = None
     rotate_degrees: float = 5.0  # classic augmentation: random rotation range (+/- degrees)
     scale: float = 0.05  # classic augmentation: random zoom range (+/- fraction)
     # Unlabelled training: draw slices with weight density(foreground fraction) ** -balance, so that the rare

@@ -17,6 +17,13 @@ import torch.nn.functional as F
 BACKGROUND = -1.0  # value of pixels that come from outside the image
 
 
+def flips(flip: bool | None, unit: str) -> bool:
+    """Whether random left-right flips apply: ``flip`` (``data.flip``) as set, or, when it is None (auto), for
+    every image but CT (``unit`` "HU"). Brain MRI is close to left-right symmetric; the abdomen is not (the liver
+    is on the right), so mirrored CT would teach G anatomy no patient has."""
+    return unit != "HU" if flip is None else flip
+
+
 def classic_augment(
     images: torch.Tensor,
     flip: bool,

@@ -12,7 +12,7 @@ import torch
 from medgan.config import DataConfig
 from medgan.data import SliceSet
 from medgan.data.slicing import foreground_fraction
-from medgan.data.transforms import aligned_augment
+from medgan.data.transforms import aligned_augment, flips
 from medgan.networks.common import MINIBATCH_GROUP
 from medgan.utils import exists
 
@@ -79,6 +79,7 @@ class BatchSampler:
         self.attributes = attributes
         self.batch_size = batch_size
         self.augment = augment
+        self.flip = flips(augment.flip, data.mapping.unit)
         self.rng = rng
         self.nearest = nearest
         self.shard = shard
@@ -99,7 +100,7 @@ class BatchSampler:
         """The next batch (wrapping into a new shuffled epoch as needed)."""
         index = self.next_indices()
         augment = self.augment
-        tensors = aligned_augment({name: t[index] for name, t in self.tensors.items()}, augment.flip,
+        tensors = aligned_augment({name: t[index] for name, t in self.tensors.items()}, self.flip,
                                   augment.rotate_degrees, augment.scale, self.augment_rng, self.nearest)
         images = tensors.pop(PRIMARY)
         labels = self.labels[index] if exists(self.labels) else None

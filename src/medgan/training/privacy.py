@@ -42,7 +42,7 @@ from torch.func import functional_call, grad, vmap
 
 from medgan.config import RunConfig
 from medgan.data import SliceSet
-from medgan.data.transforms import aligned_augment
+from medgan.data.transforms import aligned_augment, flips
 from medgan.errors import ConfigError
 from medgan.training.batches import PRIMARY, Batch
 from medgan.training.precision import autocast_context
@@ -190,6 +190,7 @@ class PoissonUnitSampler:
             self.units = [torch.as_tensor([index]) for index in range(len(data))]
         self.tensors = {PRIMARY: data.images, **getattr(data, "aligned", {})}
         self.labels, self.attributes, self.augment, self.rng = data.labels, attributes, config.data, rng
+        self.flip = flips(config.data.flip, data.mapping.unit)
         self.expected = float(min(config.train.batch_size, len(self.units)))
         self.sample_rate = self.expected / len(self.units)
 
@@ -199,7 +200,7 @@ class PoissonUnitSampler:
         picks = [self.units[u][torch.randint(len(self.units[u]), (1,), generator=self.rng)] for u in chosen.tolist()]
         index = torch.cat(picks) if picks else torch.zeros(0, dtype=torch.int64)
         augment = self.augment
-        tensors = aligned_augment({name: t[index] for name, t in self.tensors.items()}, augment.flip,
+        tensors = aligned_augment({name: t[index] for name, t in self.tensors.items()}, self.flip,
                                   augment.rotate_degrees, augment.scale, self.rng)
         images = tensors.pop(PRIMARY)
         labels = self.labels[index] if self.labels is not None else None
