@@ -46,10 +46,13 @@ import torch  # noqa: E402
 PREVIOUS = {"optim": {"betas": [0.5, 0.999], "lr_discriminator": 2e-4},  # the default before issue 13
             "model": {"generator_channels": 32, "discriminator_channels": 32}, "train": {"ema": 0.999},
             "loss": {"mode_seeking": 0.1}}
-# Every candidate is a change of the default as it was before session 4 of issue 13 (classic rotation 5 degrees
-# and zoom 0.05 of the real images, D width 32), so each keeps meaning what it measured; "before-s4" is that
-# default itself and "ms075-norot-d24" is today's default ("medgan").
-BEFORE_SESSION4 = {"data": {"rotate_degrees": 5.0, "scale": 0.05}, "model": {"discriminator_channels": 32}}
+# Every candidate is a change of the default as it was when it was tried, so each keeps meaning what it measured.
+# BEFORE_SESSION5: the default until session 5 of issue 13 (mode seeking 0.075; "before-s5"); BEFORE_SESSION4:
+# the one before it (also classic rotation 5 degrees and zoom 0.05 of the real images, D width 32; "before-s4").
+# "ms075-norot-d24" is "before-s5", and "s5-ms09" is today's default ("medgan").
+BEFORE_SESSION5 = {"loss": {"mode_seeking": 0.075}}
+BEFORE_SESSION4 = {**BEFORE_SESSION5, "data": {"rotate_degrees": 5.0, "scale": 0.05},
+                   "model": {"discriminator_channels": 32}}
 # Candidates defined before unconditional tasks used loss.mode_seeking: on mni they ran without the term.
 WITHOUT_UNCONDITIONAL_MS = ("previous", "ttur", "ttur-wide", "ttur-ada", "ttur-ms")
 TTUR = {"optim": {"betas": [0.0, 0.99], "lr_generator": 2e-4, "lr_discriminator": 4e-4}}
@@ -83,18 +86,15 @@ CANDIDATES = {  # name: (recipe, overrides on it and on BEFORE_SESSION4)
                                    "model": {"discriminator_channels": 24}}),
     "cbn": ("medgan", {"model": {"conditional_norm": True}}),  # lesions: conditional BatchNorm in G
 }
-# Session 5 candidates: today's default ("medgan": no rotation/zoom, D 24) with one change each, without the
-# BEFORE_SESSION4 settings.
-ON_TODAY = {
+# Session 5 candidates: BEFORE_SESSION5 (no rotation/zoom, D 24, mode seeking 0.075) with one change each.
+ON_SESSION5 = {
+    "before-s5": {},
     "s5-ms09": {"loss": {"mode_seeking": 0.09}},
     "s5-ms01": {"loss": {"mode_seeking": 0.1}},
     "s5-ema995": {"train": {"ema": 0.995}},  # EMA half-life 138 steps (4,400 images) instead of 693 (22,000)
 }
-CANDIDATES.update({name: ("medgan", overrides) for name, overrides in ON_TODAY.items()})
+CANDIDATES.update({name: ("medgan", overrides) for name, overrides in ON_SESSION5.items()})
 BASE_RECIPES = ("medgan", "dcgan", "standard")
-LIVER_EXTRAS = {"model": {"auxiliary_classifier": True, "discriminator_channels": 32},  # the liver demo's
-                "data": {"flip": True, "rotate_degrees": 5.0, "scale": 0.05},
-                "augment": {"policy": ["translation", "cutout"]}}
 DATASETS = {
     "mni": {"task": "unconditional", "data": {"source": "mni152"}},
     "lesions": {"task": "conditional", "data": {"source": "ct-lesions", "window": "liver-portal"}},
@@ -110,13 +110,14 @@ COLUMNS = (  # (label, key in a run's result, digits)
 
 def run_config(dataset: str, name: str, cpu_minutes: float, seed: int):
     from medgan.config import deep_update, from_dict, recipe
+    from medgan.demos import DEMOS
 
     base, overrides = CANDIDATES.get(name, (name, {}))
     values = json.loads(json.dumps(DATASETS[dataset]))
     if dataset == "lesions" and base == "medgan":
-        values = deep_update(values, LIVER_EXTRAS)
-    if name in CANDIDATES and name not in ON_TODAY:
-        values = deep_update(values, BEFORE_SESSION4)
+        values = deep_update(values, DEMOS["liver"][3])  # portal window, AC head, D 32, its augmentation
+    if name in CANDIDATES:
+        values = deep_update(values, BEFORE_SESSION5 if name in ON_SESSION5 else BEFORE_SESSION4)
     values = deep_update(values, overrides)
     if dataset == "mni" and name in WITHOUT_UNCONDITIONAL_MS:
         values = deep_update(values, {"loss": {"mode_seeking": 0.0}})

@@ -83,7 +83,7 @@ class LossConfig:
     r1_interval: int = 16  # apply R1 every this many D steps (lazy regularization)
     gradient_penalty: float = 0.0  # WGAN-GP weight (0 = off); use with "wasserstein"
     instance_noise: float = 0.0  # std of Gaussian noise added to D's inputs, annealed linearly to 0
-    mode_seeking: float = 0.075  # noise-to-image tasks: weight of MSGAN's mode-seeking term (0 = off)
+    mode_seeking: float = 0.09  # noise-to-image tasks: weight of MSGAN's mode-seeking term (0 = off)
     auxiliary: float = 1.0  # weight of the AC-GAN class cross-entropy when model.auxiliary_classifier is on
     adversarial_weight: float = 1.0  # image-to-image tasks: weight of the adversarial term (0 = pure pixel loss)
     pixel: float = 100.0  # image-to-image tasks: weight of the L1 pixel loss (pix2pix: 100)
