@@ -1,9 +1,9 @@
 """The CLI contract: train and sample through the command line, and one-line errors (exit 2) for bad input."""
 
-import gzip
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -99,11 +99,13 @@ def write_bad_inputs(root: Path, head_volume) -> dict[str, tuple[Path, str]]:
 def test_bad_data_gets_a_one_line_error_and_writes_nothing(tmp_path, head_volume):
     cases = write_bad_inputs(tmp_path, head_volume)
     cases["missing path"] = (tmp_path / "nowhere", "nowhere")
+    outs = {name: tmp_path / f"run-{name.replace(' ', '-').replace('/', '-')}" for name in cases}
+    with ThreadPoolExecutor(max_workers=2) as pool:  # each case is a separate process and output folder
+        results = dict(zip(cases, pool.map(lambda name: run_cli("train", "--data", cases[name][0], "--out",
+                                                                 outs[name], "--steps", "1", *TINY), cases)))
     for name, (path, fragment) in cases.items():
-        out = tmp_path / f"run-{name.replace(' ', '-').replace('/', '-')}"
-        result = run_cli("train", "--data", path, "--out", out, "--steps", "1", *TINY)
-        assert_one_line_error(result, str(Path(path).name), fragment)
-        assert not out.exists() or not any(out.rglob("*.pt")), name  # nothing half-written
+        assert_one_line_error(results[name], str(Path(path).name), fragment)
+        assert not outs[name].exists() or not any(outs[name].rglob("*.pt")), name  # nothing half-written
 
 
 def test_dicom_without_pixel_data(tmp_path):
