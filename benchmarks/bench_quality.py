@@ -163,7 +163,7 @@ def one_run(dataset: str, name: str, seed: int, cpu_minutes: float, out: str) ->
         return json.loads(cached.read_text())
     from medgan.evaluation.utility import synthetic_set
     from medgan.metrics import compute_metrics, get_extractor
-    from medgan.sampling import generate, load_generator
+    from medgan.inference.sampling import generate, load_generator
     from medgan.training.loop import train
 
     config = run_config(dataset, name, cpu_minutes, seed)

@@ -1,4 +1,4 @@
-"""Sampling throughput at 64x64 through medgan's real sampling path (``medgan.sampling.generate``).
+"""Sampling throughput at 64x64 through medgan's real sampling path (``medgan.inference.sampling.generate``).
 
 Trains a 2-step run of each recipe (the default "medgan" recipe, ngf 32; and the classic "dcgan", ngf 64) on the
 MNI152 slices at 64x64 (the weights do not matter for speed), loads it back like ``medgan sample`` does, and times
@@ -28,7 +28,7 @@ import torch  # noqa: E402
 
 from medgan.config import DataConfig, from_dict, recipe  # noqa: E402
 from medgan.data import load_slices  # noqa: E402
-from medgan.sampling import generate, load_generator, write_samples  # noqa: E402
+from medgan.inference.sampling import generate, load_generator, write_samples  # noqa: E402
 from medgan.training.loop import train  # noqa: E402
 
 PLAIN_BATCH = 64  # images per forward pass, as medgan.inference.noise.SAMPLE_BATCH
@@ -79,7 +79,7 @@ def main() -> None:
             rows.append((name, config.model.generator_channels, statistics.median(fast), statistics.median(old),
                          statistics.median(cpu), export, same))
     print(f"load average at end {os.getloadavg()[0]:.2f}")
-    print("| recipe | ngf | medgan.sampling.generate (img/s) | previous path (img/s) | ratio | generate, images per "
+    print("| recipe | ngf | medgan.inference.sampling.generate (img/s) | previous path (img/s) | ratio | generate, images per "
           "CPU-second | PNG export (img/s) | same images |")
     print("|---|---|---|---|---|---|---|---|")
     for name, width, fast, old, cpu, export, same in rows:

@@ -54,7 +54,7 @@ def worker_library(run: str, volume: str, out: str) -> dict:
     """``translate_path`` on one volume; the model's share is timed by wrapping ``translate_volume``."""
     import torch
 
-    import medgan.translation as translation
+    import medgan.inference.files as translation
     from medgan.inference import load_model
 
     started = time.perf_counter()

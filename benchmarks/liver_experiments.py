@@ -30,7 +30,7 @@ from medgan.data import CT_WINDOWS, SliceSet, load_slices, slices_from_volumes  
 from medgan.data.phantom import lesion_rois, slice_volume  # noqa: E402
 from medgan.evaluation.utility import (UtilityConfig, class_fidelity, format_utility, run_utility,  # noqa: E402
                                       synthetic_set)
-from medgan.sampling import load_generator  # noqa: E402
+from medgan.inference.sampling import load_generator  # noqa: E402
 from medgan.training.loop import train  # noqa: E402
 
 

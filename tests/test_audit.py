@@ -132,7 +132,7 @@ def test_the_privacy_filter_replaces_near_copies_of_training_images(overfitted, 
     from medgan.data.slicing import upright_view
     from medgan.metrics.features import extract_features, get_extractor
     from medgan.metrics.memorization import TrainingIndex
-    from medgan.sampling import generate, load_generator
+    from medgan.inference.sampling import generate, load_generator
 
     run, _, _, _ = overfitted
     copy = tmp_path / "run"

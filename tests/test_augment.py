@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from medgan.augment import POLICIES, AdaptiveProbability, DiffAugment, cutout, translation
+from medgan.training.augment import POLICIES, AdaptiveProbability, DiffAugment, cutout, translation
 from medgan.errors import ConfigError
 
 ALL_OPS = ("translation", "cutout", "brightness", "contrast", "flip", "noise")

@@ -173,7 +173,7 @@ def test_corrupt_and_incompatible_checkpoints(trained_run, tmp_path):
 
 def test_liver_demo_trains_the_conditional_recipe_and_writes_a_grid_per_class(tmp_path, monkeypatch, capsys):
     from medgan.data.phantom import sources as phantom_sources
-    from medgan.sampling import load_generator
+    from medgan.inference.sampling import load_generator
 
     monkeypatch.setattr(phantom_sources, "LESION_ROIS_PER_CLASS", 2)  # the real demo uses 60 per class
     out = tmp_path / "demo"

@@ -7,7 +7,7 @@ from PIL import Image
 
 from medgan.cli import main
 from medgan.errors import ConfigError
-from medgan.sampling import generate, load_generator
+from medgan.inference.sampling import generate, load_generator
 
 from helpers import TINY
 

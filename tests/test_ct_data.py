@@ -252,7 +252,7 @@ def test_a_class_without_samples_is_an_error(tmp_path, lits_cases):
 
 def test_conditional_training_runs_on_lits_folders_and_medmnist_npz(tmp_path, lits_folder):
     from medgan.cli import main
-    from medgan.sampling import generate, load_generator
+    from medgan.inference.sampling import generate, load_generator
 
     from helpers import TINY
 

@@ -109,7 +109,7 @@ def make_run(root: Path, name: str) -> Path:
 
 
 def fake_sampling(mni: torch.Tensor) -> types.ModuleType:
-    """A stand-in for medgan.sampling whose 'generators' are degraded real slices, by run name."""
+    """A stand-in for medgan.inference.sampling whose 'generators' are degraded real slices, by run name."""
     from medgan.data.intensity import IntensityMapping
 
     mapping = IntensityMapping("percentile", 64.0, 234.0, "a.u.")
@@ -133,13 +133,13 @@ def fake_sampling(mni: torch.Tensor) -> types.ModuleType:
         weights = torch.linspace(0, 1, steps).view(1, steps, 1, 1, 1)
         return ((1 - weights) * start[:, None] + weights * end[:, None]).reshape(rows * steps, 1, 64, 64)
 
-    module = types.ModuleType("medgan.sampling")
+    module = types.ModuleType("medgan.inference.sampling")
     module.generate, module.interpolate = generate, interpolate
     return module
 
 
 def test_trained_run_beats_early_and_collapsed_runs(tmp_path, monkeypatch, mni):
-    monkeypatch.setitem(sys.modules, "medgan.sampling", fake_sampling(mni))
+    monkeypatch.setitem(sys.modules, "medgan.inference.sampling", fake_sampling(mni))
     results = {}
     for name in ("trained", "early", "collapsed"):
         run = make_run(tmp_path, name)

@@ -7,7 +7,7 @@ import torch
 
 from medgan.config import from_dict, recipe
 from medgan.errors import ConfigError, TrainingError
-from medgan.sampling import generate, interpolate
+from medgan.inference.sampling import generate, interpolate
 from medgan.training.loop import train
 from medgan.training.schedule import lr_factor
 from medgan.visuals import read_jsonl

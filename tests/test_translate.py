@@ -112,7 +112,7 @@ def test_translate_volume_matches_training_slicing_and_holds_one_output_volume(p
     from medgan.data.readers import Volume
     from medgan.data.slicing import to_canonical, upright_slices
     from medgan.inference import load_model
-    from medgan.translation import translate_volume
+    from medgan.inference.files import translate_volume
 
     model = load_model(paired_run)
     array = np.random.default_rng(1).normal(40, 150, (32, 32, 160)).astype(np.float32)  # some HU outside the window

@@ -101,7 +101,7 @@ def _demo_outputs(out: Path, progress: bool) -> None:
     from medgan.evaluation.paired import evaluate_paired, format_paired_table, is_paired_run
     from medgan.evaluation.translation_eval import evaluate_translation, is_translation_run
     from medgan.evaluation.translation_report import format_translation_table
-    from medgan.sampling import generate, load_generator
+    from medgan.inference.sampling import generate, load_generator
     from medgan.visuals import save_grid
 
     if is_translation_run(out):  # modalities (unpaired, or paired with input modalities): on held-out true pairs

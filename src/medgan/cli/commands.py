@@ -39,7 +39,7 @@ def command_sample(args: argparse.Namespace) -> int:
     from medgan.inference.noise import MAX_SAMPLES, check_sample_count
     from medgan.run import check_output_folder
     from medgan.card import export_card, filter_state
-    from medgan.sampling import generate, interpolate, load_generator, privacy_filter, write_samples
+    from medgan.inference.sampling import generate, interpolate, load_generator, privacy_filter, write_samples
 
     # Every option is checked before the checkpoint is read and before anything is written.
     check_range(args.n, 1, MAX_SAMPLES, "--n")
@@ -78,7 +78,7 @@ def command_translate(args: argparse.Namespace) -> int:
     from medgan.card import export_card, write_card
     from medgan.inference import Translator, load_model
     from medgan.run import check_output_folder
-    from medgan.translation import translate_path
+    from medgan.inference.files import translate_path
 
     check_output_folder(args.out, "--out")
     model = load_model(args.run, direction=args.direction)

@@ -171,7 +171,7 @@ def run_audit(run_dir: str | Path, members: str, non_members: str, out: str | Pa
     """
     from medgan.inference.noise import check_sample_count
     from medgan.run import check_output_folder
-    from medgan.sampling import generate, load_generator  # imported here: sampling pulls in the training stack
+    from medgan.inference.sampling import generate, load_generator  # imported here: sampling pulls in the training stack
 
     if out is not None:
         check_output_folder(out, "--out")

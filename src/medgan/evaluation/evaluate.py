@@ -4,7 +4,7 @@ Inputs (each resolved to ``[N, 1, R, R]`` float32 in [-1, 1] at one resolution R
 
 * real: an embedded source name (``"mni152"``), a file or folder read by ``medgan.data.load_slices``, or a run
   directory, whose own data config (``config.yaml``) is used.
-* synthetic: a run directory (images are generated with ``medgan.sampling.generate``) or a folder of images
+* synthetic: a run directory (images are generated with ``medgan.inference.sampling.generate``) or a folder of images
   (PNG/TIFF, ``.npy``/``.npz`` stacks, NIfTI/DICOM).
 * training images for the memorization audit: ``train`` if given (then the real set is the held-out
   baseline), else the real set itself (leave-one-out baseline).
@@ -130,7 +130,7 @@ def _add_run_extras(artefacts: Artefacts, run_dir: Path | None, generator_run: P
     artefacts.history = run.read_metrics()
     if generator_run is not None:
         try:
-            from medgan.sampling import interpolate  # imported here: sampling pulls in the training stack
+            from medgan.inference.sampling import interpolate  # imported here: sampling pulls in the training stack
 
             strips = interpolate(generator_run, steps=8, rows=3, seed=SAMPLE_SEED)
             artefacts.interpolation = strips.detach().float().cpu()

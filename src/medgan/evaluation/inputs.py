@@ -2,7 +2,7 @@
 
 * real: an embedded source name (``"mni152"``), a file or folder read by ``medgan.data.load_slices``, or a run
   directory, whose own data config (``config.yaml``) is used.
-* synthetic: a run directory (images are generated with ``medgan.sampling.generate``) or a folder of images:
+* synthetic: a run directory (images are generated with ``medgan.inference.sampling.generate``) or a folder of images:
   PNG/TIFF (8- or 16-bit, full scale = +1, as ``medgan export`` writes), ``.npy``/``.npz`` stacks ([N, H, W] or
   [N, 1, H, W]; values in [-1, 1] are taken as model units, others as physical units, decoded with the
   sidecar mapping if one exists or else the real set's mapping), NIfTI/DICOM (physical units, slices along z).
@@ -107,7 +107,7 @@ def _load_real(source: str, config: Any, progress: bool, role: str = "real") -> 
 
 def _generate(run_dir: Path, count: int, resolution: int) -> ImageSet:
     from medgan.inference.noise import check_sample_count
-    from medgan.sampling import generate  # imported here: sampling pulls in the training stack
+    from medgan.inference.sampling import generate  # imported here: sampling pulls in the training stack
 
     check_sample_count(count, resolution, "--max-images")
     images, mapping = generate(run_dir, count, seed=SAMPLE_SEED)

@@ -28,13 +28,13 @@ def synthetic_set(run_dir: str | Path, per_class: int, seed: int, loaded: Any = 
         run_dir: a class-conditional run directory.
         per_class: images generated per class.
         seed: noise seed of the first class; class i uses ``seed + i``.
-        loaded: the run's ``medgan.sampling.load_generator`` result, when the caller already has it.
+        loaded: the run's ``medgan.inference.sampling.load_generator`` result, when the caller already has it.
 
     Raises:
         ConfigError: the run is not class-conditional.
     """
     from medgan.inference.noise import check_sample_count
-    from medgan.sampling import generate, load_generator  # imported here: sampling pulls in the training stack
+    from medgan.inference.sampling import generate, load_generator  # imported here: sampling pulls in the training stack
 
     loaded = loaded if loaded is not None else load_generator(run_dir)
     if not loaded.class_names:
@@ -75,7 +75,7 @@ def run_utility_app(synthetic_run: str | Path, real: str | None, test: str | Non
     Raises:
         MedganError: not a conditional run, unlabelled real data, unreadable data or an invalid config value.
     """
-    from medgan.sampling import load_generator  # imported here: sampling pulls in the training stack
+    from medgan.inference.sampling import load_generator  # imported here: sampling pulls in the training stack
 
     out = Path(out)
     check_output_folder(out, "--out")  # before the slow part

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medgan.augment import POLICIES, AdaptiveProbability, DiffAugment
+from medgan.training.augment import POLICIES, AdaptiveProbability, DiffAugment
 from medgan.config import RunConfig
 from medgan.data import SliceSet
 from medgan.data.spec import DataSpec, spec_of

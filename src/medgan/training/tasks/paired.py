@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from medgan.augment import POLICIES, DiffAugment
+from medgan.training.augment import POLICIES, DiffAugment
 from medgan.config import RunConfig
 from medgan.data import SliceSet
 from medgan.data.spec import spec_of

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from medgan.augment import POLICIES, DiffAugment
+from medgan.training.augment import POLICIES, DiffAugment
 from medgan.checkpoint import load_module_state
 from medgan.config import RunConfig
 from medgan.data import SliceSet, load_slices

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import medgan
-from medgan.card_results import find_results, summarize_result
+from medgan.card.results import find_results, summarize_result
 from medgan.config import RunConfig, to_dict
 from medgan.data.sources import SOURCES
 from medgan.data.spec import DataSpec
