@@ -19,17 +19,30 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._default: str | None = None
 
-    def register(self, name: str) -> Callable[[T], T]:
-        """Decorator that registers its target under ``name``; a duplicate name is a bug."""
+    def register(self, name: str, default: bool = False) -> Callable[[T], T]:
+        """Decorator that registers its target under ``name`` (``default``: the one used when none is named); a
+        duplicate name or a second default is a bug."""
 
         def decorate(item: T) -> T:
             if name in self._items:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
+            if default and self._default is not None:
+                raise ValueError(f"{self.kind} {name!r} and {self._default!r} both claim to be the default")
             self._items[name] = item
+            if default:
+                self._default = name
             return item
 
         return decorate
+
+    @property
+    def default(self) -> str:
+        """The name registered with ``default=True``."""
+        if self._default is None:
+            raise ValueError(f"no default {self.kind} is registered")  # a bug: the package registers one
+        return self._default
 
     def get(self, name: str) -> T:
         """Returns the item registered as ``name``; an unknown name raises ConfigError listing valid names."""

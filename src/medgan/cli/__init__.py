@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 from medgan.errors import MedganError
 
-from medgan.cli.parser import DEMO_NAMES, build_parser
+from medgan.cli.parser import build_parser
 from medgan.cli.training import resolve_train_config
 
 EXIT_USER_ERROR = 2
@@ -23,7 +23,7 @@ EXIT_USER_ERROR = 2
 # line naming the file. Writes go through medgan.utils.atomic_path, so nothing half-written is left behind.
 WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG})
 
-__all__ = ["DEMO_NAMES", "build_parser", "main", "resolve_train_config"]
+__all__ = ["build_parser", "main", "resolve_train_config"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

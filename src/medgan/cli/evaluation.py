@@ -6,41 +6,31 @@ import argparse
 from pathlib import Path
 
 from medgan.cli.commands import CARD_NAME, check_range
-from medgan.errors import ConfigError
 
 
 def command_evaluate(args: argparse.Namespace) -> int:
-    from medgan.evaluation.evaluate import evaluate
-    from medgan.evaluation.paired import evaluate_paired_run, format_paired_table, is_paired_run
     from medgan.inference.noise import MAX_SAMPLES
-    from medgan.evaluation.translation_eval import (evaluate_translation_run, format_translation_table,
-                                                    is_translation_run)
-    from medgan.metrics.catalog import METRICS, lookup
+    from medgan.run import RunDir
+    from medgan.training.tasks import TASKS, EvaluationRequest
 
     check_range(args.max_images, 1, MAX_SAMPLES, "--max-images")
-    if is_translation_run(args.fake):  # modality translation: true pairs, tissues, Dice, cycle, identity baseline
-        print(format_translation_table(evaluate_translation_run(
-            args.fake, args.real, args.out, args.direction, tuple(args.inputs or ()), tuple(args.compare or ()),
-            args.max_images, not args.quiet, args.train, not args.no_real_images, args.features)))
-        print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'report.html'}")
+    request = EvaluationRequest(out=Path(args.out), real=args.real, features=args.features, train=args.train,
+                                max_images=args.max_images, real_images=not args.no_real_images,
+                                members=args.members, non_members=args.non_members, direction=args.direction,
+                                inputs=tuple(args.inputs or ()), compare=tuple(args.compare or ()),
+                                progress=not args.quiet)
+    if RunDir.is_run(args.fake):  # a trained run: its task says what evaluating it means
+        print(TASKS.get(RunDir(args.fake).read_config().task).evaluate(args.fake, request))
         return 0
-    for option, given in (("--direction", args.direction), ("--inputs", args.inputs), ("--compare", args.compare)):
-        if given:
-            raise ConfigError(f"{option} is for modality-translation runs (unpaired, or paired with --domain-a)",
-                              args.fake)
-    if is_paired_run(args.fake):  # an image-to-image run: against its targets and classic baselines
-        print(format_paired_table(evaluate_paired_run(args.fake, args.real, args.out, args.max_images, not args.quiet,
-                                                      args.train, not args.no_real_images, args.features)))
-        print(f"wrote {Path(args.out) / 'metrics.json'}, {Path(args.out) / 'report.html'} and {CARD_NAME}")
-        return 0
+    from medgan.evaluation.evaluate import evaluate, format_metrics
+
+    request.refuse(("--direction", "--inputs", "--compare"), "is for modality-translation runs (unpaired, or paired "
+                   "with --domain-a)", args.fake)
     metrics = evaluate(args.real, args.fake, args.out, features=args.features, train=args.train,
                        progress=not args.quiet, max_images=args.max_images, real_images=not args.no_real_images,
                        members=args.members, non_members=args.non_members)
-    for info in METRICS:
-        value = lookup(metrics, info.key)
-        if isinstance(value, (int, float)):
-            print(f"{info.label:<40}: {value:<10.4g} ({info.better} is better)")
-    print(f"wrote {Path(args.out) / 'metrics.json'}, {Path(args.out) / 'report.html'} and {CARD_NAME}")
+    out = Path(args.out)
+    print(format_metrics(metrics, f"wrote {out / 'metrics.json'}, {out / 'report.html'} and {CARD_NAME}"))
     return 0
 
 

@@ -8,11 +8,16 @@ from medgan.cli.commands import MAX_INTERPOLATION_STEPS, command_bundle, command
 from medgan.cli.evaluation import command_audit, command_evaluate, command_segutility, command_utility
 from medgan.cli.training import _add_budget, command_demo, command_info, command_train
 
-DEMO_NAMES = ("brain", "denoise", "liver", "mr2ct", "phases", "superres")  # medgan.demos.DEMOS, without importing torch here
 
 
 def build_parser() -> argparse.ArgumentParser:
     from medgan.export import WRITERS
+    from medgan.inference import Direction
+    from medgan.networks import GENERATORS
+    from medgan.networks.translation import TRANSLATORS
+    from medgan.training.tasks import DEMOS, RECIPES, TASKS, task_options, tasks_with_option
+
+    directions = [direction.value for direction in Direction]
 
     parser = argparse.ArgumentParser(prog="medgan", description="GANs for medical images.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -20,18 +25,22 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a GAN on images (a path, or mni152 / ct-phantom)")
     train.add_argument("--data", help="data path or embedded source name (mni152, ct-phantom, ct-lesions)")
     train.add_argument("--out", required=True, help="run directory")
-    train.add_argument("--config", help="YAML config file (sections: data, model, loss, augment, optim, train)")
-    train.add_argument("--model", default=None, help="recipe (medgan, dcgan, pix2pix) or architecture (resnet, "
-                                                     "unet); default: the task's recipe")
-    train.add_argument("--task", default=None, help="unconditional (default), conditional, paired or unpaired")
+    train.add_argument("--config", help="YAML config file (sections: data, model, loss, augment, optim, train, "
+                       "privacy, and the task's own section named after it, e.g. unpaired)")
+    train.add_argument("--model", default=None, help=f"recipe ({', '.join(RECIPES.names())}) or architecture "
+                       f"({', '.join(sorted(set(GENERATORS.names()) | set(TRANSLATORS.names())))}); default: the "
+                       "task's recipe")
+    train.add_argument("--task", default=None, help=f"{', '.join(TASKS.names())} (default: {TASKS.default}, or the "
+                       "task that --model or a task option below selects)")
     train.add_argument("--labels", help="CSV of file,label for conditional training")
-    train.add_argument("--input", help="paired task: input images matched to --data (the targets) by file name")
-    train.add_argument("--pairs", help="paired task: CSV with input,target[,mask] columns")
-    train.add_argument("--degrade", help="paired task: derive inputs from the targets: lowdose:FRACTION, "
-                                         "downsample:FACTOR, inpaint or mask")
-    train.add_argument("--domain-a", nargs="+", metavar="PATH", help="image-to-image: the input modalities (domain "
-                       "A; several are stacked as channels, e.g. T1 T2); unpaired unless --task paired")
-    train.add_argument("--domain-b", metavar="PATH", help="unpaired task: domain B (the same as --data)")
+    group = train.add_argument_group("task options", "each belongs to the tasks named after it; one marked "
+                                     "'selects' also chooses its task when --task is not given")
+    for option in task_options():
+        owners = " or ".join(tasks_with_option(option.flag))
+        selects = " or ".join(tasks_with_option(option.flag, selecting=True))
+        group.add_argument(option.flag, dest=option.dest, type=option.type, nargs=option.nargs,
+                           metavar=option.metavar,
+                           help=f"{option.help} [task {owners}" + (f"; selects {selects}]" if selects else "]"))
     train.add_argument("--resolution", type=int, help="image side: 32, 64, 128 or 256")
     _add_budget(train)
     train.add_argument("--batch-size", type=int)
@@ -71,16 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--quiet", action="store_true", help="no progress bars")
     sample.set_defaults(handler=command_sample)
 
-    demo = commands.add_parser("demo", help="worked projects on embedded data: brain MRI synthesis (default), liver "
-                                            "lesion CT (liver or --ct), CT denoising (denoise), MRI x4 "
-                                            "super-resolution (superres), unpaired MR -> CT (mr2ct) and "
-                                            "contrast phases (phases)")
-    demo.add_argument("name", nargs="?", default="brain", choices=DEMO_NAMES, help="which demo (default brain)")
+    demo = commands.add_parser("demo", help="worked projects on embedded data: " + "; ".join(
+        f"{name} ({DEMOS.get(name).what})" for name in DEMOS))
+    demo.add_argument("name", nargs="?", default="brain", choices=DEMOS.names(), help="which demo (default brain)")
     demo.add_argument("--ct", action="store_true", help="the liver CT demo (same as 'medgan demo liver')")
     demo.add_argument("--out", default=None, help="run directory (default: ./medgan-demo-<name>)")
-    demo.add_argument("--minutes", type=float, default=None, help="training budget (default: 8 for brain and "
-                                                                   "liver, 6.5 for denoise, 7 for superres, 7.5 for "
-                                                                   "mr2ct, 6 for phases)")
+    demo.add_argument("--minutes", type=float, default=None, help="training budget (default: " + ", ".join(
+        f"{DEMOS.get(name).minutes:g} for {name}" for name in DEMOS) + ")")
     demo.add_argument("--quiet", action="store_true")
     demo.set_defaults(handler=command_demo)
 
@@ -97,8 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--members", help="membership-inference audit (with --non-members, --fake a run): images "
                                             "of the run's training patients")
     evaluate.add_argument("--non-members", help="membership-inference audit: images of patients the run never saw")
-    evaluate.add_argument("--direction", choices=("a2b", "b2a"), default=None,
-                          help="unpaired runs: the direction evaluated (default a2b)")
+    evaluate.add_argument("--direction", choices=directions, default=None,
+                          help="runs that translate both ways (unpaired): the direction evaluated (default a2b)")
     evaluate.add_argument("--inputs", nargs="+", metavar="PATH",
                           help="translation runs: held-out input folders (one per input modality, in the run's "
                                "order) matched by file name to the targets in --real (default: the run's own "
@@ -160,8 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="a paired or unpaired run directory, or its model bundle")
     translate.add_argument("--input", help="a file, a folder of files, or a DICOM series folder (the first input "
                                            "domain; with several input modalities a missing one may be left out)")
-    translate.add_argument("--direction", choices=("a2b", "b2a"), default=None,
-                           help="unpaired runs: a2b (default, domain A to B) or b2a")
+    translate.add_argument("--direction", choices=directions, default=None,
+                           help="runs that translate both ways (unpaired): a2b (default, domain A to B) or b2a")
     translate.add_argument("--out", required=True, help="output folder")
     translate.add_argument("--format", default="same", choices=("same", "nifti", "dicom", "png16", "npy"),
                            help="output kind (default: the input's kind)")

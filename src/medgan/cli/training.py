@@ -19,24 +19,47 @@ def _add_budget(parser: argparse.ArgumentParser) -> None:
 DP_OPTIONS = {"dp_epsilon": "epsilon", "dp_noise": "noise", "dp_delta": "delta", "dp_max_grad_norm": "max_grad_norm"}
 
 
+def _task_overrides(args: argparse.Namespace, values: dict[str, Any]) -> dict[str, Any]:
+    """The task options given on the command line (``medgan.training.tasks.TaskOption``) as nested config values,
+    with the task they select: ``values["task"]`` (--task, the config file or the recipe) when set, else the one
+    task whose selecting options were given. Each option must belong to that task, and two options that set one
+    key must agree."""
+    from medgan.training.tasks import TASKS, task_options, tasks_with_option
+
+    given = [(option, getattr(args, option.dest)) for option in task_options()
+             if getattr(args, option.dest, None) is not None]
+    task = values.get("task")
+    if task is None:
+        selected = sorted({name for option, _ in given for name in tasks_with_option(option.flag, selecting=True)})
+        if len(selected) > 1:
+            raise ConfigError(f"these options select different tasks ({', '.join(selected)}); give --task")
+        task = selected[0] if selected else None
+    overrides: dict[str, Any] = {} if task is None else {"task": task}
+    task = task or TASKS.default
+    assigned: dict[str, tuple[str, Any]] = {"data.source": ("--data", args.data)} if args.data is not None else {}
+    for option, value in given:
+        owners = tasks_with_option(option.flag)
+        if task not in owners:
+            raise ConfigError(f"{option.flag} is an option of task {' or '.join(owners)}, not of task {task!r}")
+        key = option.key if "." in option.key else f"{task}.{option.key}"
+        value = list(value) if isinstance(value, (list, tuple)) else value
+        if key in assigned and assigned[key][1] != value:
+            raise ConfigError(f"{assigned[key][0]} and {option.flag} both set {key}; give one")
+        assigned[key] = (option.flag, value)
+        section, _, name = key.partition(".")
+        overrides.setdefault(section, {})[name] = value
+    return overrides
+
+
 def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """CLI flags as a nested config mapping (applied after the recipe and the YAML file)."""
+    """CLI flags of the shared sections as a nested config mapping (applied after the recipe and the YAML file)."""
     values: dict[str, dict[str, Any]] = {"data": {}, "train": {}, "model": {}}
     if args.data is not None:
         values["data"]["source"] = args.data
-    if getattr(args, "domain_b", None) is not None:
-        if args.data is not None and args.data != args.domain_b:
-            raise ConfigError("--data and --domain-b both name domain B; give one")
-        values["data"]["source"] = args.domain_b
-    if getattr(args, "domain_a", None):
-        values["data"]["domain_a"] = list(args.domain_a)
-        if getattr(args, "task", None) is None:
-            values["task"] = "unpaired"  # domains A and B without --task paired: CycleGAN
     if args.resolution is not None:
         values["data"]["resolution"] = args.resolution
-    for flag in ("labels", "input", "pairs", "degrade"):
-        if getattr(args, flag, None) is not None:
-            values["data"][flag] = getattr(args, flag)
+    if args.labels is not None:
+        values["data"]["labels"] = args.labels
     if args.steps is not None:
         values["train"].update(steps=args.steps, minutes=0.0)
     if args.minutes is not None:
@@ -57,9 +80,9 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def resolve_train_config(args: argparse.Namespace):
-    """recipe (--model) <- YAML (--config) <- CLI flags <- --set overrides, validated."""
-    from medgan.config import RECIPES, deep_update, from_dict, load_yaml, parse_overrides, recipe
-    from medgan.training.tasks import TASKS
+    """recipe (--model) <- YAML (--config) <- CLI flags <- --set overrides, resolved and checked by the task."""
+    from medgan.config import deep_update, load_yaml, parse_overrides
+    from medgan.training.tasks import RECIPES, resolve_config
 
     values: dict[str, Any] = {}
     if args.config:
@@ -68,14 +91,10 @@ def resolve_train_config(args: argparse.Namespace):
         values = deep_update(values, {"model": {"name": args.model}})  # an architecture, not a recipe
     values = deep_update(values, _train_overrides(args))
     values = deep_update(values, parse_overrides(args.set or []))
-    # --model names a recipe, or else the task's own recipe is the base (pix2pix for "paired").
-    task = values.get("task", "unconditional")
-    base = recipe(args.model if args.model in RECIPES else TASKS.get(str(task)).default_recipe)
-    config = from_dict(values, base=base)
-    from medgan.training.loop import check_names
-
-    check_names(config)
-    return config
+    if "task" not in values and args.model in RECIPES:
+        values["task"] = RECIPES.get(args.model).tasks[0]
+    values = deep_update(values, _task_overrides(args, values))
+    return resolve_config(values, args.model if args.model in RECIPES else None)
 
 
 def command_train(args: argparse.Namespace) -> int:

@@ -13,7 +13,6 @@ from typing import Any, Mapping
 import yaml
 
 from medgan.config.checks import validate
-from medgan.config.recipes import recipe
 from medgan.config.sections import RunConfig
 from medgan.errors import ConfigError
 
@@ -22,16 +21,26 @@ from medgan.errors import ConfigError
 
 
 def to_dict(config: Any) -> dict[str, Any]:
-    """A plain, YAML-safe dict of a config dataclass (tuples become lists)."""
+    """A plain, YAML-safe dict of a config dataclass (tuples become lists).
+
+    A RunConfig's ``options`` (the task's own section) is written under the task's name, as users write it.
+    """
 
     def plain(value: Any) -> Any:
         if dataclasses.is_dataclass(value):
             return {f.name: plain(getattr(value, f.name)) for f in fields(value)}
+        if isinstance(value, Mapping):
+            return {str(k): plain(v) for k, v in value.items()}
         if isinstance(value, (tuple, list)):
             return [plain(v) for v in value]
         return value
 
-    return plain(config)
+    values = plain(config)
+    if isinstance(config, RunConfig):
+        options = values.pop("options")
+        if config.task:
+            values[config.task] = options
+    return values
 
 
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
@@ -108,12 +117,13 @@ def _merge(config: Any, values: Mapping[str, Any], prefix: str = "") -> Any:
     if not isinstance(values, Mapping):
         raise ConfigError(f"config section {prefix.rstrip('.') or 'root'!r} must be a mapping, got {values!r}")
     hints = typing.get_type_hints(type(config))
-    known = {f.name for f in fields(config)}
+    known = {f.name for f in fields(config)} - {"options"}
     changes = {}
     for key, value in values.items():
         full = f"{prefix}{key}"
         if key not in known:
-            raise ConfigError(f"unknown config key {full!r}; valid keys here: {', '.join(sorted(known))}")
+            where = " (and the task's own section, named after the task)" if isinstance(config, RunConfig) else ""
+            raise ConfigError(f"unknown config key {full!r}; valid keys here: {', '.join(sorted(known))}{where}")
         current = getattr(config, key)
         if dataclasses.is_dataclass(current):
             changes[key] = _merge(current, value or {}, f"{full}.")
@@ -122,9 +132,36 @@ def _merge(config: Any, values: Mapping[str, Any], prefix: str = "") -> Any:
     return replace(config, **changes)
 
 
+def merge_section(section: Any, values: Mapping[str, Any], name: str) -> Any:
+    """A copy of section dataclass ``section`` with ``values`` applied and every key's type checked; errors name
+    the key as ``name.key`` (tasks type their own section with it)."""
+    return _merge(section, values, f"{name}.")
+
+
 def from_dict(values: Mapping[str, Any], base: RunConfig | None = None) -> RunConfig:
-    """A validated RunConfig from a nested mapping applied on top of ``base`` (default: the medgan recipe)."""
-    config = _merge(base or recipe("medgan"), values)
+    """A RunConfig from a nested mapping applied on top of ``base`` (default: every section's defaults), with the
+    shared sections validated.
+
+    The section named after the run's task (``values["task"]``, else ``base.task``) is the task's own: it is
+    merged into ``base.options`` as plain values, which the task types and checks
+    (``medgan.training.tasks.resolve_config``); any other unknown key raises ConfigError.
+    """
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"a config must be a mapping of sections, got {values!r}")
+    base = base or RunConfig()
+    task = values.get("task", base.task)
+    shared = {key: value for key, value in values.items() if not (isinstance(task, str) and task and key == task)}
+    if "options" in shared:
+        raise ConfigError(f"unknown config key 'options'; a task's own keys go in a section named after the task "
+                          f"(e.g. {task or 'TASK'}: {{...}})")
+    config = _merge(base, shared)
+    section = values.get(config.task, {}) if config.task else {}
+    if section is None:
+        section = {}
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"config section {config.task!r} must be a mapping, got {section!r}")
+    options = deep_update(dict(base.options), section) if base.task in ("", config.task) else dict(section)
+    config = replace(config, options=options)
     validate(config)
     return config
 

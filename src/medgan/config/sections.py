@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 RESOLUTIONS = (32, 64, 128, 256)
 # Upper bounds that keep a typo (latent_dim: 100000000000) from reaching the allocator, each well above what a
@@ -47,7 +48,6 @@ class DataConfig:
     input: str | None = None  # paired tasks: input images matched to ``source`` (the targets) by file name
     pairs: str | None = None  # paired tasks: CSV with input,target[,mask] columns (paths relative to the CSV)
     degrade: str | None = None  # paired tasks: derive the input from each target: lowdose:F, downsample:F, inpaint, mask
-    patch: int = 0  # paired tasks: train on random square patches of this side (0 = whole tiles)
     # Image-to-image tasks: the input modalities (domain A), stacked as channels in this order; each a file,
     # folder or embedded source name. Paired: matched to ``source`` (the targets) slice by slice. Unpaired:
     # domain A, with ``source`` as domain B; several A modalities are matched to each other, not to B.
@@ -65,13 +65,10 @@ class ModelConfig:
     discriminator_channels: int = 32  # width multiplier of D (ndf)
     spectral_norm: bool = True  # spectral normalization on D's layers
     minibatch_std: bool = True  # minibatch standard-deviation feature in D (StyleGAN's guard against collapse)
-    auxiliary_classifier: bool = False  # conditional: D also predicts the class (AC-GAN head; see loss.auxiliary)
+    auxiliary_classifier: bool = False  # class-conditional D also predicts the class (AC-GAN head)
     conditional_norm: bool = False  # conditional, dcgan G: per-class BatchNorm scale and shift (conditional BN)
     depth: int = 4  # image-to-image U-Net: stride-2 levels (inputs are padded to a multiple of 2**depth)
     residual: bool = True  # image-to-image U-Net: predict a correction of the first input channel
-    # Several input modalities: each gets an availability channel (1 present, 0 missing: a zero image) and is
-    # dropped with this chance per training image, so one model serves incomplete protocols.
-    modality_dropout: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -83,12 +80,6 @@ class LossConfig:
     r1_interval: int = 16  # apply R1 every this many D steps (lazy regularization)
     gradient_penalty: float = 0.0  # WGAN-GP weight (0 = off); use with "wasserstein"
     instance_noise: float = 0.0  # std of Gaussian noise added to D's inputs, annealed linearly to 0
-    mode_seeking: float = 0.09  # noise-to-image tasks: weight of MSGAN's mode-seeking term (0 = off)
-    auxiliary: float = 1.0  # weight of the AC-GAN class cross-entropy when model.auxiliary_classifier is on
-    adversarial_weight: float = 1.0  # image-to-image tasks: weight of the adversarial term (0 = pure pixel loss)
-    pixel: float = 100.0  # image-to-image tasks: weight of the L1 pixel loss (pix2pix: 100)
-    cycle: float = 10.0  # unpaired: weight of each cycle-consistency L1 term (CycleGAN: 10)
-    identity: float = 0.5  # unpaired: identity L1 weight as a fraction of ``cycle`` (CycleGAN: 0.5; 0 = off)
 
 
 @dataclass(frozen=True)
@@ -133,7 +124,6 @@ class TrainConfig:
     checkpoint_every: int = 250  # steps between checkpoints
     eval_every: int = 250  # steps between evaluations into metrics.jsonl; best.pt is picked by FID (0 = off)
     threads: int = 0  # torch CPU threads (0 = automatic: the cores other processes leave free, re-checked)
-    pool_size: int = 50  # unpaired: past fakes each D also sees (CycleGAN's image pool; 0 = off)
     compile: bool = False  # torch.compile the trained networks (GPU runs; slow to start on CPU)
 
 
@@ -150,9 +140,14 @@ class PrivacyConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """The whole, resolved configuration of a run; saved as ``config.yaml`` in the run directory."""
+    """The whole, resolved configuration of a run; saved as ``config.yaml`` in the run directory.
 
-    task: str = "unconditional"  # registered task: "unconditional" or "conditional"
+    The sections below are shared by every task. ``options`` is the task's own section: plain values here,
+    written to YAML under the task's name (``unpaired: {cycle: 10}``), typed and checked by the task that owns
+    them (``medgan.training.tasks``), which this layer does not know.
+    """
+
+    task: str = ""  # a task registered in medgan.training.tasks.TASKS ("" until resolved: the default task)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -160,3 +155,4 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    options: dict[str, Any] = field(default_factory=dict)  # the task's own section (see the class docstring)

@@ -32,7 +32,7 @@ import torch
 from medgan.card import CARD_NAME, card_text, evaluation_card
 from medgan.errors import ConfigError, MedganError
 from medgan.evaluation.inputs import resolve_inputs
-from medgan.metrics.catalog import METRICS
+from medgan.metrics.catalog import METRICS, lookup
 from medgan.metrics.features import DEFAULT_FEATURES, get_extractor
 from medgan.metrics.suite import SAMPLE_SEED, Artefacts, compute_metrics
 from medgan.report.html import render_report
@@ -98,6 +98,16 @@ def evaluate(real: str | Path, fake: str | Path, out: str | Path, features: str 
     metrics["timings_s"]["total"] = time.perf_counter() - started
     write_outputs(out, metrics, artefacts, real_images, card=evaluation_card(fake, metrics))
     return metrics
+
+
+def format_metrics(metrics: dict, written: str) -> str:
+    """The lines ``medgan evaluate`` prints for an image-set evaluation: each headline metric, then what it wrote."""
+    lines = []
+    for info in METRICS:
+        value = lookup(metrics, info.key)
+        if isinstance(value, (int, float)):
+            lines.append(f"{info.label:<40}: {value:<10.4g} ({info.better} is better)")
+    return "\n".join([*lines, written])
 
 
 def check_membership_inputs(members: Any, non_members: Any, fake: Any) -> None:

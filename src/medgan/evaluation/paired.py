@@ -46,24 +46,13 @@ from medgan.metrics.paired import (as_stack, grouped_interval, lesion_cnr, noise
 from medgan.run import RunDir, check_output_folder
 from medgan.utils import atomic_write_files
 
-__all__ = ["evaluate_paired", "evaluate_paired_run", "format_paired_table", "held_out_config", "is_paired_run"]
+__all__ = ["evaluate_paired", "evaluate_paired_run", "format_paired_table", "held_out_config"]
 
-KIND = "image-to-image"  # the inference kind of paired runs (medgan.inference.translate.KIND)
 TUNING_SLICES = 4
 
 
 # --------------------------------------------------------------------------------------------------------
 # inputs
-
-
-def is_paired_run(path: str | Path) -> bool:
-    """True for a run directory whose checkpoint holds an image-to-image model (False on any doubt)."""
-    if not RunDir.is_run(path):
-        return False
-    try:
-        return RunDir(path).load_inference().inference.get("kind") == KIND
-    except MedganError:
-        return False
 
 
 def held_out_config(data: DataConfig, real: str | None) -> DataConfig:
@@ -106,7 +95,7 @@ def stacked_inputs(data: SliceSet, input_domains: tuple[str, ...], where: str) -
 
 
 def evaluate_paired(run_dir: str | Path, test_data: DataConfig | None, out: str | Path, max_slices: int | None = None,
-                    progress: bool = True, data: SliceSet | None = None) -> dict:
+                    progress: bool = True, data: SliceSet | None = None, label: str = "GAN") -> dict:
     """Evaluates a paired run on held-out slices against the classic baselines; writes metrics.json and report.html.
 
     Args:
@@ -116,6 +105,7 @@ def evaluate_paired(run_dir: str | Path, test_data: DataConfig | None, out: str 
         max_slices: evaluate at most this many slices (evenly spaced over the held-out set).
         progress: progress bars while loading.
         data: the held-out pairs, already loaded (then ``test_data`` only describes them).
+        label: how the run is named in the table (its task's ``describe``).
 
     Returns:
         The metrics written to ``metrics.json``.
@@ -139,10 +129,9 @@ def evaluate_paired(run_dir: str | Path, test_data: DataConfig | None, out: str 
     outputs = {"gan": model.translate(inputs)[:, :1]}
     timings = {"load_and_translate": time.perf_counter() - started}
     metrics = measure(held_out, inputs, outputs["gan"], model.spec, model.input_domains, degrade, config, timings)
-    adversarial = model.config.loss.adversarial_weight
     metrics["run"] = {"path": str(run_dir), "checkpoint": str(getattr(model, "checkpoint", "")),
-                      "task": model.config.task, "adversarial_weight": adversarial}
-    metrics["methods"]["gan"]["label"] = "GAN" if adversarial > 0 else "U-Net (L1 only)"  # pure-L1 runs have no D
+                      "task": model.config.task, "options": dict(model.config.options)}
+    metrics["methods"]["gan"]["label"] = label
     metrics["held_out"]["description"] = (f"{config.source} (split {config.split})" if data is None
                                           else f"{config.source}, given as loaded pairs")
     metrics["timings_s"]["total"] = time.perf_counter() - started
@@ -156,20 +145,10 @@ def evaluate_paired(run_dir: str | Path, test_data: DataConfig | None, out: str 
 
 
 def evaluate_paired_run(run_dir: str | Path, real: str | None, out: str | Path, max_slices: int | None = None,
-                        progress: bool = True, train: str | None = None, real_images: bool = True,
-                        features: str = "offline") -> dict:
-    """``medgan evaluate --fake RUN --real DATA`` for a paired run: ``evaluate_paired`` on ``held_out_config``.
-
-    The options of the image-set comparison that mean nothing here (``--train``, ``--no-real-images``: the panel
-    is made of held-out images; ``--features``) are refused, not ignored.
-    """
-    for option, given in (("--train", train is not None), ("--no-real-images", not real_images),
-                          ("--features", features != "offline")):
-        if given:
-            raise ConfigError(f"{option} does not apply to a paired run: it is compared with its held-out targets",
-                              run_dir)
+                        progress: bool = True, label: str = "GAN") -> dict:
+    """``medgan evaluate --fake RUN --real DATA`` for a paired run: ``evaluate_paired`` on ``held_out_config``."""
     data = held_out_config(RunDir.existing(run_dir).read_config().data, real)
-    return evaluate_paired(run_dir, data, out, max_slices=max_slices, progress=progress)
+    return evaluate_paired(run_dir, data, out, max_slices=max_slices, progress=progress, label=label)
 
 
 def measure(data: SliceSet, inputs: torch.Tensor, gan: torch.Tensor, spec: Any, input_domains: tuple[str, ...],

@@ -114,8 +114,9 @@ def _facts(metrics: dict) -> str:
     held, run = metrics["held_out"], metrics.get("run", {})
     mapping = metrics.get("mapping") or {}
     rows = [
-        ("Run", f"{run.get('path', '?')} (task {run.get('task', '?')}, adversarial weight "
-                f"{format_value(run.get('adversarial_weight'))})"),
+        ("Run", f"{run.get('path', '?')} (task {run.get('task', '?')}; "
+                + ", ".join(f"{key} {format_value(value)}" for key, value in (run.get("options") or {}).items())
+                + ")"),
         ("Degradation", metrics.get("degrade") or "none (user pairs)"),
         ("Held-out data", held.get("description", held.get("source", "?"))),
         ("Held-out subjects", f"{held['n_subjects']}: {', '.join(held['subjects'])}"),

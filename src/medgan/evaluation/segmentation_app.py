@@ -146,7 +146,7 @@ def run_segmentation_utility(run_dir: str | Path, out: str | Path, seeds: int = 
                               config, progress)
     result["run"] = {"path": str(run_dir), "checkpoint": str(getattr(model, "checkpoint", "")),
                      "source": data.source, "resolution": data.resolution,
-                     "adversarial_weight": model.config.loss.adversarial_weight}
+                     "options": dict(model.config.options)}
     result["label_set"] = {"name": labels.name, "description": labels.description,
                            "classes": {name: list(values) for name, values in labels.classes}}
     result["held_out"] = {"description": f"{held_out.source} (split {held_out.split})",

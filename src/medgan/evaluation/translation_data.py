@@ -1,8 +1,7 @@
 """The true pairs a modality-translation run is evaluated on, its baseline's training pairs, and phantom labels.
 
-A translation run (unpaired, or paired with ``data.domain_a`` modalities) maps input modalities to a target.
-For direction a2b (and paired runs) the target is ``data.source`` and the inputs ``data.domain_a``; for b2a the
-target is the first A modality and the input ``data.source``. True pairs come from:
+A translation run maps input modalities to a target; which of the run's sources are the target and the inputs
+(for each direction of a two-way run) is its task's knowledge, handed in here. True pairs come from:
 
 * the run's embedded sources (the phantom modalities) with ``split="test"``: held-out patients rendered in every
   modality, slice-aligned (``medgan.data.modalities.load_modality_pairs``); the linear baseline is fitted on the
@@ -31,27 +30,26 @@ PHANTOM_CT = {"phantom-ct": "ct", "phantom-ct-unenhanced": "ct-unenhanced"}
 TILE_NAME = re.compile(r"phantom-[a-z0-9-]+/(phantom-\d+)/z([+-]?\d+)mm")
 
 
-def direction_sources(data: DataConfig, direction: str) -> tuple[str, tuple[str, ...]]:
-    """``(target source, input sources)`` of a run's direction (see the module docstring)."""
-    if direction == "b2a":
-        return data.domain_a[0], (data.source,)
-    return data.source, tuple(data.domain_a)
-
-
 def _embedded(sources: tuple[str, ...]) -> bool:
     from medgan.data.sources import SOURCES
 
     return all(source in SOURCES for source in sources)
 
 
-def held_out_pairs_config(data: DataConfig, direction: str, real: str | None = None,
+def held_out_pairs_config(data: DataConfig, target: str, sources: tuple[str, ...], real: str | None = None,
                           inputs: tuple[str, ...] = ()) -> DataConfig:
     """The data config of the held-out true pairs (module docstring); ``load_pairs`` reads it.
+
+    Args:
+        data: the run's data config.
+        target: the run's source of the target modality (in the evaluated direction).
+        sources: the run's sources of the input modalities, in the model's order.
+        real: a target folder of the user's held-out pairs (None: the run's own sources, their test split).
+        inputs: with ``real``, one input folder per input modality, matched by file name.
 
     Raises:
         ConfigError: a run on files without ``real`` and ``inputs``, or ``real`` without ``inputs``.
     """
-    target, sources = direction_sources(data, direction)
     if real is None or real == target:
         if inputs:
             raise ConfigError("--inputs needs --real: the held-out target folder they are matched to", inputs[0])

@@ -1,7 +1,7 @@
 """Evaluation of modality translation (unpaired runs, paired runs with input modalities) on held-out true pairs.
 
-``evaluate_translation(run_dir, out, ...)`` translates held-out inputs with the run's ``Translator`` (direction
-a2b by default for unpaired runs), puts beside it an identity baseline and any ``compare`` runs, maps everything
+``evaluate_translation(run_dir, out, ...)`` translates held-out inputs with the run's ``Translator`` (its default
+direction unless one is given, for runs that translate both ways), puts beside it an identity baseline and any ``compare`` runs, maps everything
 to the target mapping's physical units and measures each against the truth (``medgan.evaluation.tissue``):
 
 * over the body (``paired_regions.body_mask``): MAE, PSNR, SSIM (``medgan.metrics.paired.paired_errors``;
@@ -9,7 +9,7 @@ to the target mapping's physical units and measures each against the truth (``me
 * HU targets: MAE per tissue class (phantom labels where the tiles have them, else HU classes of the truth),
   Dice of bone (> 200 HU) and of the body outline (> -500 HU) between output and truth, and, with phantom
   labels, per-organ bias and MAE (liver, aorta, kidney: contrast-phase translation);
-* unpaired runs: the cycle error of held-out inputs through both generators (a -> b -> a for a2b), L1 in unit
+* two-way runs: the cycle error of held-out inputs through both generators (a -> b -> a for a2b), L1 in unit
   space over the tile (all input channels, as in training) and MAE in the first input modality's units;
 * KID (and FID above 64 images, the offline features' dimension) of outputs against the held-out targets.
 
@@ -40,36 +40,21 @@ from medgan.data.intensity import IntensityMapping
 from medgan.data.pairs import input_names
 from medgan.errors import ConfigError, DataError
 from medgan.evaluation.evaluate import _json_ready as json_ready
-from medgan.evaluation.paired import _evenly, is_paired_run
+from medgan.evaluation.paired import _evenly
 from medgan.evaluation.paired_regions import body_mask
 from medgan.evaluation.tissue import (LITERATURE_BAND_HU, LITERATURE_NOTE, anatomy_measures, fit_linear,
                                       organ_errors, tissue_masks)
-from medgan.evaluation.translation_data import (held_out_pairs_config, load_pairs, phantom_tissue_labels,
-                                                training_pairs_config)
+from medgan.evaluation.translation_data import load_pairs, phantom_tissue_labels, training_pairs_config
 from medgan.evaluation.translation_report import format_translation_table, render_translation_report
 from medgan.metrics.paired import as_stack, grouped_interval, paired_errors
+from medgan.inference.translate import Direction
 from medgan.run import RunDir, check_output_folder
 from medgan.utils import atomic_write_files
 
-__all__ = ["evaluate_translation", "evaluate_translation_run", "format_translation_table", "is_translation_run"]
+__all__ = ["evaluate_translation", "format_translation_table"]
 
-OPPOSITE = {"a2b": "b2a", "b2a": "a2b"}
 FID_MIN_IMAGES = 65  # FID needs more images than the 64 offline features
 KID_SUBSETS = 50
-
-
-def is_translation_run(path: str | Path) -> bool:
-    """True for an image-to-image run that translates modalities: unpaired, or paired with ``data.domain_a``."""
-    if not is_paired_run(path):
-        return False
-    return bool(RunDir(path).read_config().data.domain_a)  # unpaired runs always have domain A
-
-
-def _run_label(model: Any) -> str:
-    """How a Translator's run is named in tables: two directions mean an unpaired (CycleGAN) run."""
-    if model.directions:
-        return "CycleGAN (unpaired)"
-    return "U-Net (paired, L1 only)" if model.config.loss.adversarial_weight <= 0 else "pix2pix (paired)"
 
 
 def _inputs(held: SliceSet, model: Any, where: str) -> dict[str, torch.Tensor]:
@@ -88,7 +73,7 @@ def _cycle(run_dir: str | Path, direction: str, tiles: dict[str, torch.Tensor], 
     from medgan.inference import load_model
     from medgan.inference.translate import split_domains
 
-    back = load_model(run_dir, direction=OPPOSITE[direction])
+    back = load_model(run_dir, direction=Direction(direction).opposite.value)
     rebuilt = back.translate(back.stack(split_domains(outputs.clamp(-1, 1), back.spec, back.input_domains)))
     real = torch.cat(list(tiles.values()), dim=1)
     if rebuilt.shape != real.shape:
@@ -169,8 +154,8 @@ def _measure(images: np.ndarray, target: np.ndarray, body: np.ndarray, mapping: 
     return values
 
 
-def _compare_outputs(path: str | Path, direction: str, held: SliceSet, where: str) -> tuple[np.ndarray, str]:
-    """Another run's outputs on the same held-out pairs, in its own target mapping's units, and its label."""
+def _compare_outputs(path: str | Path, direction: str, held: SliceSet, where: str) -> np.ndarray:
+    """Another run's outputs on the same held-out pairs, in its own target mapping's units."""
     from medgan.inference import load_model
 
     config = RunDir.existing(path).read_config()
@@ -185,25 +170,28 @@ def _compare_outputs(path: str | Path, direction: str, held: SliceSet, where: st
     own = other.spec.domain(other.target).mapping
     mapping = own if own.unit == held.mapping.unit == "HU" else held.mapping
     outputs = other.translate(other.stack(_inputs(held, other, where)))[:, :1]
-    return np.asarray(mapping.to_physical(as_stack(outputs))), f"{_run_label(other)}: {Path(path).name}"
+    return np.asarray(mapping.to_physical(as_stack(outputs)))
 
 
 def evaluate_translation(run_dir: str | Path, out: str | Path, direction: str | None = None,
                          held_out: SliceSet | None = None, held_out_config: DataConfig | None = None,
                          train_pairs: SliceSet | None = None, compare: tuple[str, ...] = (),
-                         max_slices: int | None = None, progress: bool = True) -> dict:
+                         max_slices: int | None = None, progress: bool = True, label: str = "GAN",
+                         compare_labels: tuple[str, ...] = ()) -> dict:
     """Evaluates a translation run on held-out true pairs (module docstring); writes metrics.json and report.html.
 
     Args:
         run_dir: a trained unpaired run, or a paired run with input modalities.
         out: report folder.
-        direction: unpaired runs: "a2b" (default) or "b2a".
+        direction: runs that translate both ways: "a2b" or "b2a" (default: the run's own default).
         held_out: the held-out pairs already loaded (targets in ``images``, inputs as ``"input"``, ...).
         held_out_config: their data config (default: the run's sources with ``split="test"``).
         train_pairs: true pairs to fit the linear baseline on (default: the held-out sources' training split).
         compare: other runs to evaluate on the same pairs, each a row of the table.
         max_slices: evaluate at most this many slices (evenly spaced).
         progress: progress bars while loading.
+        label: how the run is named in the table (its task's ``describe``).
+        compare_labels: how each ``compare`` run is named (default "GAN").
 
     Returns:
         The metrics written to ``metrics.json``.
@@ -216,8 +204,11 @@ def evaluate_translation(run_dir: str | Path, out: str | Path, direction: str | 
     model = load_model(run_dir, direction=direction)
     if not hasattr(model, "translate"):
         raise ConfigError("not an image-to-image run", run_dir)
-    name = model.direction or "a2b"
-    config = held_out_config or held_out_pairs_config(model.config.data, name)
+    name = model.direction or Direction.A2B.value
+    if held_out_config is None:
+        raise ConfigError("name the held-out pairs (held_out_config): which sources are the target and the inputs "
+                          "is the run's task's knowledge (Task.evaluate)", run_dir)
+    config = held_out_config
     held = held_out if held_out is not None else load_pairs(config, progress)
     held = held.subset(_evenly(len(held), max_slices))
     tiles = _inputs(held, model, config.source)
@@ -235,7 +226,7 @@ def evaluate_translation(run_dir: str | Path, out: str | Path, direction: str | 
     target_unit = as_stack(held.images)
     target = np.asarray(mapping.to_physical(target_unit))
     methods = {"gan": np.asarray(out_mapping.to_physical(as_stack(outputs[:, :1])))}
-    labels = {"gan": _run_label(model)}
+    labels = {"gan": label}
     fit: dict[str, Any] = {}
     if held.mappings.get("input") is not None:
         train_config = training_pairs_config(config) if train_pairs is None else None
@@ -253,7 +244,9 @@ def evaluate_translation(run_dir: str | Path, out: str | Path, direction: str | 
             methods["input"] = np.asarray(held.mappings["input"].to_physical(as_stack(held.aligned["input"])))
             labels["input"] = "input as it is"
     for index, path in enumerate(compare, start=1):
-        methods[f"compare{index}"], labels[f"compare{index}"] = _compare_outputs(path, name, held, config.source)
+        methods[f"compare{index}"] = _compare_outputs(path, name, held, config.source)
+        described = compare_labels[index - 1] if index <= len(compare_labels) else "GAN"
+        labels[f"compare{index}"] = f"{described}: {Path(path).name}"
     body, region = body_mask(target, target_unit, mapping)
     tissue_labels, tissues, rule = None, None, ""
     if hu:
@@ -313,29 +306,3 @@ def _window(mapping: IntensityMapping) -> str:
                 f"{mapping.high - mapping.low:g}); values outside are clipped in the truth and the outputs")
     return f"{mapping.kind} [{mapping.low:.4g}, {mapping.high:.4g}] {mapping.unit}"
 
-
-def evaluate_translation_run(run_dir: str | Path, real: str | None, out: str | Path, direction: str | None = None,
-                             inputs: tuple[str, ...] = (), compare: tuple[str, ...] = (),
-                             max_slices: int | None = None, progress: bool = True, train: str | None = None,
-                             real_images: bool = True, features: str = "offline") -> dict:
-    """``medgan evaluate --fake RUN --real TARGETS [--inputs ...] [--direction] [--compare RUN ...]``.
-
-    ``real`` naming one of the run's own embedded sources (or None) means its held-out ``split="test"``;
-    otherwise ``real`` is the target folder and ``inputs`` the input-modality folders, matched by file name.
-    The image-set options that mean nothing here (``--train``, ``--no-real-images``, ``--features``) are refused.
-    """
-    for option, given in (("--train", train is not None), ("--no-real-images", not real_images),
-                          ("--features", features != "offline")):
-        if given:
-            raise ConfigError(f"{option} does not apply to a translation run: it is compared with held-out true "
-                              "pairs", run_dir)
-    config = RunDir.existing(run_dir).read_config()
-    if direction is not None:
-        from medgan.inference import load_model
-
-        load_model(run_dir, direction=direction)  # a run with one direction refuses --direction in one line
-    own = (config.data.source, *config.data.domain_a)
-    held = held_out_pairs_config(config.data, direction or "a2b", None if (real in own and not inputs) else real,
-                                 tuple(inputs))
-    return evaluate_translation(run_dir, out, direction, held_out_config=held, compare=tuple(compare),
-                                max_slices=max_slices, progress=progress)

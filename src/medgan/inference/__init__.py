@@ -8,6 +8,6 @@ an inference model needs weights and the data spec only.
 from medgan.inference import noise, translate  # noqa: F401  (register "noise-to-image", "image-to-image")
 from medgan.inference.noise import NoiseToImage
 from medgan.inference.registry import INFERENCE, load_model
-from medgan.inference.translate import Translator
+from medgan.inference.translate import Direction, Translator
 
-__all__ = ["INFERENCE", "NoiseToImage", "Translator", "load_model"]
+__all__ = ["Direction", "INFERENCE", "NoiseToImage", "Translator", "load_model"]

@@ -8,6 +8,7 @@ never optional and a single input modality has no availability channel, so such 
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -22,6 +23,30 @@ from medgan.networks.translation import TRANSLATORS
 from medgan.run import RunState
 
 KIND = "image-to-image"
+
+
+class Direction(str, enum.Enum):
+    """A direction of a run that translates both ways: A -> B or B -> A (``inference["directions"]``)."""
+
+    A2B = "a2b"
+    B2A = "b2a"
+
+    @property
+    def opposite(self) -> "Direction":
+        """The way back."""
+        return Direction.B2A if self is Direction.A2B else Direction.A2B
+
+    @classmethod
+    def parse(cls, value: "str | Direction | None", default: "Direction | None" = None) -> "Direction | None":
+        """``value`` as a Direction (None gives ``default``); anything else raises ConfigError."""
+        if value is None:
+            return default
+        try:
+            return cls(value)
+        except ValueError:
+            raise ConfigError(f"unknown direction {value!r}; choose one of: "
+                              f"{', '.join(d.value for d in cls)}") from None
+
 # Pixels per forward pass (one 512 x 512 slice). Measured on 2 CPU cores (benchmarks/bench_translate.py):
 # 512 px slices one at a time ran at 1.93-2.05 slices/s and 640-690 MiB peak, eight at a time at 1.31-1.46
 # slices/s and 1,396-1,446 MiB; the U-Net's activations, not the volume, set the peak.
@@ -176,7 +201,7 @@ def load_translator(state: RunState, direction: str | None = None) -> Translator
     inference = state.inference
     directions = inference.get("directions") or {}
     if directions:
-        name = direction or str(inference.get("default", "a2b"))
+        name = direction or str(inference.get("default", Direction.A2B.value))
         if name not in directions:
             raise ConfigError(f"this run translates {' and '.join(directions)}; it has no direction {name!r}",
                               state.path)

@@ -195,13 +195,12 @@ def weights_digest(modules: dict[str, nn.Module]) -> str:
 
 class TrainingModules:
     """The wrappers a task's ``train_step`` runs through: DistributedDataParallel and/or ``torch.compile``
-    around every module the task trains, found generically.
+    around every module the task trains (``task.trained_modules()``).
 
-    The trained modules are the entries of ``task.modules()`` with parameters that require gradients (not the
-    EMA copies), matched by identity to the task's attributes. :meth:`active` puts the wrappers in those
-    attributes for the duration of a training step and restores the plain modules afterwards, so the task's own
-    code is unchanged and everything outside the step (state dicts, sampling, EMA copies, checkpoints) sees
-    plain modules with plain parameter names.
+    :meth:`active` puts the wrappers where the task's step reads its modules (``task.use_modules``) for the
+    duration of a training step and restores the plain modules afterwards, so the task's own code is unchanged
+    and everything outside the step (state dicts, sampling, EMA copies, checkpoints) sees plain modules with
+    plain parameter names.
 
     On CUDA, BatchNorm layers become SyncBatchNorm (statistics over the global batch, as in a one-process run).
     torch's SyncBatchNorm runs on GPUs only: on CPU (gloo) BatchNorm normalizes each rank's shard, and DDP
@@ -220,38 +219,31 @@ class TrainingModules:
         self.wrapped: dict[str, nn.Module] = {}
         if not world.distributed and not compile:
             return
-        trained = {name: m for name, m in task.modules().items() if any(p.requires_grad for p in m.parameters())}
-        for attribute, value in vars(task).items():
-            if isinstance(value, nn.Module) and any(value is module for module in trained.values()):
-                self.plain[attribute] = value
-        missing = [name for name, m in trained.items() if not any(m is p for p in self.plain.values())]
-        if missing:
-            raise TrainingError(f"cannot wrap the trained module(s) {', '.join(missing)}: data-parallel training "
-                                "and train.compile need each to be an attribute of the task")
-        for attribute, module in self.plain.items():
+        self.plain = dict(task.trained_modules())
+        for name, module in list(self.plain.items()):
             wrapper: nn.Module = module
             if world.distributed:
                 if device.type == "cuda":
                     synced = nn.SyncBatchNorm.convert_sync_batchnorm(module)
                     if synced is not module:  # only when the module itself is a BatchNorm layer
-                        setattr(task, attribute, synced)
-                        self.plain[attribute] = module = synced
+                        self.plain[name] = module = synced
                 ids = [device.index] if device.type == "cuda" else None
                 wrapper = nn.parallel.DistributedDataParallel(module, device_ids=ids)  # buffers: rank 0's, synced
             if compile:
                 wrapper = torch.compile(wrapper)
-            self.wrapped[attribute] = wrapper
+            self.wrapped[name] = wrapper
+        task.use_modules(self.plain)
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
         """The wrappers in the task's attributes for the block (a training step), the plain modules after."""
-        for attribute, wrapper in self.wrapped.items():
-            setattr(self.task, attribute, wrapper)
+        if self.wrapped:
+            self.task.use_modules(self.wrapped)
         try:
             yield
         finally:
-            for attribute, module in self.plain.items():
-                setattr(self.task, attribute, module)
+            if self.plain:
+                self.task.use_modules(self.plain)
 
 
 def quiet_run(run: Any) -> Any:
@@ -273,14 +265,11 @@ def quiet_run(run: Any) -> Any:
 
 
 def shard_task_samplers(task: Any, world: World, seed: int) -> list[torch.Generator]:
-    """Shards every BatchSampler a task owns itself (unpaired translation: domain A's) as the loop's is sharded,
-    each with its own per-rank augmentation stream; returns those streams (for the checkpoint)."""
-    from medgan.training.batches import BatchSampler
-
+    """Shards every sampler a task draws from itself (``task.samplers()``; unpaired translation: domain A's) as
+    the loop's is sharded, each with its own per-rank augmentation stream; returns those streams (checkpoint)."""
     streams = []
     if world.distributed:
-        samplers = [value for _, value in sorted(vars(task).items()) if isinstance(value, BatchSampler)]
-        for stream, sampler in enumerate(samplers, start=2):
+        for stream, sampler in enumerate(task.samplers(), start=2):
             sampler.shard = world.shard
             sampler.augment_rng = torch.Generator().manual_seed(rank_seed(seed, world.rank, stream=stream))
             streams.append(sampler.augment_rng)

@@ -19,8 +19,8 @@ import torch
 from tqdm.auto import tqdm
 
 from medgan.checkpoint import load_checkpoint
-from medgan.config import RunConfig, from_dict, to_dict
-from medgan.data import SliceSet, load_slices
+from medgan.config import RunConfig, to_dict
+from medgan.data import SliceSet
 from medgan.errors import CheckpointError, ConfigError, MedganError, TrainingError
 from medgan.run import RunDir
 from medgan.training.batches import BatchSampler
@@ -29,7 +29,8 @@ from medgan.training.distributed import (DEFAULT_TIMEOUT_S, TrainingModules, Wor
 from medgan.training.guard import first_nonfinite_log, first_nonfinite_tensor
 from medgan.training.precision import resolve_device
 from medgan.training.privacy import privacy_section
-from medgan.training.tasks import TASKS, Scorer, Task
+from medgan.training.tasks import TASKS, Scorer, Task, reload_config
+from medgan.training.tasks.base import check_instance
 from medgan.training.threads import TrainingThreads
 from medgan.utils import atomic_path
 from medgan.visuals import save_grid, save_loss_curve
@@ -101,7 +102,7 @@ class Budget:
 
 
 def check_names(config: RunConfig) -> None:
-    """Checks every registered name a config uses (task, networks, loss, augmentation) before anything runs."""
+    """Checks everything a config's task needs (its section, networks, loss, augmentation) before anything runs."""
     TASKS.get(config.task).check_config(config)
 
 
@@ -157,7 +158,7 @@ def _open(run: RunDir, config: RunConfig | None, resume: bool,
     if resume:
         state = load_checkpoint(run.latest, required=("config", "data_spec", "inference", "task", "loop"))
         try:
-            config = from_dict(state["config"])
+            config = reload_config(state["config"])
         except (ConfigError, KeyError, TypeError) as error:
             raise CheckpointError(f"checkpoint config is incompatible ({error})", run.latest) from None
         if budget:
@@ -177,13 +178,13 @@ def _train(config: RunConfig, run: RunDir, state: dict[str, Any] | None, progres
     if world.distributed and (config.privacy.epsilon > 0 or config.privacy.noise > 0):
         raise ConfigError("differentially private training (privacy.*) runs in one process; start it without "
                           "torchrun / --nproc")
+    family = TASKS.get(config.task)
     if data is None:
-        # A task may read its data its own way (unpaired translation: two domains); the default is load_slices.
-        loader = getattr(TASKS.get(config.task), "load_data", None)
-        data = loader(config, progress) if loader is not None else load_slices(config.data, progress=progress)
+        data = family.load_data(config, progress)  # a task may read its data its own way (two domains)
     device = world.device(resolve_device(config.train.device))
     task_rng = torch.Generator().manual_seed(rank_seed(seed, world.rank))  # per-rank noise and augmentation
-    task: Task = TASKS.get(config.task)(config, data, device, task_rng)
+    task: Task = family(config, data, device, task_rng)
+    check_instance(task)
     # Every rank draws the same global batch order (seed + 1) and augments its own shard (its own stream).
     augment_rng = torch.Generator().manual_seed(rank_seed(seed, world.rank, stream=1)) if world.distributed else None
     sampler = BatchSampler(data, config.train.batch_size, config.data, torch.Generator().manual_seed(seed + 1),
@@ -191,7 +192,7 @@ def _train(config: RunConfig, run: RunDir, state: dict[str, Any] | None, progres
                            world.shard if world.distributed else None, augment_rng)
     trained = TrainingModules(task, world, device, config.train.compile)
     augment_rngs = ([augment_rng] if augment_rng is not None else []) + shard_task_samplers(task, world, seed)
-    privacy = getattr(task, "privacy", None)  # a DP task's engine (medgan.training.privacy), else None
+    privacy = task.privacy  # a DP task's engine (medgan.training.privacy), else None
     if privacy is not None:
         sampler = privacy.sampler  # Poisson-sampled privacy units (patients), one slice each
     run.create()

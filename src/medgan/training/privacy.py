@@ -367,7 +367,7 @@ class DiscriminatorPrivacy:
             attributes = conditions[-1] if has_attributes else None
             if task.auxiliary:
                 logit, classes = call(image, labels, attributes, return_classes=True)
-                extra = task.config.loss.auxiliary * nn.functional.cross_entropy(classes.float(), labels)
+                extra = task.auxiliary_weight * nn.functional.cross_entropy(classes.float(), labels)
             else:
                 logit, extra = call(image, labels, attributes), 0.0
             value = task.loss.discriminator(logit, torch.zeros(1, device=logit.device)) + extra

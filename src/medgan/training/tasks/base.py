@@ -1,29 +1,34 @@
-"""The contract between the training loop and a task, and the task registry.
+"""The contract between medgan and a task (one GAN family), and what every task inherits.
 
-A task owns its networks, optimizers, losses and phases; the loop only feeds batches, keeps the budget,
-logs, snapshots, scores and checkpoints. A new GAN family (paired pix2pix, unpaired CycleGAN, a 3D GAN...) is
-a new file in this package whose factory is registered in ``TASKS`` and returns an object that fulfils
-:class:`Task`; the loop does not change and never looks at the task's name.
+A task owns everything about its family: its config section (``Options``, a frozen dataclass written to YAML
+under the task's name), its ``medgan train`` options, its recipes and demos (``medgan.training.tasks.registry``),
+its networks, losses and phases, the inference kind its checkpoints hold, what ``medgan evaluate`` runs on its
+runs, and its capabilities (DP, classes, directions). The loop, distributed training, DP, the CLI, inference and
+evaluation ask the task through the members below and never name a task or read its keys.
 
-A registered task is a class: ``Task(config, data, device, rng)`` with the resolved run config, the loaded
-training data (a SliceSet), the torch device and the task's random generator (checkpointed by the task).
-The class also names its ``default_recipe`` (``medgan.config.recipe``) and validates the registered names its
-config uses in ``check_config(config)``, which runs before any data is read or any file is written.
-A class may also read its data its own way with a static ``load_data(config, progress) -> SliceSet`` (the
-unpaired task reads two domains); without one the loop uses ``medgan.data.load_slices(config.data)``.
+A task is a class registered with ``@register_task("name")`` (which checks that every member of the contract is
+there) and built as ``Task(config, data, device, rng)`` with the resolved run config, the training data (a
+SliceSet), the torch device and the task's random generator (checkpointed by the task). ``TaskBase`` gives the
+members most tasks share; a task overrides what it does differently.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+import dataclasses
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Mapping
 
 import torch
 from torch import nn
 
+from medgan.config import RunConfig, merge_section, to_dict
+from medgan.data import SliceSet, load_slices
 from medgan.data.spec import DataSpec
+from medgan.errors import ConfigError
+from medgan.inference.translate import Direction
 from medgan.registry import Registry
-from medgan.training.batches import Batch
+from medgan.training.batches import Batch, BatchSampler
 
 Scorer = Callable[[torch.Tensor, torch.Tensor], dict[str, float]]
 """``scorer(real, fake) -> {name: value}`` on [N, C, R, R] images in [-1, 1]; injected by the caller of the loop
@@ -44,47 +49,206 @@ class ScoreRule:
         return value < best if self.lower_is_better else value > best
 
 
-class Task(Protocol):
-    """What the loop needs from a task."""
+@dataclass(frozen=True)
+class TaskOption:
+    """A ``medgan train`` option that a task adds (the same flag may be declared by several tasks alike)."""
 
-    spec: DataSpec  # what the task's tensors mean (saved in every checkpoint)
-    score_rule: ScoreRule | None  # what "best" means; None ranks nothing (best.pt is the final checkpoint)
-    groups_by_class: bool  # ask the loop for class-grouped batches (minibatch-stddev groups of one class)
-    nearest_domains: frozenset[str]  # aligned domains that are label maps (resampled nearest-neighbour)
-    attributes: torch.Tensor | None  # standardized per-image attributes the batches should carry, or None
-    default_recipe: str  # the medgan.config.recipe a run of this task starts from
+    flag: str  # e.g. "--degrade"
+    key: str  # the config key it sets: "section.key" of a shared section, or a key of the task's own section
+    help: str  # the --help line
+    type: Callable[[str], Any] = str  # argparse's conversion of each value
+    nargs: str | None = None  # argparse nargs ("+" for a list)
+    metavar: str | None = None  # the value's name in --help
+    selects: bool = False  # given without --task, this option selects the task that declares it
 
-    @staticmethod
-    def check_config(config: Any) -> None:
-        """Raises ConfigError for any registered name the config uses that does not exist (before any work)."""
+    @property
+    def dest(self) -> str:
+        """The argparse attribute of the option."""
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a task supports, for the parts of medgan that must know before training or loading."""
+
+    private: bool = False  # differentially private training (privacy.*) is implemented
+    conditional: bool = False  # G takes a class (sample --class, medgan utility)
+    directions: tuple[Direction, ...] = ()  # a run translates both ways (translate/evaluate --direction)
+
+
+@dataclass(frozen=True)
+class EvaluationRequest:
+    """What ``medgan evaluate --fake RUN`` asks of a run's task (``Task.evaluate``); unset options are None/()."""
+
+    out: Path  # report folder
+    real: str | None = None  # --real: real images, a held-out set, or the run's own source (its test split)
+    features: str = "offline"  # --features: feature extractor of image-set metrics
+    train: str | None = None  # --train: training images for the memorization audit
+    max_images: int | None = None  # --max-images
+    real_images: bool = True  # False with --no-real-images (a report to share)
+    members: str | None = None  # --members: membership-inference audit
+    non_members: str | None = None  # --non-members
+    direction: str | None = None  # --direction (tasks with directions)
+    inputs: tuple[str, ...] = ()  # --inputs: held-out input folders (translation)
+    compare: tuple[str, ...] = ()  # --compare: other runs on the same held-out pairs (translation)
+    progress: bool = True  # progress bars
+
+    def refuse(self, options: tuple[str, ...], why: str, where: str | Path) -> None:
+        """Raises ConfigError for the first of ``options`` (flag names) that was given: the task ignores it."""
+        given = {"--train": self.train is not None, "--no-real-images": not self.real_images,
+                 "--features": self.features != "offline", "--members": self.members is not None,
+                 "--non-members": self.non_members is not None, "--direction": self.direction is not None,
+                 "--inputs": bool(self.inputs), "--compare": bool(self.compare)}
+        for option in options:
+            if given[option]:
+                raise ConfigError(f"{option} {why}", where)
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """The section of a task without options of its own."""
+
+
+class TaskBase:
+    """What every task shares; a task subclasses it and fills in the rest of the contract.
+
+    Class members (declared by the task):
+        name: the registered name (set by ``register_task``).
+        Options: the frozen dataclass of the task's own config section.
+        default_recipe: the recipe a run of this task starts from (``medgan.training.tasks.RECIPES``).
+        inference_kind: the ``medgan.inference.INFERENCE`` kind its ``inference_state()`` names.
+        capabilities: what it supports (DP, classes, directions).
+        cli_options: the ``medgan train`` options it adds.
+
+    Instance members (set in ``__init__``): ``spec`` (the DataSpec saved with every checkpoint), ``score_rule``
+    (what "best" means, None ranks nothing), ``groups_by_class`` (class-grouped batches), ``nearest_domains``
+    (aligned domains that are label maps), ``attributes`` (standardized per-image attributes the batches carry,
+    or None) and ``privacy`` (the DP engine that replaces the loop's sampler, or None).
+    """
+
+    name: ClassVar[str] = ""
+    Options: ClassVar[type] = NoOptions
+    default_recipe: ClassVar[str] = ""
+    inference_kind: ClassVar[str] = ""
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    cli_options: ClassVar[tuple[TaskOption, ...]] = ()
+
+    spec: DataSpec
+    score_rule: ScoreRule | None = None
+    groups_by_class: bool = False
+    nearest_domains: frozenset[str] = frozenset()
+    attributes: torch.Tensor | None = None
+    privacy: Any = None
+
+    # ---------------------------------------------------------------------------------------------------
+    # configuration (before any data is read or any file is written)
+
+    @classmethod
+    def section(cls, config: RunConfig) -> Any:
+        """The task's own section of ``config``, typed (``Options``) and range-checked (``check_options``)."""
+        options = merge_section(cls.Options(), config.options, config.task or cls.name)
+        cls.check_options(options, config)
+        return options
+
+    @classmethod
+    def check_options(cls, options: Any, config: RunConfig) -> None:
+        """Raises ConfigError for a value of the task's own section that is out of range (none by default)."""
+
+    @classmethod
+    def resolve(cls, config: RunConfig) -> RunConfig:
+        """``config`` with the task's section complete (every key, defaults filled) and everything checked."""
+        config = replace(config, task=cls.name, options=to_dict(cls.section(config)))
+        cls.check_config(config)
+        return config
+
+    @classmethod
+    def check_config(cls, config: RunConfig) -> None:
+        """Raises ConfigError for anything the task cannot train: registered names it uses, its section, DP."""
+        cls.section(config)
+        if (config.privacy.epsilon > 0 or config.privacy.noise > 0) and not cls.capabilities.private:
+            private = [name for name in TASKS if TASKS.get(name).capabilities.private]
+            raise ConfigError(f"config key 'privacy.epsilon': DP training covers the tasks {', '.join(private)}, "
+                              f"not {cls.name!r}")
+
+    @classmethod
+    def load_data(cls, config: RunConfig, progress: bool = True) -> SliceSet:
+        """The training data (default: ``medgan.data.load_slices`` of ``config.data``)."""
+        return load_slices(config.data, progress=progress)
+
+    # ---------------------------------------------------------------------------------------------------
+    # applications of a trained run
+
+    @classmethod
+    def describe(cls, config: RunConfig) -> str:
+        """How a run of this task is named in tables and cards, e.g. "pix2pix (paired)"."""
+        return cls.name
+
+    @classmethod
+    def evaluate(cls, run_dir: str | Path, request: EvaluationRequest) -> str:
+        """What ``medgan evaluate --fake RUN`` runs: writes ``request.out`` and returns the table it prints."""
+        raise ConfigError(f"task {cls.name!r} has no evaluation", run_dir)
+
+    @classmethod
+    def showcase(cls, run_dir: str | Path, progress: bool = True) -> list[str]:
+        """What a demo writes after training (grids, a held-out evaluation); returns the lines it prints."""
+        return []
+
+    # ---------------------------------------------------------------------------------------------------
+    # training (the loop's side)
 
     def set_horizon(self, steps: int) -> None:
         """The number of steps the run will make (re-estimated under a time budget); schedules follow it."""
+        self.horizon = max(int(steps), 1)
 
-    def train_step(self, batch: Batch, step: int) -> dict[str, float]:
-        """All phases of one training step (0-based ``step``); returns scalar logs."""
+    def trained_modules(self) -> dict[str, nn.Module]:
+        """The modules its optimizers update, by the attribute its step reads each from (DDP and torch.compile
+        wrap exactly these, and ``use_modules`` swaps them in). The default takes those of the task's
+        ``modules()`` (every module it owns by name, EMA copies included) that have trainable parameters."""
+        return {name: module for name, module in self.modules().items()  # type: ignore[attr-defined]
+                if any(parameter.requires_grad for parameter in module.parameters())}
 
-    def grid(self) -> tuple[torch.Tensor, int]:
-        """The sample grid for fixed inputs: images [N, C, R, R] in [-1, 1] and the number of columns."""
+    def use_modules(self, modules: Mapping[str, nn.Module]) -> None:
+        """Puts ``modules`` (wrapped or plain) where the step reads them: the attributes of ``trained_modules``."""
+        for name, module in modules.items():
+            setattr(self, name, module)
 
-    def score(self, scorer: Scorer) -> dict[str, float]:
-        """In-training scores of the inference model; raises MedganError when the data cannot be scored."""
+    def samplers(self) -> list[BatchSampler]:
+        """Samplers the task draws from itself besides the loop's (sharded like it in data-parallel runs)."""
+        return []
 
-    def prepare_inference(self) -> None:
-        """Readies the inference model (e.g. BatchNorm standing statistics) before sampling or saving."""
 
-    def inference_state(self) -> dict[str, Any]:
-        """``{"kind": <medgan.inference kind>, ...}``: all that inference needs (no optimizer, no D)."""
+CLASS_CONTRACT = ("Options", "default_recipe", "inference_kind", "capabilities", "cli_options")
+METHOD_CONTRACT = ("section", "check_options", "resolve", "check_config", "load_data", "describe", "evaluate",
+                   "showcase", "set_horizon", "train_step", "grid", "score", "prepare_inference", "inference_state",
+                   "modules", "trained_modules", "use_modules", "samplers", "state_dict", "load_state_dict")
+INSTANCE_CONTRACT = ("spec", "score_rule", "groups_by_class", "nearest_domains", "attributes", "privacy")
+"""Every member the loop, distributed training, DP, the CLI, inference and evaluation use (see TaskBase)."""
 
-    def modules(self) -> dict[str, nn.Module]:
-        """Every module the task owns by name (trained ones and their EMA copies)."""
 
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume: weights, optimizer states, counters, RNG states."""
+def check_contract(task: type) -> None:
+    """Raises TypeError (a bug in the task) when ``task`` lacks a member of the contract or declares it badly."""
+    missing = [name for name in CLASS_CONTRACT + METHOD_CONTRACT if not hasattr(task, name)]
+    missing += [name for name in METHOD_CONTRACT if hasattr(task, name) and not callable(getattr(task, name))]
+    if missing:
+        raise TypeError(f"task {task.__name__} lacks {', '.join(missing)} of the task contract")
+    if not (isinstance(task.Options, type) and dataclasses.is_dataclass(task.Options)):
+        raise TypeError(f"task {task.__name__}: Options must be a dataclass")
+    if not isinstance(task.capabilities, Capabilities) or not all(isinstance(o, TaskOption) for o in task.cli_options):
+        raise TypeError(f"task {task.__name__}: capabilities must be Capabilities and cli_options TaskOptions")
 
-    def load_state_dict(self, state: dict[str, Any], path: str) -> None:
-        """Restores :meth:`state_dict`; raises CheckpointError (naming ``path``) when it does not fit."""
+
+def check_instance(task: Any) -> None:
+    """Raises TypeError (a bug) when a built task lacks an instance member of the contract."""
+    missing = [name for name in INSTANCE_CONTRACT if not hasattr(task, name)]
+    if missing:
+        raise TypeError(f"task {type(task).__name__} lacks {', '.join(missing)} of the task contract")
 
 
 TASKS: Registry[Any] = Registry("task")
-"""Training tasks, registered by name."""
+"""Training tasks by name (``medgan.training.tasks.registry.register_task`` checks the contract)."""
+
+Task = TaskBase
+"""The contract a task fulfils: the members of ``TaskBase`` (a task need not inherit it, but must have them all)."""
+
+__all__ = ["TASKS", "Batch", "Capabilities", "EvaluationRequest", "NoOptions", "ScoreRule", "Scorer", "Task", "TaskBase",
+           "TaskOption", "check_contract", "check_instance"]

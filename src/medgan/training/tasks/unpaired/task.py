@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from medgan.training.augment import POLICIES, DiffAugment
 from medgan.checkpoint import load_module_state
 from medgan.config import RunConfig
 from medgan.data import SliceSet, load_slices
@@ -35,19 +35,22 @@ from medgan.data.modalities import load_unpaired
 from medgan.data.pairs import input_names
 from medgan.data.spec import PRIMARY, DataSpec, DomainSpec
 from medgan.errors import CheckpointError, ConfigError
-from medgan.inference.translate import (build_translator, optional_domains, split_domains, stack_inputs,
-                                        translator_state)
+from medgan.inference.translate import (KIND, Direction, build_translator, optional_domains, split_domains,
+                                        stack_inputs, translator_state)
 from medgan.losses import get_adversarial
 from medgan.losses.pixel import cycle_consistency, identity_mapping, l1
 from medgan.networks.translation import TRANSLATORS, DomainDiscriminator
+from medgan.training.augment import POLICIES, DiffAugment
 from medgan.training.batches import Batch, BatchSampler, reference_indices
 from medgan.training.ema import EMA
 from medgan.training.precision import autocast_context, use_bf16
 from medgan.training.schedule import lr_factor, set_learning_rates
-from medgan.training.tasks.base import TASKS, ScoreRule, Scorer
+from medgan.training.tasks.base import Capabilities, EvaluationRequest, ScoreRule, Scorer, TaskBase
 from medgan.training.tasks.gan_state import STATE_ERRORS
-from medgan.training.tasks.paired import modality_dropout
-from medgan.training.tasks.pool import ImagePool
+from medgan.training.tasks.image_to_image import evaluate_modalities, modality_dropout
+from medgan.training.tasks.registry import register_task
+from medgan.training.tasks.unpaired.config import CLI_OPTIONS, NAME, UnpairedOptions, check_unpaired_options
+from medgan.training.tasks.unpaired.pool import ImagePool
 from medgan.utils import exists
 
 LOG = logging.getLogger(__name__)
@@ -55,11 +58,10 @@ GRID_ROWS = 6  # fixed tiles of each domain in every sample grid
 GRID_SEED = 1234
 EVAL_TILES = 256  # FID on the 64 offline features needs more images than features
 EVAL_SEED = 99
-DIRECTIONS = ("a2b", "b2a")
 
 
-@TASKS.register("unpaired")
-class UnpairedTask:
+@register_task(NAME)
+class UnpairedTask(TaskBase):
     """CycleGAN on domains A (``data.other``) and B (``data``); see the module docstring.
 
     Args:
@@ -70,13 +72,19 @@ class UnpairedTask:
     """
 
     default_recipe = "cyclegan"
-    groups_by_class = False
-    attributes = None
-    nearest_domains: frozenset[str] = frozenset()
+    inference_kind = KIND
+    Options = UnpairedOptions
+    capabilities = Capabilities(directions=tuple(Direction))
+    cli_options = CLI_OPTIONS
 
-    @staticmethod
-    def check_config(config: RunConfig) -> None:
-        """Registered names this task uses, and that it has two domains, checked before anything is created."""
+    @classmethod
+    def check_options(cls, options: UnpairedOptions, config: RunConfig) -> None:
+        check_unpaired_options(options, config)
+
+    @classmethod
+    def check_config(cls, config: RunConfig) -> None:
+        """Its section, the registered names it uses, and that it has two domains, before anything is created."""
+        super().check_config(config)
         TRANSLATORS.get(config.model.name)
         get_adversarial(config.loss.adversarial)
         for name in config.augment.policy:
@@ -88,30 +96,67 @@ class UnpairedTask:
             raise ConfigError("task 'unpaired' takes --domain-a and --domain-b, not paired inputs (data.input, "
                               "data.pairs, data.degrade): use --task paired for those")
 
-    @staticmethod
-    def load_data(config: RunConfig, progress: bool = True) -> SliceSet:
+    @classmethod
+    def load_data(cls, config: RunConfig, progress: bool = True) -> SliceSet:
         """Domain B with domain A in ``other`` (``medgan.data.modalities.load_unpaired``)."""
         domain_a, domain_b, note = load_unpaired(config.data, load_slices, progress)
         if note:
             LOG.warning(note)
         return replace(domain_b, other=domain_a)
 
+    @classmethod
+    def describe(cls, config: RunConfig) -> str:
+        return "CycleGAN (unpaired)"
+
+    @classmethod
+    def direction_sources(cls, config: RunConfig, direction: Direction) -> tuple[str, tuple[str, ...]]:
+        """``(target source, input sources)`` of ``direction``: a2b maps ``data.domain_a`` to ``data.source``
+        (domain B), b2a maps ``data.source`` to the first A modality."""
+        if direction is Direction.B2A:
+            return config.data.domain_a[0], (config.data.source,)
+        return config.data.source, tuple(config.data.domain_a)
+
+    @classmethod
+    def evaluate(cls, run_dir: str | Path, request: EvaluationRequest) -> str:
+        """One direction (default a2b) against held-out true pairs, with the cycle error through both."""
+        from medgan.run import RunDir
+
+        direction = Direction.parse(request.direction, Direction.A2B)
+        if request.direction is not None:
+            from medgan.inference import load_model
+
+            load_model(run_dir, direction=direction.value)  # a run without that direction refuses in one line
+        target, sources = cls.direction_sources(RunDir.existing(run_dir).read_config(), direction)
+        return evaluate_modalities(run_dir, request, target, sources, request.direction)
+
+    @classmethod
+    def showcase(cls, run_dir: str | Path, progress: bool = True) -> list[str]:
+        """The held-out evaluation of a2b and how to translate more."""
+        table = cls.evaluate(run_dir, EvaluationRequest(out=Path(run_dir) / "evaluation", progress=progress))
+        return [table, f"held-out evaluation: {Path(run_dir) / 'evaluation' / 'report.html'}; translate your own "
+                       f"images with: medgan translate --run {run_dir} --input IMAGES --out DIR [--direction b2a]"]
+
+    def samplers(self) -> list[BatchSampler]:
+        """Domain A's sampler (the loop's draws domain B)."""
+        return [self.sampler_a]
+
     def __init__(self, config: RunConfig, data: SliceSet, device: torch.device, rng: torch.Generator) -> None:
         if data.other is None:
             raise ConfigError("task 'unpaired' needs domain A (data.other): load its data with UnpairedTask.load_data",
                               config.data.source)
         self.config, self.device, self.rng = config, device, rng
+        self.options: UnpairedOptions = self.section(config)
         self.data_b, self.data_a = data, data.other
         self.spec = unpaired_spec(data.other, data)
         self.a_domains = input_names(1 + len(data.other.aligned))
         self.optional = optional_domains(self.spec, self.a_domains)
         a_channels = sum(self.spec.domain(name).channels for name in self.a_domains)
-        loss = config.loss
-        self.identity = loss.identity * loss.cycle
+        options = self.options
+        self.identity = options.identity * options.cycle
         if self.identity > 0 and (a_channels != self.spec.channels or self.optional):
-            raise ConfigError(f"config key 'loss.identity': identity needs domains of equal channels, but A has "
+            raise ConfigError(f"config key '{NAME}.identity': identity needs domains of equal channels, but A has "
                               f"{a_channels} ({' + '.join(self.a_domains)}) and B {self.spec.channels}; "
-                              "set loss.identity=0", config.data.source)
+                              f"set {NAME}.identity=0", config.data.source)
         self.score_rule: ScoreRule | None = ScoreRule("fid", lower_is_better=True)
         self.bf16 = use_bf16(config.train.precision, device)
         self.generator_ab = build_translator(config, self.spec, self.a_domains, PRIMARY).to(device)
@@ -127,10 +172,10 @@ class UnpairedTask:
         discriminators = [*self.discriminator_a.parameters(), *self.discriminator_b.parameters()]
         self.optimizer_g = torch.optim.Adam(generators, lr=optim.lr_generator, betas=optim.betas)
         self.optimizer_d = torch.optim.Adam(discriminators, lr=optim.lr_discriminator, betas=optim.betas)
-        self.loss = get_adversarial(loss.adversarial)
+        self.loss = get_adversarial(config.loss.adversarial)
         self.augment = DiffAugment(config.augment.policy, config.augment.probability)
-        self.pool_a = ImagePool(config.train.pool_size)
-        self.pool_b = ImagePool(config.train.pool_size)
+        self.pool_a = ImagePool(options.pool_size)
+        self.pool_b = ImagePool(options.pool_size)
         self.sampler_a = BatchSampler(self.data_a, config.train.batch_size, config.data,
                                       torch.Generator().manual_seed(config.train.seed + 2))
         self.horizon = max(config.train.steps, 1)
@@ -155,7 +200,7 @@ class UnpairedTask:
         available = None
         if dropout and self.optional:
             count = len(next(iter(tiles.values())))
-            available = modality_dropout(count, len(self.optional), self.config.model.modality_dropout, self.rng)
+            available = modality_dropout(count, len(self.optional), self.options.modality_dropout, self.rng)
         return stack_inputs(tiles, self.spec, self.a_domains, self.optional, available)
 
     def _d(self, discriminator: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -164,12 +209,9 @@ class UnpairedTask:
     # ---------------------------------------------------------------------------------------------------
     # the step
 
-    def set_horizon(self, steps: int) -> None:
-        self.horizon = max(int(steps), 1)
-
     def train_step(self, batch: Batch, step: int) -> dict[str, float]:
         """G phase (adversarial + cycle + identity), D phase (pooled fakes), EMA."""
-        optim, loss = self.config.optim, self.config.loss
+        optim, options = self.config.optim, self.options
         factor = lr_factor(step, self.horizon, optim.schedule, optim.warmup_steps)
         set_learning_rates((self.optimizer_g, self.optimizer_d), (optim.lr_generator, optim.lr_discriminator), factor)
         batch_a = self.sampler_a.next()
@@ -187,7 +229,7 @@ class UnpairedTask:
             adversarial = (self.loss.generator(self._d(self.discriminator_b, fake_b))
                            + self.loss.generator(self._d(self.discriminator_a, fake_a)))
         cycle = cycle_consistency(rec_a, real_a, rec_b, real_b)
-        total = loss.adversarial_weight * adversarial + loss.cycle * cycle
+        total = options.adversarial_weight * adversarial + options.cycle * cycle
         logs: dict[str, float] = {"lr_factor": factor}
         if self.identity > 0:
             with autocast_context(self.device, self.bf16):
@@ -222,15 +264,16 @@ class UnpairedTask:
     # ---------------------------------------------------------------------------------------------------
     # inference
 
-    def inference_generator(self, direction: str) -> nn.Module:
-        ema, generator = ((self.ema_ab, self.generator_ab) if direction == "a2b" else (self.ema_ba, self.generator_ba))
+    def inference_generator(self, direction: Direction) -> nn.Module:
+        ema, generator = ((self.ema_ab, self.generator_ab) if direction is Direction.A2B
+                          else (self.ema_ba, self.generator_ba))
         return ema.module if exists(ema) else generator
 
     def prepare_inference(self) -> None:
         """Nothing to recompute: the U-Nets use instance norm, which has no running statistics."""
 
     @torch.no_grad()
-    def translate(self, direction: str, inputs: torch.Tensor) -> torch.Tensor:
+    def translate(self, direction: Direction, inputs: torch.Tensor) -> torch.Tensor:
         """The inference G of ``direction`` on stacked inputs (G's input for a2b, B tiles for b2a)."""
         model = self.inference_generator(direction)
         was_training = model.training
@@ -252,28 +295,29 @@ class UnpairedTask:
         count = min(len(real_a), len(real_b))
         real_a, real_b = real_a[:count], real_b[:count]
         tiles_a = {name: tile[:count] for name, tile in tiles_a.items()}
-        fake_b = self.translate("a2b", self._g_input(tiles_a, dropout=False))
-        rec_a = self.translate("b2a", fake_b)
-        fake_a = self.translate("b2a", real_b)
-        rec_b = self.translate("a2b", self._g_input(self._split_a(fake_a), dropout=False))
+        fake_b = self.translate(Direction.A2B, self._g_input(tiles_a, dropout=False))
+        rec_a = self.translate(Direction.B2A, fake_b)
+        fake_a = self.translate(Direction.B2A, real_b)
+        rec_b = self.translate(Direction.A2B, self._g_input(self._split_a(fake_a), dropout=False))
         columns = [real_a[:, :1], fake_b[:, :1], rec_a[:, :1], real_b[:, :1], fake_a[:, :1], rec_b[:, :1]]
         return torch.stack(columns, dim=1).flatten(0, 1), len(columns)
 
     def score(self, scorer: Scorer) -> dict[str, float]:
         """FID (and what else the scorer gives) of G(a) against real B tiles, and both cycle errors (L1)."""
         real_a, tiles_a, real_b = self._fixed(self._eval_a, self._eval_b)
-        fake_b = self.translate("a2b", self._g_input(tiles_a, dropout=False)).clamp(-1, 1)
-        fake_a = self.translate("b2a", real_b).clamp(-1, 1)
+        fake_b = self.translate(Direction.A2B, self._g_input(tiles_a, dropout=False)).clamp(-1, 1)
+        fake_a = self.translate(Direction.B2A, real_b).clamp(-1, 1)
         scores = dict(scorer(real_b, fake_b))
-        scores["cycle_a"] = float(l1(self.translate("b2a", fake_b), real_a))
-        scores["cycle_b"] = float(l1(self.translate("a2b", self._g_input(self._split_a(fake_a), False)), real_b))
+        scores["cycle_a"] = float(l1(self.translate(Direction.B2A, fake_b), real_a))
+        scores["cycle_b"] = float(l1(self.translate(Direction.A2B, self._g_input(self._split_a(fake_a), False)), real_b))
         return scores
 
     def inference_state(self) -> dict[str, Any]:
         """Both directions; the top level is a2b's, so a loader that knows one direction reads the default."""
-        a2b = translator_state(self.inference_generator("a2b"), self.a_domains, PRIMARY, self.optional)
-        b2a = translator_state(self.inference_generator("b2a"), (PRIMARY,), self.a_domains)
-        return {**a2b, "directions": {"a2b": a2b, "b2a": b2a}, "default": "a2b"}
+        a2b = translator_state(self.inference_generator(Direction.A2B), self.a_domains, PRIMARY, self.optional)
+        b2a = translator_state(self.inference_generator(Direction.B2A), (PRIMARY,), self.a_domains)
+        return {**a2b, "directions": {Direction.A2B.value: a2b, Direction.B2A.value: b2a},
+                "default": Direction.A2B.value}
 
     # ---------------------------------------------------------------------------------------------------
     # state

@@ -11,27 +11,31 @@ With ``loss.adversarial_weight: 0`` D is not trained at all: the pure-L1 baselin
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from medgan.training.augment import POLICIES, DiffAugment
 from medgan.config import RunConfig
 from medgan.data import SliceSet
 from medgan.data.spec import spec_of
 from medgan.errors import ConfigError
-from medgan.inference.translate import build_translator, optional_domains, stack_inputs, translator_state
+from medgan.inference.translate import KIND, build_translator, optional_domains, stack_inputs, translator_state
 from medgan.losses import get_adversarial
 from medgan.losses.pixel import l1
 from medgan.metrics.image import psnr, ssim
 from medgan.networks.translation import TRANSLATORS, PatchDiscriminator
+from medgan.training.augment import POLICIES, DiffAugment
 from medgan.training.batches import Batch, reference_indices
 from medgan.training.ema import EMA
 from medgan.training.precision import autocast_context, use_bf16
 from medgan.training.schedule import lr_factor, set_learning_rates
-from medgan.training.tasks.base import TASKS, ScoreRule, Scorer
+from medgan.training.tasks.base import Capabilities, EvaluationRequest, ScoreRule, Scorer, TaskBase
 from medgan.training.tasks.gan_state import GanState
+from medgan.training.tasks.image_to_image import evaluate_modalities, modality_dropout
+from medgan.training.tasks.paired.config import CLI_OPTIONS, NAME, PairedOptions, check_paired_options
+from medgan.training.tasks.registry import register_task
 from medgan.utils import exists
 
 GRID_ROWS = 8  # fixed tiles shown in each sample grid (input | output | target | difference)
@@ -41,8 +45,8 @@ EVAL_SEED = 99
 TARGET = "image"  # the target domain's name in the data spec
 
 
-@TASKS.register("paired")
-class PairedTask(GanState):
+@register_task(NAME)
+class PairedTask(GanState, TaskBase):
     """G(x) -> y with a conditional PatchGAN and an L1 term; see the module docstring.
 
     Args:
@@ -53,20 +57,63 @@ class PairedTask(GanState):
     """
 
     default_recipe = "pix2pix"
+    inference_kind = KIND
+    Options = PairedOptions
+    capabilities = Capabilities()
+    cli_options = CLI_OPTIONS
 
-    @staticmethod
-    def check_config(config: RunConfig) -> None:
-        """Registered names this task uses, checked before anything is created."""
+    @classmethod
+    def check_options(cls, options: PairedOptions, config: RunConfig) -> None:
+        check_paired_options(options, config)
+
+    @classmethod
+    def check_config(cls, config: RunConfig) -> None:
+        """Its section and the registered names it uses, checked before anything is created."""
+        super().check_config(config)
         TRANSLATORS.get(config.model.name)
         get_adversarial(config.loss.adversarial)
         for name in config.augment.policy:
             POLICIES.get(name)
+
+    @classmethod
+    def describe(cls, config: RunConfig) -> str:
+        """"pix2pix (paired)", or the pure-L1 baseline when no D is trained."""
+        return "pix2pix (paired)" if cls.section(config).adversarial_weight > 0 else "U-Net (paired, L1 only)"
+
+    @classmethod
+    def evaluate(cls, run_dir: str | Path, request: EvaluationRequest) -> str:
+        """Input modalities (``data.domain_a``): against held-out true pairs of the target modality; derived or
+        matched inputs: against held-out targets beside the classic baselines (``medgan.evaluation.paired``)."""
+        from medgan.evaluation.paired import evaluate_paired_run, format_paired_table
+        from medgan.run import RunDir
+
+        config = RunDir.existing(run_dir).read_config()
+        if config.data.domain_a:
+            request.refuse(("--direction",), "is for runs that translate both ways", run_dir)
+            return evaluate_modalities(run_dir, request, config.data.source, tuple(config.data.domain_a))
+        request.refuse(("--direction", "--inputs", "--compare"), "is for modality-translation runs (unpaired, or "
+                       "paired with --domain-a)", run_dir)
+        request.refuse(("--train", "--no-real-images", "--features", "--members", "--non-members"),
+                       "does not apply to a paired run: it is compared with its held-out targets", run_dir)
+        metrics = evaluate_paired_run(run_dir, request.real, request.out, request.max_images, request.progress,
+                                      label=cls.describe(config))
+        out = Path(request.out)
+        return "\n".join([format_paired_table(metrics), f"wrote {out / 'metrics.json'}, {out / 'report.html'} and "
+                                                       "DATA_CARD.json"])
+
+    @classmethod
+    def showcase(cls, run_dir: str | Path, progress: bool = True) -> list[str]:
+        """The held-out evaluation (``evaluate`` on the run's own test split) and how to translate more."""
+        table = cls.evaluate(run_dir, EvaluationRequest(out=Path(run_dir) / "evaluation", progress=progress))
+        return [table, f"held-out evaluation: {Path(run_dir) / 'evaluation' / 'report.html'}; translate your own "
+                       f"images with: medgan translate --run {run_dir} --input IMAGES --out DIR"]
 
     def __init__(self, config: RunConfig, data: SliceSet, device: torch.device, rng: torch.Generator) -> None:
         if not data.aligned:
             raise ConfigError("task 'paired' needs input images: --input DIR (matched by file name), "
                               "--pairs CSV, or --degrade lowdose:F|downsample:F|inpaint|mask", config.data.source)
         self.config = config
+        self.options: PairedOptions = self.section(config)
         self.device = device
         self.rng = rng
         self.data = data
@@ -89,7 +136,7 @@ class PairedTask(GanState):
                                             betas=optim.betas)
         self.loss = get_adversarial(config.loss.adversarial)
         self.augment = DiffAugment(config.augment.policy, config.augment.probability)
-        self.adversarial = config.loss.adversarial_weight > 0
+        self.adversarial = self.options.adversarial_weight > 0
         self.horizon = max(config.train.steps, 1)
         self._grid = reference_indices(data.subjects, GRID_ROWS, GRID_SEED)
         self._eval = reference_indices(data.subjects, EVAL_TILES, EVAL_SEED)
@@ -106,12 +153,12 @@ class PairedTask(GanState):
         available = None
         if dropout and self.optional:
             available = modality_dropout(len(next(iter(aligned.values()))), len(self.optional),
-                                         self.config.model.modality_dropout, self.rng)
+                                         self.options.modality_dropout, self.rng)
         return stack_inputs(aligned, self.spec, self.input_domains, self.optional, available)
 
     def _patches(self, inputs: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The same random ``data.patch``-sized square of every image in both tensors (whole tiles at 0)."""
-        size = self.config.data.patch
+        """The same random ``paired.patch``-sized square of every image in both tensors (whole tiles at 0)."""
+        size = self.options.patch
         height, width = target.shape[-2:]
         if size <= 0 or (size >= height and size >= width):
             return inputs, target
@@ -128,12 +175,9 @@ class PairedTask(GanState):
     # ---------------------------------------------------------------------------------------------------
     # the step
 
-    def set_horizon(self, steps: int) -> None:
-        self.horizon = max(int(steps), 1)
-
     def train_step(self, batch: Batch, step: int) -> dict[str, float]:
         """G forward, D main (unless pure L1), G main, EMA."""
-        optim, loss_config = self.config.optim, self.config.loss
+        optim, options = self.config.optim, self.options
         factor = lr_factor(step, self.horizon, optim.schedule, optim.warmup_steps)
         set_learning_rates((self.optimizer_g, self.optimizer_d), (optim.lr_generator, optim.lr_discriminator), factor)
         inputs, target = self._patches(self._inputs(batch.aligned, dropout=True).to(self.device),
@@ -153,13 +197,13 @@ class PairedTask(GanState):
             logs["loss_d"] = loss_d.item()
         # G main: fool D (through D, whose weights get no gradient here) and stay close to the target.
         pixel = l1(fake, target)
-        total = loss_config.pixel * pixel
+        total = options.pixel * pixel
         if self.adversarial:
             self.discriminator.requires_grad_(False)
             with autocast_context(self.device, self.bf16):
                 loss_g = self.loss.generator(self._discriminate(inputs, fake).flatten(1).mean(1))
             self.discriminator.requires_grad_(True)
-            total = total + loss_config.adversarial_weight * loss_g
+            total = total + options.adversarial_weight * loss_g
             logs["loss_g"] = loss_g.item()
         self.optimizer_g.zero_grad(set_to_none=True)
         total.backward()
@@ -217,12 +261,3 @@ class PairedTask(GanState):
     def load_state_dict(self, state: dict[str, Any], path: str) -> None:
         self.load_gan_state(state, path)
 
-
-def modality_dropout(count: int, modalities: int, chance: float, rng: torch.Generator) -> torch.Tensor:
-    """``[count, modalities]`` availability: each 0 with ``chance``, but never all 0 for one image."""
-    available = (torch.rand(count, modalities, generator=rng) >= chance).float()
-    empty = available.sum(1) == 0
-    if bool(empty.any()):
-        keep = torch.randint(0, modalities, (int(empty.sum()),), generator=rng)
-        available[empty.nonzero()[:, 0], keep] = 1.0
-    return available

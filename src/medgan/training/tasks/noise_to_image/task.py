@@ -18,23 +18,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medgan.training.augment import POLICIES, AdaptiveProbability, DiffAugment
 from medgan.config import RunConfig
 from medgan.data import SliceSet
 from medgan.data.spec import DataSpec, spec_of
 from medgan.errors import CheckpointError, ConfigError
-from medgan.inference.noise import generator_state
+from medgan.inference.noise import KIND, generator_state
 from medgan.losses import get_adversarial
 from medgan.losses.diversity import mode_seeking_ratio
 from medgan.losses.penalties import gradient_penalty, r1_penalty
 from medgan.networks import DISCRIMINATORS, GENERATORS, build_discriminator, build_generator
 from medgan.training.batches import reference_indices
+from medgan.training.augment import POLICIES, AdaptiveProbability, DiffAugment
 from medgan.training.ema import EMA, standing_statistics
 from medgan.training.precision import autocast_context, use_bf16
 from medgan.training.privacy import DiscriminatorPrivacy, check_private_config, is_private
 from medgan.training.schedule import annealed, lr_factor, set_learning_rates
-from medgan.training.tasks.base import TASKS, Batch, ScoreRule, Scorer
+from medgan.training.tasks.base import Batch, Capabilities, ScoreRule, Scorer, TaskBase
 from medgan.training.tasks.gan_state import STATE_ERRORS, GanState
+from medgan.training.tasks.noise_to_image.config import NoiseOptions, check_noise_options
 from medgan.utils import exists
 
 GRID_SIZE = 64  # images in each sample grid (8 x 8)
@@ -44,7 +45,7 @@ EVAL_SEED = 99  # noise of the in-training evaluation and the choice of referenc
 STANDING_SEED = 4321  # noise of the BatchNorm standing statistics
 
 
-class AdversarialTask(GanState):
+class NoiseToImageTask(GanState, TaskBase):
     """G(z[, y][, a]) vs D(x[, y][, a]) with the configured loss, regularizers, augmentation and EMA.
 
     Args:
@@ -56,10 +57,18 @@ class AdversarialTask(GanState):
     """
 
     default_recipe = "medgan"
+    inference_kind = KIND
+    Options = NoiseOptions
+    capabilities = Capabilities(private=True)
 
-    @staticmethod
-    def check_config(config: RunConfig) -> None:
-        """Registered names this task uses (networks, loss, augmentation), checked before anything is created."""
+    @classmethod
+    def check_options(cls, options: NoiseOptions, config: RunConfig) -> None:
+        check_noise_options(options, cls.name)
+
+    @classmethod
+    def check_config(cls, config: RunConfig) -> None:
+        """Its section, and the registered names it uses (networks, loss, augmentation), before anything runs."""
+        super().check_config(config)
         GENERATORS.get(config.model.name)
         DISCRIMINATORS.get(config.model.name)
         get_adversarial(config.loss.adversarial)
@@ -79,6 +88,7 @@ class AdversarialTask(GanState):
             raise ConfigError("config key 'model.auxiliary_classifier' needs task: conditional (it predicts class "
                               "labels)")
         self.config = config
+        self.options: NoiseOptions = self.section(config)
         self.device = device
         self.rng = rng
         self.conditional = conditional
@@ -90,7 +100,8 @@ class AdversarialTask(GanState):
         self.groups_by_class = conditional
         self.nearest_domains: frozenset[str] = frozenset()
         self.score_rule: ScoreRule | None = ScoreRule("fid", lower_is_better=True)
-        self.auxiliary = conditional and config.model.auxiliary_classifier and config.loss.auxiliary > 0
+        self.auxiliary_weight = getattr(self.options, "auxiliary", 0.0)
+        self.auxiliary = conditional and config.model.auxiliary_classifier and self.auxiliary_weight > 0
         optim = config.optim
         self.bf16 = use_bf16(config.train.precision, device)
         self.memory_format = torch.channels_last if config.train.channels_last else torch.contiguous_format
@@ -175,10 +186,6 @@ class AdversarialTask(GanState):
     # ---------------------------------------------------------------------------------------------------
     # the step
 
-    def set_horizon(self, steps: int) -> None:
-        """The run's total steps: LR decay and instance-noise annealing reach their end there."""
-        self.horizon = max(int(steps), 1)
-
     def train_step(self, batch: Batch, step: int) -> dict[str, float]:
         """D main (+ D reg) ``optim.d_steps`` times, then G main and the EMA update.
 
@@ -231,7 +238,7 @@ class AdversarialTask(GanState):
         if self.auxiliary:
             # The class head learns from real images only: early fakes of the wrong look must not teach it.
             classification = F.cross_entropy(real_classes.float(), labels)
-            total = total + self.config.loss.auxiliary * classification
+            total = total + self.auxiliary_weight * classification
             logs["ac_real"] = classification.item()
         if apply_r1:
             penalty = r1_penalty(real, real_logits)
@@ -274,12 +281,12 @@ class AdversarialTask(GanState):
         total = loss
         if self.auxiliary:
             classification = F.cross_entropy(fake_classes.float(), labels)
-            total = total + self.config.loss.auxiliary * classification
+            total = total + self.auxiliary_weight * classification
             logs["ac_fake"] = classification.item()
-        if self.config.loss.mode_seeking > 0:
+        if self.options.mode_seeking > 0:
             ratio = mode_seeking_ratio(fake.float(), noise, labels)
             if ratio is not None:
-                total = total + self.config.loss.mode_seeking / (ratio + 1e-5)
+                total = total + self.options.mode_seeking / (ratio + 1e-5)
                 logs["mode_seeking_ratio"] = ratio.item()
         self.optimizer_g.zero_grad(set_to_none=True)
         total.backward()
@@ -375,19 +382,3 @@ class AdversarialTask(GanState):
 def _without_classes(spec: DataSpec) -> DataSpec:
     """A spec with class names dropped (an unconditional task ignores labels)."""
     return replace(spec, class_names=())
-
-
-@TASKS.register("unconditional")
-class UnconditionalTask(AdversarialTask):
-    """G(z) -> image; D(image) -> logit."""
-
-    def __init__(self, config: RunConfig, data: SliceSet, device: torch.device, rng: torch.Generator) -> None:
-        super().__init__(config, data, device, rng, conditional=False)
-
-
-@TASKS.register("conditional")
-class ConditionalTask(AdversarialTask):
-    """G(z, class[, attributes]) -> image; D(image, class[, attributes]) -> logit with projection terms."""
-
-    def __init__(self, config: RunConfig, data: SliceSet, device: torch.device, rng: torch.Generator) -> None:
-        super().__init__(config, data, device, rng, conditional=True)

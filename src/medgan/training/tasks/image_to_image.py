@@ -1,0 +1,81 @@
+"""What the two image-to-image tasks (paired and unpaired translation) share: the keys of their sections that
+mean the same in both, the ``--domain-a`` option, modality dropout, and the modality-translation evaluation on
+held-out true pairs (``medgan.evaluation.translation_eval``), to which each task gives its own domains."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from medgan.config import check
+from medgan.training.tasks.base import TASKS, EvaluationRequest, TaskOption
+
+
+@dataclass(frozen=True)
+class TranslationOptions:
+    """Keys of the paired and unpaired sections that mean the same in both."""
+
+    adversarial_weight: float = 1.0  # weight of the adversarial term (0 = pure pixel loss, no D trained)
+    # Several input modalities: each gets an availability channel (1 present, 0 missing: a zero image) and is
+    # dropped with this chance per training image, so one model serves incomplete protocols.
+    modality_dropout: float = 0.2
+
+
+def check_translation_options(options: TranslationOptions, name: str) -> None:
+    """Range checks of the shared keys of section ``name``."""
+    check(options.adversarial_weight >= 0, f"{name}.adversarial_weight", "must be >= 0")
+    check(0.0 <= options.modality_dropout < 1.0, f"{name}.modality_dropout", "must be in [0, 1)")
+
+
+DOMAIN_A = TaskOption("--domain-a", "data.domain_a", "the input modalities (domain A; several are stacked as "
+                      "channels, e.g. T1 T2)",
+                      nargs="+", metavar="PATH", selects=True)
+
+
+def modality_dropout(count: int, modalities: int, chance: float, rng: torch.Generator) -> torch.Tensor:
+    """``[count, modalities]`` availability: each 0 with ``chance``, but never all 0 for one image."""
+    available = (torch.rand(count, modalities, generator=rng) >= chance).float()
+    empty = available.sum(1) == 0
+    if bool(empty.any()):
+        keep = torch.randint(0, modalities, (int(empty.sum()),), generator=rng)
+        available[empty.nonzero()[:, 0], keep] = 1.0
+    return available
+
+
+def describe_run(path: str | Path) -> str:
+    """How the run at ``path`` is named in tables: its task's ``describe`` of its config."""
+    from medgan.run import RunDir
+
+    config = RunDir.existing(path).read_config()
+    return TASKS.get(config.task).describe(config)
+
+
+def evaluate_modalities(run_dir: str | Path, request: EvaluationRequest, target: str, sources: tuple[str, ...],
+                        direction: str | None = None) -> str:
+    """``medgan evaluate --fake RUN`` for modality translation: the run (in ``direction``, for two-way runs)
+    against held-out true pairs of ``target`` <- ``sources`` (the task's domains for that direction).
+
+    ``request.real`` naming one of those sources (or None) means their held-out ``split="test"``; otherwise
+    ``request.real`` is the target folder and ``request.inputs`` the input folders, matched by file name.
+    The image-set options that mean nothing here (--train, --no-real-images, --features) are refused.
+    """
+    from medgan.evaluation.translation_data import held_out_pairs_config
+    from medgan.evaluation.translation_eval import evaluate_translation
+    from medgan.evaluation.translation_report import format_translation_table
+    from medgan.run import RunDir
+
+    request.refuse(("--train", "--no-real-images", "--features", "--members", "--non-members"),
+                   "does not apply to a translation run: it is compared with held-out true pairs", run_dir)
+    config = RunDir.existing(run_dir).read_config()
+    own = (target, *sources)
+    real = None if (request.real in own and not request.inputs) else request.real
+    held = held_out_pairs_config(config.data, target, sources, real, tuple(request.inputs))
+    metrics = evaluate_translation(run_dir, request.out, direction, held_out_config=held,
+                                   compare=tuple(request.compare), max_slices=request.max_images,
+                                   progress=request.progress, label=describe_run(run_dir),
+                                   compare_labels=tuple(describe_run(path) for path in request.compare))
+    out = Path(request.out)
+    return "\n".join([format_translation_table(metrics), f"wrote {out / 'metrics.json'} and {out / 'report.html'}"])
+

@@ -1,0 +1,12 @@
+"""Paired image-to-image translation (pix2pix): denoising, super-resolution, inpainting, masks to images, and
+input modalities to a target modality with true pairs.
+
+``config`` holds its section (pixel weight, patch size...), options (--input, --pairs, --degrade, --patch,
+--domain-a), recipe (pix2pix) and demos (denoise, superres); ``task`` the training and what ``medgan evaluate``
+runs on its runs.
+"""
+
+from medgan.training.tasks.paired.config import PairedOptions
+from medgan.training.tasks.paired.task import PairedTask
+
+__all__ = ["PairedOptions", "PairedTask"]
