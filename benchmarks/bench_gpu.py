@@ -34,15 +34,15 @@ def child(model: str, resolution: int, steps: int, warmup: int, batch_size: int,
     """One measurement (every rank of a torchrun launch runs this; rank 0 writes ``out``)."""
     import torch
 
-    from medgan.config import from_dict, recipe
     from medgan.training.loop import train
+    from medgan.training.tasks import resolve_config
     from medgan.visuals import read_jsonl
 
-    config = from_dict({"data": {"source": "mni152", "resolution": resolution}, "model": {"name": model},
-                        "train": {"steps": steps + warmup, "batch_size": batch_size, "log_every": 1,
-                                  "sample_every": 10**6, "checkpoint_every": 10**6, "eval_every": 0,
-                                  "compile": compile, "device": device, "threads": threads}},
-                       base=recipe("medgan"))
+    config = resolve_config({"data": {"source": "mni152", "resolution": resolution}, "model": {"name": model},
+                             "train": {"steps": steps + warmup, "batch_size": batch_size, "log_every": 1,
+                                       "sample_every": 10**6, "checkpoint_every": 10**6, "eval_every": 0,
+                                       "compile": compile, "device": device, "threads": threads}},
+                            "medgan")
     with tempfile.TemporaryDirectory() as folder:
         result = train(config, Path(folder) / "run", progress=False)
         rates = [r["images_per_s"] for r in read_jsonl(Path(folder) / "run" / "losses.jsonl")][warmup:]

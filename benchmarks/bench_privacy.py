@@ -29,12 +29,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 from medgan.checkpoint import load_checkpoint  # noqa: E402
-from medgan.config import deep_update, from_dict, recipe  # noqa: E402
+from medgan.config import deep_update  # noqa: E402
 from medgan.data import load_slices  # noqa: E402
-from medgan.demos import DEMOS  # noqa: E402
 from medgan.evaluation.utility import UtilityConfig, class_fidelity, run_utility, synthetic_set  # noqa: E402
 from medgan.metrics import training_score  # noqa: E402
 from medgan.training.loop import train  # noqa: E402
+from medgan.training.tasks import DEMOS, resolve_config  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from liver_experiments import new_patient_rois  # noqa: E402
@@ -44,14 +44,14 @@ SETTINGS = (math.inf, 10.0, 1.0)
 
 def run_config(epsilon: float, steps: int, resolution: int, batch_size: int, seed: int):
     """The liver demo's config, DP-compatible, on a step budget; DP-SGD at ``epsilon`` unless it is inf."""
-    source, task, _, values, _ = DEMOS["liver"]
-    values = deep_update(values, {
-        "task": task, "data": {"source": source, "resolution": resolution},
+    demo = DEMOS.get("liver")
+    values = deep_update(demo.values, {
+        "task": demo.task, "data": {"source": demo.source, "resolution": resolution},
         "model": {"minibatch_std": False},
         "train": {"steps": steps, "minutes": 0.0, "batch_size": batch_size, "seed": seed, "eval_every": 0,
                   "log_every": 25, "sample_every": 10 ** 6, "checkpoint_every": 10 ** 6},
         "privacy": {"epsilon": 0.0 if math.isinf(epsilon) else epsilon}})
-    return from_dict(values, base=recipe("medgan"))
+    return resolve_config(values, "medgan")
 
 
 def measure(epsilon: float, args: argparse.Namespace, folder: Path, real, new_patients) -> dict:

@@ -6,8 +6,8 @@ budget is not fair on a shared 2-core machine: another user's job would shorten 
 Each recipe therefore gets the same CPU-seconds; the steps it reaches depend on its per-step cost.
 
 Recipes: ``medgan`` (the default), ``dcgan`` (classic), ``standard`` (the textbook data-efficient recipe of
-issue 13, ``medgan.config.recipe("standard")``), ``previous`` (the default before issue 13, spelled out) and the
-candidates in ``CANDIDATES``. Datasets:
+issue 13, ``medgan.training.tasks.RECIPES.get("standard")``), ``previous`` (the default before issue 13, spelled
+out) and the candidates in ``CANDIDATES``. Datasets:
 
 * ``mni``: the 112 axial MNI152 slices (64 x 64), unconditional. The template is one subject: there are no
   held-out real images, so FID/KID/PRDC and real's pairwise MS-SSIM use the training slices, and the
@@ -43,17 +43,20 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
+# TASK stands for the run's own config section, named after its task (unconditional on mni, conditional on
+# lesions): ``run_config`` renames it (``for_task``). Mode seeking is a key of that section.
+TASK = "<task>"
 PREVIOUS = {"optim": {"betas": [0.5, 0.999], "lr_discriminator": 2e-4},  # the default before issue 13
             "model": {"generator_channels": 32, "discriminator_channels": 32}, "train": {"ema": 0.999},
-            "loss": {"mode_seeking": 0.1}}
+            TASK: {"mode_seeking": 0.1}}
 # Every candidate is a change of the default as it was when it was tried, so each keeps meaning what it measured.
 # BEFORE_SESSION5: the default until session 5 of issue 13 (mode seeking 0.075; "before-s5"); BEFORE_SESSION4:
 # the one before it (also classic rotation 5 degrees and zoom 0.05 of the real images, D width 32; "before-s4").
 # "ms075-norot-d24" is "before-s5", and "s5-ms09" is today's default ("medgan").
-BEFORE_SESSION5 = {"loss": {"mode_seeking": 0.075}}
+BEFORE_SESSION5 = {TASK: {"mode_seeking": 0.075}}
 BEFORE_SESSION4 = {**BEFORE_SESSION5, "data": {"rotate_degrees": 5.0, "scale": 0.05},
                    "model": {"discriminator_channels": 32}}
-# Candidates defined before unconditional tasks used loss.mode_seeking: on mni they ran without the term.
+# Candidates defined before unconditional tasks used mode_seeking: on mni they ran without the term.
 WITHOUT_UNCONDITIONAL_MS = ("previous", "ttur", "ttur-wide", "ttur-ada", "ttur-ms")
 TTUR = {"optim": {"betas": [0.0, 0.99], "lr_generator": 2e-4, "lr_discriminator": 4e-4}}
 CANDIDATES = {  # name: (recipe, overrides on it and on BEFORE_SESSION4)
@@ -62,15 +65,15 @@ CANDIDATES = {  # name: (recipe, overrides on it and on BEFORE_SESSION4)
     "ttur": ("medgan", {**PREVIOUS, **TTUR}),
     "ttur-wide": ("medgan", {**PREVIOUS, **TTUR, "model": {"generator_channels": 48, "discriminator_channels": 48}}),
     "ttur-ada": ("medgan", {**PREVIOUS, **TTUR, "augment": {"adaptive": True}}),
-    "ttur-ms": ("medgan", {**PREVIOUS, **TTUR, "loss": {"mode_seeking": 1.0}}),  # conditional: stronger MSGAN term
-    "no-ms": ("medgan", {"loss": {"mode_seeking": 0.0}}),  # the default before unconditional mode seeking
-    "ms05": ("medgan", {"loss": {"mode_seeking": 0.05}}),
-    "ms075": ("medgan", {"loss": {"mode_seeking": 0.075}}),
-    "ms01": ("medgan", {"loss": {"mode_seeking": 0.1}}),
-    "ms-ema995": ("medgan", {"loss": {"mode_seeking": 0.1}, "train": {"ema": 0.995}}),
-    "ms-r1": ("medgan", {"loss": {"mode_seeking": 0.1, "r1_gamma": 1.0}}),
-    "ms-ada": ("medgan", {"loss": {"mode_seeking": 0.1}, "augment": {"adaptive": True}}),
-    "ms05-g48": ("medgan", {"loss": {"mode_seeking": 0.05}, "model": {"generator_channels": 48}}),
+    "ttur-ms": ("medgan", {**PREVIOUS, **TTUR, TASK: {"mode_seeking": 1.0}}),  # conditional: stronger MSGAN term
+    "no-ms": ("medgan", {TASK: {"mode_seeking": 0.0}}),  # the default before unconditional mode seeking
+    "ms05": ("medgan", {TASK: {"mode_seeking": 0.05}}),
+    "ms075": ("medgan", {TASK: {"mode_seeking": 0.075}}),
+    "ms01": ("medgan", {TASK: {"mode_seeking": 0.1}}),
+    "ms-ema995": ("medgan", {TASK: {"mode_seeking": 0.1}, "train": {"ema": 0.995}}),
+    "ms-r1": ("medgan", {TASK: {"mode_seeking": 0.1}, "loss": {"r1_gamma": 1.0}}),
+    "ms-ada": ("medgan", {TASK: {"mode_seeking": 0.1}, "augment": {"adaptive": True}}),
+    "ms05-g48": ("medgan", {TASK: {"mode_seeking": 0.05}, "model": {"generator_channels": 48}}),
     # Session 4 candidates, each the default (mode seeking 0.075) with one change:
     "ms075-cos": ("medgan", {"optim": {"schedule": "cosine"}}),  # LR decays to 0 over the budget's steps
     "ms075-r1": ("medgan", {"loss": {"r1_gamma": 1.0}}),  # lazy R1 (every 16 D steps) beside SN
@@ -89,8 +92,8 @@ CANDIDATES = {  # name: (recipe, overrides on it and on BEFORE_SESSION4)
 # Session 5 candidates: BEFORE_SESSION5 (no rotation/zoom, D 24, mode seeking 0.075) with one change each.
 ON_SESSION5 = {
     "before-s5": {},
-    "s5-ms09": {"loss": {"mode_seeking": 0.09}},
-    "s5-ms01": {"loss": {"mode_seeking": 0.1}},
+    "s5-ms09": {TASK: {"mode_seeking": 0.09}},
+    "s5-ms01": {TASK: {"mode_seeking": 0.1}},
     "s5-ema995": {"train": {"ema": 0.995}},  # EMA half-life 138 steps (4,400 images) instead of 693 (22,000)
 }
 CANDIDATES.update({name: ("medgan", overrides) for name, overrides in ON_SESSION5.items()})
@@ -108,23 +111,29 @@ COLUMNS = (  # (label, key in a run's result, digits)
     ("nearest-training SSIM", "nearest_ssim", 3))
 
 
+def for_task(values: dict, task: str) -> dict:
+    """``values`` with the placeholder section ``TASK`` named after ``task`` (the run's own section)."""
+    return {task if key == TASK else key: value for key, value in values.items()}
+
+
 def run_config(dataset: str, name: str, cpu_minutes: float, seed: int):
-    from medgan.config import deep_update, from_dict, recipe
-    from medgan.demos import DEMOS
+    from medgan.config import deep_update
+    from medgan.training.tasks import DEMOS, resolve_config
 
     base, overrides = CANDIDATES.get(name, (name, {}))
     values = json.loads(json.dumps(DATASETS[dataset]))
+    task = values["task"]
     if dataset == "lesions" and base == "medgan":
-        values = deep_update(values, DEMOS["liver"][3])  # portal window, AC head, D 32, its augmentation
+        values = deep_update(values, DEMOS.get("liver").values)  # portal window, AC head, D 32, its augmentation
     if name in CANDIDATES:
-        values = deep_update(values, BEFORE_SESSION5 if name in ON_SESSION5 else BEFORE_SESSION4)
-    values = deep_update(values, overrides)
+        values = deep_update(values, for_task(BEFORE_SESSION5 if name in ON_SESSION5 else BEFORE_SESSION4, task))
+    values = deep_update(values, for_task(overrides, task))
     if dataset == "mni" and name in WITHOUT_UNCONDITIONAL_MS:
-        values = deep_update(values, {"loss": {"mode_seeking": 0.0}})
+        values = deep_update(values, {task: {"mode_seeking": 0.0}})
     values = deep_update(values, {"train": {"cpu_minutes": cpu_minutes, "minutes": 0, "steps": 0, "seed": seed,
                                             "threads": 1, "eval_every": 0, "sample_every": 10**9,
                                             "checkpoint_every": 10**9}})
-    return from_dict(values, base=recipe(base))
+    return resolve_config(values, base)
 
 
 def real_sets(dataset: str, config) -> tuple[object, object]:

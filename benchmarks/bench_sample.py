@@ -26,10 +26,11 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
-from medgan.config import DataConfig, from_dict, recipe  # noqa: E402
+from medgan.config import DataConfig  # noqa: E402
 from medgan.data import load_slices  # noqa: E402
 from medgan.inference.sampling import generate, load_generator, write_samples  # noqa: E402
 from medgan.training.loop import train  # noqa: E402
+from medgan.training.tasks import resolve_config  # noqa: E402
 
 PLAIN_BATCH = 64  # images per forward pass, as medgan.inference.noise.SAMPLE_BATCH
 
@@ -63,8 +64,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for name in ("medgan", "dcgan"):
             run = Path(folder) / name
-            config = from_dict({"data": {"source": "mni152", "resolution": 64},
-                                "train": {"steps": 2, "eval_every": 0, "sample_every": 10**6}}, base=recipe(name))
+            config = resolve_config({"data": {"source": "mni152", "resolution": 64},
+                                     "train": {"steps": 2, "eval_every": 0, "sample_every": 10**6}}, name)
             train(config, run, progress=False, data=data)
             loaded = load_generator(run)
             same = torch.allclose(generate(run, 256, loaded=loaded)[0], plain(loaded, 256), atol=1e-4)

@@ -43,12 +43,13 @@ from typing import Iterator  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from medgan.config import DataConfig, RunConfig, from_dict, recipe  # noqa: E402
+from medgan.config import DataConfig, RunConfig, from_dict  # noqa: E402
 from medgan.data import load_slices  # noqa: E402
 from medgan.demos import demo_config  # noqa: E402
 from medgan.networks.dcgan import DCGANDiscriminator, DCGANGenerator  # noqa: E402
 from medgan.training.loop import train  # noqa: E402
 from medgan.training.precision import cpu_has_fast_bf16  # noqa: E402
+from medgan.training.tasks import resolve_config  # noqa: E402
 from medgan.visuals import read_jsonl  # noqa: E402
 
 WARMUP_STEPS = 3
@@ -140,10 +141,10 @@ def ratio_part(args: argparse.Namespace) -> list[str]:
     """The plain fp32 loop and medgan's trainer at the classic recipe, alternately; returns table rows."""
     data = load_slices(DataConfig(source="mni152", resolution=64), progress=False)
     # The same thread count for both (not automatic): (1) compares arithmetic, (2) compares thread policies.
-    config = from_dict({"data": {"source": "mni152"}, "train": {"steps": args.steps + WARMUP_STEPS, **QUIET,
-                                                               "batch_size": args.batch_size,
-                                                               "threads": torch.get_num_threads()}},
-                       base=recipe("dcgan"))
+    config = resolve_config({"data": {"source": "mni152"}, "train": {"steps": args.steps + WARMUP_STEPS, **QUIET,
+                                                                    "batch_size": args.batch_size,
+                                                                    "threads": torch.get_num_threads()}},
+                            "dcgan")
     print(f"(1) {len(data)} MNI152 axial slices at 64x64; batch {args.batch_size}; {args.steps} timed steps; "
           f"load average before {load()}")
     if torch.get_num_threads() > 1 and os.getloadavg()[0] >= len(os.sched_getaffinity(0)):
@@ -221,10 +222,10 @@ def profile_part(args: argparse.Namespace) -> None:
     from torch.profiler import ProfilerActivity, profile
 
     data = load_slices(DataConfig(source="mni152", resolution=64), progress=False)
-    config = from_dict({"data": {"source": "mni152"}, "train": {"steps": args.steps, **QUIET,
-                                                               "batch_size": args.batch_size,
-                                                               "threads": torch.get_num_threads()}},
-                       base=recipe("dcgan"))
+    config = resolve_config({"data": {"source": "mni152"}, "train": {"steps": args.steps, **QUIET,
+                                                                    "batch_size": args.batch_size,
+                                                                    "threads": torch.get_num_threads()}},
+                            "dcgan")
     with tempfile.TemporaryDirectory() as run_dir, profile(activities=[ProfilerActivity.CPU]) as trace:
         train(config, run_dir, progress=False, data=data)
     print(trace.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))

@@ -3,7 +3,7 @@
 What is measured, all in one run so that the ratio is meaningful:
 
 * the run: a pix2pix run trained for a few steps on phantom low-dose pairs (``--data ct-phantom --degrade
-  lowdose:0.25 --resolution 256 --set data.patch=96``; throughput does not depend on training), or ``--run RUN``;
+  lowdose:0.25 --resolution 256 --set paired.patch=96``; throughput does not depend on training), or ``--run RUN``;
 * the volume: phantom patient slices rendered at 512 x 512 over the 400 mm field of view (0.78 mm pixels, 1 mm
   apart, quarter dose), saved as an int16 HU NIfTI like LiTS; ``--upsample`` renders them at 256 and upsamples
   in-plane (cubic), which is faster to make;
@@ -153,7 +153,7 @@ def medgan_command() -> list[str]:
 def train_run(folder: Path, steps: int) -> Path:
     run = folder / "run"
     command = [*medgan_command(), "train", "--model", "pix2pix", "--task", "paired", "--data", "ct-phantom",
-               "--degrade", "lowdose:0.25", "--resolution", "256", "--set", "data.patch=96", "--steps", str(steps),
+               "--degrade", "lowdose:0.25", "--resolution", "256", "--set", "paired.patch=96", "--steps", str(steps),
                "--out", str(run), "--quiet"]
     seconds, _ = measured(command, folder / "train.log")
     print(f"run: trained pix2pix for {steps} steps on phantom low-dose pairs in {seconds:.0f} s ({run})")

@@ -25,13 +25,14 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 
-from medgan.config import DataConfig, from_dict, recipe  # noqa: E402
+from medgan.config import DataConfig  # noqa: E402
 from medgan.data import CT_WINDOWS, SliceSet, load_slices, slices_from_volumes  # noqa: E402
 from medgan.data.phantom import lesion_rois, slice_volume  # noqa: E402
 from medgan.evaluation.utility import (UtilityConfig, class_fidelity, format_utility, run_utility,  # noqa: E402
                                       synthetic_set)
 from medgan.inference.sampling import load_generator  # noqa: E402
 from medgan.training.loop import train  # noqa: E402
+from medgan.training.tasks import resolve_config  # noqa: E402
 
 
 def write_medmnist_like(path: Path, per_class: int, seed: int) -> Path:
@@ -94,9 +95,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         npz = write_medmnist_like(Path(folder) / "lesionmnist_64.npz", per_class=40, seed=7)
-        config = from_dict({"task": "conditional", "data": {"source": str(npz), "split": "train"},
-                            "model": {"auxiliary_classifier": True},
-                            "train": {"minutes": args.npz_minutes, "steps": 0}}, base=recipe("medgan"))
+        config = resolve_config({"task": "conditional", "data": {"source": str(npz), "split": "train"},
+                                 "model": {"auxiliary_classifier": True},
+                                 "train": {"minutes": args.npz_minutes, "steps": 0}}, "medgan")
         train(config, Path(folder) / "run", progress=True)
         npz_train = load_slices(config.data, progress=False)
         npz_test = load_slices(replace(config.data, split="test"), progress=False)

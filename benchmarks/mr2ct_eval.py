@@ -1,8 +1,9 @@
 """The README tables of the translation demos: did the anatomy change? Measured on held-out phantom patients.
 
 Given trained run directories, evaluates each on the true pairs of the phantom's held-out patients (the test
-split, patients 2000-2015, every modality rendered from the same anatomy) with
-``medgan.evaluation.translation_eval.evaluate_translation_run`` and prints markdown tables:
+split, patients 2000-2015, every modality rendered from the same anatomy) with the run's task's evaluation
+(``medgan.training.tasks.TASKS.get(task).evaluate``, what ``medgan evaluate --fake RUN`` runs) and prints markdown
+tables:
 
 * MR -> CT (``--mr2ct``, an unpaired run; ``--paired``, the paired run trained on the same patients with pairs,
   evaluated on the same slices in the same table): body MAE (HU), PSNR, SSIM, bone Dice (> 200 HU), body Dice
@@ -25,6 +26,7 @@ clock on this machine (say which CPU, and whether others loaded it).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -34,7 +36,8 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from medgan.evaluation.translation_eval import evaluate_translation_run  # noqa: E402
+from medgan.run import RunDir  # noqa: E402
+from medgan.training.tasks import TASKS, EvaluationRequest  # noqa: E402
 
 MR2CT_COLUMNS = (("mae", "body MAE (HU)"), ("psnr", "PSNR (dB)"), ("ssim", "SSIM"), ("dice_bone", "bone Dice"),
                  ("dice_body", "body Dice"), ("tissue_mae.air", "air MAE"), ("tissue_mae.fat", "fat MAE"),
@@ -87,8 +90,10 @@ def facts(metrics: dict) -> str:
 
 def evaluate(run: str, out: Path, name: str, compare: tuple[str, ...], max_slices: int | None) -> dict:
     started = time.perf_counter()
-    metrics = evaluate_translation_run(run, None, out / name, compare=compare, max_slices=max_slices,
-                                       progress=False)
+    task = TASKS.get(RunDir.existing(run).read_config().task)
+    task.evaluate(run, EvaluationRequest(out=out / name, real=None, compare=compare, max_images=max_slices,
+                                         progress=False))
+    metrics = json.loads((out / name / "metrics.json").read_text())
     print(f"[{name}: evaluated in {time.perf_counter() - started:.1f} s]", file=sys.stderr)
     return metrics
 

@@ -1,7 +1,7 @@
 """The image-to-image demos measured as the paired issue asks: GAN vs pure L1 vs classic baselines.
 
 For ``denoise`` (phantom quarter-dose -> routine-dose CT, 256 px) and ``superres`` (MNI T1, x4): trains the demo's
-pix2pix run and the same run with ``loss.adversarial_weight: 0`` (pure L1) on one time budget each, evaluates
+pix2pix run and the same run with ``paired.adversarial_weight: 0`` (pure L1) on one time budget each, evaluates
 both on held-out subjects (phantom: patients 2000-2015; MNI: a held-out slab of axial positions) with
 ``medgan.evaluation.paired.evaluate_paired``, and prints one table: the input (for x4: bicubic), the classic
 baselines, the pure-L1 U-Net and the GAN, with 95% intervals over subjects.
@@ -61,7 +61,7 @@ def main() -> int:
     args = parser.parse_args()
     out = Path(args.out)
     results = {}
-    for arm, overrides in (("gan", {}), ("l1", {"loss": {"adversarial_weight": 0.0}})):
+    for arm, overrides in (("gan", {}), ("l1", {"paired": {"adversarial_weight": 0.0}})):
         config = demo_config(args.demo, args.minutes, overrides)
         started = time.monotonic()
         result = train(config, out / arm, progress=False, scorer=training_score)

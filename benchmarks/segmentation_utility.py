@@ -17,10 +17,10 @@ import argparse
 import time
 from pathlib import Path
 
-from medgan.config import from_dict, recipe
 from medgan.evaluation.segmentation import SegmentationConfig
 from medgan.evaluation.segmentation_app import format_segmentation, run_segmentation_utility
 from medgan.run import RunDir
+from medgan.training.tasks import resolve_config
 
 
 def train_mask_to_image(source: str, run_dir: Path, minutes: float, resolution: int, threads: int) -> str:
@@ -28,10 +28,10 @@ def train_mask_to_image(source: str, run_dir: Path, minutes: float, resolution: 
     from medgan.training.loop import train  # imported here: the training stack is only needed for this step
 
     # The translator leaves out its identity start for label-map inputs (medgan.inference.translate).
-    config = from_dict({"data": {"source": source, "resolution": resolution, "degrade": "mask"},
-                        "train": {"steps": 0, "minutes": minutes, "eval_every": 0, "threads": threads,
-                                  "sample_every": 250, "checkpoint_every": 250, "log_every": 50}},
-                       base=recipe("pix2pix"))
+    config = resolve_config({"data": {"source": source, "resolution": resolution, "degrade": "mask"},
+                             "train": {"steps": 0, "minutes": minutes, "eval_every": 0, "threads": threads,
+                                       "sample_every": 250, "checkpoint_every": 250, "log_every": 50}},
+                            "pix2pix")
     result = train(config, run_dir, progress=False, scorer=None)
     return (f"{source}: pix2pix mask-to-image, {resolution} px, {result.steps} steps in {result.seconds / 60:.1f} "
             f"min ({result.images_per_s:.1f} img/s)")

@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from medgan.config import from_dict, recipe
+from medgan.config import from_dict
+from medgan.training.tasks import recipe
 from medgan.data import load_slices
 from medgan.training.distributed import World
 from medgan.training.loop import train

@@ -60,7 +60,8 @@ def test_conditional_task_needs_labels(tmp_path, capsys):
 def test_generated_classes_are_recognised_by_a_classifier_trained_on_real_images(tmp_path):
     """A short conditional run on two clearly different shapes: a judge trained on real shapes only must
     label the samples generated for each class as that class well above chance (0.5)."""
-    from medgan.config import from_dict, recipe
+    from medgan.config import from_dict
+    from medgan.training.tasks import recipe
     from medgan.data import load_slices
     from medgan.evaluation.utility import UtilityConfig, class_fidelity, synthetic_set
     from medgan.training.loop import train
@@ -73,7 +74,7 @@ def test_generated_classes_are_recognised_by_a_classifier_trained_on_real_images
                         "model": {"generator_channels": 8, "discriminator_channels": 8, "latent_dim": 16},
                         # The mode-seeking term trades class sharpness for diversity; this test is about the
                         # conditioning itself, on a toy set that a short run can learn.
-                        "loss": {"mode_seeking": 0.0},
+                        "conditional": {"mode_seeking": 0.0},
                         "train": {"steps": 600, "batch_size": 16, "log_every": 50, "sample_every": 1000,
                                   "checkpoint_every": 1000, "eval_every": 0, "ema_start": 20, "threads": 1}},
                        base=recipe("medgan"))
@@ -105,7 +106,7 @@ def test_auxiliary_classifier_trains_d_on_real_classes_and_g_on_requested_ones(t
     run = tmp_path / "run"
     code = main(["train", "--data", str(data), "--labels", str(data / "labels.csv"), "--task", "conditional",
                  "--out", str(run), "--steps", "4", "--set", "data.normalize=zscore",
-                 "--set", "model.auxiliary_classifier=true", "--set", "loss.auxiliary=0.5", *TINY])
+                 "--set", "model.auxiliary_classifier=true", "--set", "conditional.auxiliary=0.5", *TINY])
     assert code == 0
     records = read_jsonl(run / "losses.jsonl")
     assert len(records) == 4 and all(r["ac_real"] > 0 and r["ac_fake"] > 0 for r in records)  # cross-entropies
@@ -145,7 +146,8 @@ def test_conditional_batchnorm_scales_each_class_and_trains_into_a_sampler(tmp_p
 
 
 def test_auxiliary_classifier_gradients_reach_the_class_head_and_the_generator():
-    from medgan.config import from_dict, recipe
+    from medgan.config import from_dict
+    from medgan.training.tasks import recipe
     from medgan.data import IntensityMapping, SliceSet
     from medgan.training.tasks import TASKS, Batch
 
@@ -157,7 +159,7 @@ def test_auxiliary_classifier_gradients_reach_the_class_head_and_the_generator()
         config = from_dict({"task": "conditional", "data": {"resolution": 32},
                             "model": {"generator_channels": 4, "discriminator_channels": 4, "latent_dim": 8,
                                       "auxiliary_classifier": True},
-                            "loss": {"auxiliary": weight, "mode_seeking": 0.0}, "augment": {"policy": []}},
+                            "conditional": {"auxiliary": weight, "mode_seeking": 0.0}, "augment": {"policy": []}},
                            base=recipe("medgan"))
         torch.manual_seed(0)
         return TASKS.get("conditional")(config, data, torch.device("cpu"), torch.Generator().manual_seed(0))

@@ -4,7 +4,8 @@ import math
 
 import pytest
 
-from medgan.config import (RunConfig, deep_update, from_dict, load_yaml, parse_overrides, recipe, save_yaml,
+from medgan.training.tasks import recipe
+from medgan.config import (RunConfig, deep_update, from_dict, load_yaml, parse_overrides, save_yaml,
                            to_dict)
 from medgan.errors import ConfigError
 
@@ -82,3 +83,62 @@ def test_yaml_round_trip(tmp_path):
 def test_deep_update_merges_nested_sections():
     merged = deep_update({"train": {"steps": 1, "seed": 2}, "task": "a"}, {"train": {"steps": 5}})
     assert merged == {"train": {"steps": 5, "seed": 2}, "task": "a"}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the task's own section
+
+
+def test_a_tasks_section_is_written_under_its_name_typed_and_checked_by_the_task(tmp_path):
+    from medgan.training.tasks import resolve_config
+
+    config = resolve_config({"task": "unpaired", "data": {"domain_a": ["phantom-t1"]}, "unpaired": {"cycle": "5"}})
+    assert config.options == {"adversarial_weight": 1.0, "modality_dropout": 0.2, "cycle": 5.0, "identity": 0.5,
+                              "pool_size": 50}  # every key, typed (the string "5" became 5.0), defaults filled
+    save_yaml(config, tmp_path / "c.yaml")
+    text = (tmp_path / "c.yaml").read_text()
+    assert "\nunpaired:\n" in text and "options" not in text and "cycle" not in text.split("unpaired:")[0]
+    assert from_dict(load_yaml(tmp_path / "c.yaml")) == config
+    for values, message in (
+            ({"unpaired": {"cyclez": 1}}, "unknown config key 'unpaired.cyclez'"),
+            ({"unpaired": {"cycle": -1}}, "config key 'unpaired.cycle' must be >= 0"),
+            ({"unpaired": {"pool_size": "many"}}, "config key 'unpaired.pool_size' must be an integer"),
+            ({"unpaired": 3}, "config section 'unpaired' must be a mapping"),
+            ({"paired": {"patch": 32}}, "unknown config key 'paired'"),  # another task's section
+            ({"options": {"cycle": 1}}, "unknown config key 'options'")):
+        with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+            resolve_config({"task": "unpaired", "data": {"domain_a": ["phantom-t1"]}, **values})
+
+
+def test_recipes_belong_to_their_tasks():
+    from medgan.training.tasks import RECIPES, recipe, resolve_config
+
+    assert RECIPES.get("cyclegan").tasks == ("unpaired",) and recipe("pix2pix").task == "paired"
+    assert recipe("cyclegan").options["pool_size"] == 50 and recipe("dcgan").options == {"mode_seeking": 0.0}
+    # A recipe of the noise-to-image family serves both of its tasks, and keeps its section's values.
+    assert resolve_config({"task": "conditional"}, "dcgan").options == {"mode_seeking": 0.0, "auxiliary": 1.0}
+    with pytest.raises(ConfigError, match="recipe 'pix2pix' configures task paired, not 'unconditional'"):
+        resolve_config({"task": "unconditional"}, "pix2pix")
+    with pytest.raises(ConfigError, match="unknown task 'cyclegan'"):
+        resolve_config({"task": "cyclegan"})
+
+
+@pytest.mark.parametrize("argv, task, message", [
+    (["--degrade", "lowdose:0.25"], "paired", None),  # selects its task (it was ignored without --task before)
+    (["--domain-a", "phantom-t1"], "unpaired", None),
+    (["--task", "paired", "--domain-a", "phantom-t1"], "paired", None),  # declared by both; --task decides
+    (["--model", "pix2pix", "--degrade", "mask"], "paired", None),
+    (["--patch", "32"], None, "--patch is an option of task paired, not of task 'unconditional'"),
+    (["--task", "unpaired", "--input", "x"], None, "--input is an option of task paired, not of task 'unpaired'"),
+    (["--degrade", "mask", "--domain-a", "a"], None, "select different tasks (paired, unpaired); give --task"),
+    (["--domain-a", "a", "--domain-b", "b", "--data", "c"], None, "--data and --domain-b both set data.source"),
+])
+def test_train_options_belong_to_the_tasks_that_declare_them(argv, task, message):
+    from medgan.cli import build_parser, resolve_train_config
+
+    args = build_parser().parse_args(["train", "--out", "x", *argv])
+    if message is None:
+        assert resolve_train_config(args).task == task
+    else:
+        with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            resolve_train_config(args)

@@ -26,6 +26,7 @@ from medgan.checkpoint import load_checkpoint
 from medgan.errors import ConfigError
 from medgan.training.distributed import TrainingModules, World, rank_seed, torchrun_command
 from medgan.training.loop import train
+from medgan.training.tasks import TaskBase
 from medgan.visuals import read_jsonl
 
 HERE = Path(__file__).parent
@@ -203,7 +204,7 @@ def test_nproc_becomes_a_standalone_torchrun_command():
                            "train", "--data", "x", "--out", "r"]
 
 
-class TinyTask:
+class TinyTask(TaskBase):
     """A task's module ownership: a trained G and D (attributes) and an EMA copy that is not trained."""
 
     def __init__(self):
@@ -256,5 +257,5 @@ def test_a_module_the_task_hides_cannot_be_wrapped():
         def modules(self):
             return self.parts
 
-    with pytest.raises(Exception, match="attribute of the task"):
+    with pytest.raises(TypeError, match="trained module 'generator' is not the attribute of the task"):
         TrainingModules(Hidden(), World(), torch.device("cpu"), compile=True)

@@ -13,12 +13,13 @@ import torch
 from scipy import ndimage
 
 import medgan.inference
-from medgan.config import DataConfig, RunConfig, from_dict, recipe
+from medgan.config import DataConfig, RunConfig, from_dict
+from medgan.training.tasks import recipe
 from medgan.data import IntensityMapping, SliceSet, load_slices, split_by_subject
 from medgan.data.spec import spec_of
 from medgan.errors import ConfigError, DataError
 from medgan.evaluation import paired
-from medgan.evaluation.paired import evaluate_paired, held_out_config, is_paired_run
+from medgan.evaluation.paired import evaluate_paired, held_out_config
 from medgan.evaluation.paired_baselines import BASELINES, GAUSSIAN_SIGMAS, BaselineContext
 from medgan.evaluation.paired_regions import phantom_labels
 from medgan.metrics.paired import noise_std, paired_errors
@@ -178,7 +179,6 @@ def test_held_out_config_rules(tmp_path):
     assert csv.pairs == "held.csv" and csv.input is None
     with pytest.raises(ConfigError, match="CSV"):
         held_out_config(DataConfig(source=str(tmp_path), input="inputs"), str(tmp_path / "other"))
-    assert not is_paired_run(tmp_path)
 
 
 def test_a_trained_paired_run_end_to_end_and_through_the_cli(split, tmp_path, capsys):
@@ -187,12 +187,11 @@ def test_a_trained_paired_run_end_to_end_and_through_the_cli(split, tmp_path, ca
 
     train_set, test = split
     config: RunConfig = from_dict({
-        "data": {"source": "ct-phantom", "resolution": 64, "patch": 32, "degrade": "lowdose:0.25"},
+        "data": {"source": "ct-phantom", "resolution": 64, "degrade": "lowdose:0.25"}, "paired": {"patch": 32},
         "model": {"generator_channels": 8, "discriminator_channels": 8, "depth": 2},
         "train": {"steps": 4, "batch_size": 4, "log_every": 2, "sample_every": 4, "checkpoint_every": 4,
                   "eval_every": 0, "ema_start": 1}}, base=recipe("pix2pix"))
     train(config, tmp_path / "run", progress=False, data=train_set, scorer=None)
-    assert is_paired_run(tmp_path / "run")
     # The held-out side goes through the real data pipeline: the run's own source means its test split, whose
     # phantom patients (2000 on) are disjoint from the training patients (0-31), each slice scanned twice.
     assert main(["evaluate", "--real", "ct-phantom", "--fake", str(tmp_path / "run"), "--out",

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 import medgan.inference
-from medgan.config import DataConfig, from_dict, recipe
+from medgan.config import DataConfig, from_dict
+from medgan.training.tasks import recipe
 from medgan.data import SliceSet, load_slices
 from medgan.data.pairs import one_hot
 from medgan.data.phantom.tissue import LABEL

@@ -2,7 +2,8 @@
 
 import pytest
 
-from medgan.config import from_dict, recipe
+from medgan.config import from_dict
+from medgan.training.tasks import recipe
 from medgan.evaluation.evaluate import evaluate
 from medgan.training.loop import train
 

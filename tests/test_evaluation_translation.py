@@ -10,7 +10,8 @@ import torch
 
 from helpers import assert_one_error_line
 from medgan.cli import main
-from medgan.config import from_dict, recipe
+from medgan.config import from_dict
+from medgan.training.tasks import recipe
 from medgan.data import IntensityMapping, SliceSet
 from medgan.data.phantom import LABEL
 from medgan.evaluation.tissue import anatomy_measures, dice, fit_linear, organ_errors, tissue_masks
@@ -111,9 +112,9 @@ def test_phase_translation_reports_per_organ_errors_on_held_out_phantom_patients
                                                      "source": "phantom-ct"},
                         "model": {"generator_channels": 4, "discriminator_channels": 4, "depth": 2},
                         "train": {"steps": 1, "batch_size": 4, "eval_every": 0, "sample_every": 1,
-                                  "checkpoint_every": 1, "pool_size": 2}}, base=recipe("cyclegan"))
+                                  "checkpoint_every": 1}, "unpaired": {"pool_size": 2}}, base=recipe("cyclegan"))
     train(config, tmp_path / "run", progress=False, data=_ct_domains(), scorer=None)
-    held_config = held_out_pairs_config(config.data, "a2b")
+    held_config = held_out_pairs_config(config.data, config.data.source, config.data.domain_a)
     held = load_pairs(held_config, progress=False)
     assert held_config.split == "test" and len(set(held.subjects)) == 16
     metrics = evaluate_translation(tmp_path / "run", tmp_path / "eval", held_out=held, held_out_config=held_config,
@@ -187,7 +188,7 @@ def test_unpaired_run_evaluates_end_to_end_through_the_cli(tmp_path, write_nifti
     capsys.readouterr()
     code = main(["evaluate", "--fake", str(paired), "--real", str(tmp_path / "test/ct"), "--inputs",
                  str(tmp_path / "test/mr"), "--direction", "b2a", "--out", str(tmp_path / "x")])
-    assert_one_error_line(code, capsys, "--direction is for unpaired runs")
+    assert_one_error_line(code, capsys, "--direction is for runs that translate both ways")
     code = main(["evaluate", "--fake", str(run), "--real", str(tmp_path / "test/ct"), "--out", str(tmp_path / "y")])
     assert_one_error_line(code, capsys, "--inputs")
     code = main(["evaluate", "--fake", str(run), "--real", str(tmp_path / "test/ct"), "--inputs",

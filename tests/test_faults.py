@@ -222,9 +222,9 @@ def test_a_full_disk_during_evaluation_writes_both_files_or_neither(tmp_path, ev
 
 def test_weights_that_diverge_under_a_finite_loss_keep_the_last_good_checkpoint(tmp_path, tiny_brain, capsys,
                                                                                 monkeypatch):
-    from medgan.training.tasks.adversarial import AdversarialTask
+    from medgan.training.tasks.noise_to_image import NoiseToImageTask
 
-    original = AdversarialTask.train_step
+    original = NoiseToImageTask.train_step
 
     def poisoned(self, batch, step):
         logs = original(self, batch, step)
@@ -233,7 +233,7 @@ def test_weights_that_diverge_under_a_finite_loss_keep_the_last_good_checkpoint(
             norm.running_var.fill_(float("inf"))
         return logs
 
-    monkeypatch.setattr(AdversarialTask, "train_step", poisoned)
+    monkeypatch.setattr(NoiseToImageTask, "train_step", poisoned)
     run = tmp_path / "run"
     code = main(["train", "--data", str(tiny_brain), "--out", str(run), "--steps", "8", *TINY])
     line = assert_one_error_line(code, capsys, str(run), "non-finite", "last good checkpoint")

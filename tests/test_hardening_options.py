@@ -53,6 +53,15 @@ def test_labels_without_the_conditional_task_are_refused(tmp_path, brain):
     assert listing(tmp_path) == before
 
 
+def test_applications_ask_the_runs_task_what_it_can_do(tmp_path, trained):
+    """Capabilities come from the run's task: utility needs classes, --direction needs two directions."""
+    result = run_cli("utility", "--synthetic", trained, "--out", tmp_path / "u")
+    assert_clean_error(result, "needs a class-conditional run; task 'unconditional'")
+    result = run_cli("evaluate", "--fake", trained, "--real", "mni152", "--direction", "b2a", "--out", tmp_path / "e")
+    assert_clean_error(result, "task 'unconditional' translates one way")
+    assert not (tmp_path / "u").exists() and not (tmp_path / "e").exists()
+
+
 def test_class_on_an_unconditional_run_is_refused(tmp_path, trained):
     result = run_cli("sample", "--run", trained, "--n", "2", "--class", "cyst", "--out", tmp_path / "s")
     assert_clean_error(result, "not class-conditional")

@@ -11,7 +11,7 @@ from medgan.data.intensity import ct_window
 from medgan.errors import DataError
 from medgan.metrics.diversity import diversity
 from medgan.metrics.image import (cnr, compare_distributions, ms_ssim, ms_ssim_weights, psnr, rms_contrast, snr, ssim,
-                                  unpaired_similarity)
+                                  random_pair_similarity)
 from medgan.metrics.intensity import intensity_fidelity
 
 
@@ -92,12 +92,12 @@ def test_snr_contrast_and_cnr_on_constructed_images():
         snr(image, torch.ones(1, 1, 16, 16, dtype=torch.bool))
 
 
-def test_unpaired_similarity_compares_pair_distributions():
+def test_random_pair_similarity_compares_pair_distributions():
     real = smooth_images(30, size=32, seed=4)
     same_kind = smooth_images(30, size=32, seed=5)
     noise = torch.rand(30, 1, 32, 32, generator=torch.Generator().manual_seed(6)) * 2 - 1
-    matched = unpaired_similarity(real, same_kind, pairs=40)
-    mismatched = unpaired_similarity(real, noise, pairs=40)
+    matched = random_pair_similarity(real, same_kind, pairs=40)
+    mismatched = random_pair_similarity(real, noise, pairs=40)
     assert abs(matched["ssim"]["gap"]) < 0.05
     assert mismatched["ssim"]["gap"] < -0.1
     assert set(matched) == {"ssim", "ms_ssim", "psnr"}

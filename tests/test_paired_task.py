@@ -4,7 +4,8 @@ inputs, inference on whole slices of any size, resume."""
 import pytest
 import torch
 
-from medgan.config import from_dict, recipe
+from medgan.config import from_dict
+from medgan.training.tasks import recipe
 from medgan.data import IntensityMapping, SliceSet
 from medgan.errors import ConfigError
 from medgan.inference import Translator, load_model
@@ -26,7 +27,7 @@ def noisy_pairs(count=24, size=32, subjects=6):
 
 
 def paired_config(**values):
-    base = {"data": {"resolution": 32, "patch": 32},
+    base = {"data": {"resolution": 32}, "paired": {"patch": 32},
             "model": {"generator_channels": 8, "discriminator_channels": 8, "depth": 2},
             "train": {"steps": 6, "batch_size": 4, "log_every": 2, "sample_every": 3, "checkpoint_every": 3,
                       "eval_every": 3, "ema_start": 1}}
@@ -65,7 +66,7 @@ def test_pure_l1_mode_trains_no_discriminator_and_scores(tmp_path):
     from medgan.metrics import training_score
 
     data = noisy_pairs()
-    config = paired_config(loss={"adversarial_weight": 0.0}, train={"steps": 30, "log_every": 10})
+    config = paired_config(paired={"adversarial_weight": 0.0}, train={"steps": 30, "log_every": 10})
     result = train(config, tmp_path / "run", progress=False, data=data, scorer=training_score)
     records = read_jsonl(tmp_path / "run" / "losses.jsonl")
     assert all("loss_d" not in r for r in records) and records[-1]["loss_l1"] < records[0]["loss_l1"]
@@ -78,7 +79,7 @@ def test_patches_crop_input_and_target_at_the_same_place(tmp_path):
 
     data = noisy_pairs(size=64)
     data.aligned["input"] = data.images.clone()
-    task = PairedTask(paired_config(data={"resolution": 64, "patch": 32}), data, torch.device("cpu"),
+    task = PairedTask(paired_config(data={"resolution": 64}, paired={"patch": 32}), data, torch.device("cpu"),
                       torch.Generator().manual_seed(3))
     inputs, target = task._patches(data.images[:4], data.images[:4].clone())
     assert inputs.shape == (4, 1, 32, 32) and torch.equal(inputs, target)

@@ -10,12 +10,13 @@ from opacus.accountants import RDPAccountant
 
 from medgan.checkpoint import load_checkpoint
 from medgan.cli import main
-from medgan.config import from_dict, recipe
+from medgan.config import from_dict
+from medgan.training.tasks import recipe, resolve_config
 from medgan.data import IntensityMapping, SliceSet
 from medgan.errors import ConfigError
 from medgan.networks import build_discriminator
 from medgan.training import privacy as dp
-from medgan.training.loop import check_names, train
+from medgan.training.loop import train
 from medgan.training.tasks import TASKS
 
 CONTRACT = {"epsilon", "delta", "noise_multiplier", "max_grad_norm", "unit", "sample_rate", "steps", "accountant",
@@ -160,8 +161,12 @@ def test_resume_continues_the_accountant_and_the_noise_exactly(tmp_path):
 ])
 def test_incompatible_configs_are_refused_naming_the_option(sections, fragment):
     with pytest.raises(ConfigError, match=fragment.replace(".", r"\.")):
-        check_names(tiny_config({"epsilon": 5.0}, **sections))
-    check_names(tiny_config({}, **sections))  # the same config without DP is fine
+        check_config(tiny_config({"epsilon": 5.0}, **sections))
+    check_config(tiny_config({}, **sections))  # the same config without DP is fine
+
+
+def check_config(config):
+    TASKS.get(config.task).check_config(config)
 
 
 def test_batchnorm_discriminator_and_bad_delta_are_refused():
@@ -171,9 +176,8 @@ def test_batchnorm_discriminator_and_bad_delta_are_refused():
     with pytest.raises(ConfigError, match=r"below 1 / number of subjects \(1/8\)"):
         TASKS.get("conditional")(tiny_config({"noise": 1.0, "delta": 0.2}), tiny_data(), torch.device("cpu"),
                                  torch.Generator())
-    with pytest.raises(ConfigError, match="noise-to-image tasks"):
-        from_dict({"task": "paired", "data": {"degrade": "lowdose:0.25"}, "privacy": {"epsilon": 1.0}},
-                  base=recipe("pix2pix"))
+    with pytest.raises(ConfigError, match="DP training covers the tasks conditional, unconditional, not 'paired'"):
+        resolve_config({"data": {"degrade": "lowdose:0.25"}, "privacy": {"epsilon": 1.0}}, "pix2pix")
 
 
 @pytest.mark.parametrize("option, fragment", [

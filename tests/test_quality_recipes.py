@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from medgan.config import DataConfig, from_dict, recipe, validate
+from medgan.config import DataConfig, from_dict, validate
+from medgan.training.tasks import recipe
 from medgan.data import SliceSet, load_slices
 from medgan.data.intensity import IntensityMapping
 from medgan.data.slicing import foreground_fraction
@@ -86,10 +87,10 @@ def test_default_leaves_out_leaking_augmentation_and_the_liver_demo_keeps_what_i
     default = recipe("medgan")
     assert (default.data.rotate_degrees, default.data.scale) == (0.0, 0.0) and default.data.flip is None  # auto
     assert (default.model.generator_channels, default.model.discriminator_channels) == (32, 24)
-    assert default.loss.mode_seeking == 0.09
+    assert default.options["mode_seeking"] == 0.09
     liver = demo_config("liver")
     assert (liver.data.rotate_degrees, liver.data.scale, liver.model.discriminator_channels) == (5.0, 0.05, 32)
-    assert liver.data.flip is True and liver.loss.mode_seeking == 0.075
+    assert liver.data.flip is True and liver.options["mode_seeking"] == 0.075
     assert demo_config("brain").model.discriminator_channels == 24
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from medgan.config import recipe
+from medgan.training.tasks import recipe
 from medgan.inference.noise import inference_copy
 from medgan.networks import build_generator
 from medgan.training import threads as threads_module

@@ -1,6 +1,7 @@
-"""The task contract: a new GAN family is one file. A toy identity-translation task defined here trains
-through the real loop, checkpoints, resumes and is loaded through the inference registry, with no change to
-the loop; time budgets give tasks an explicit horizon; the evaluation reference spans subjects."""
+"""The task contract: a new GAN family is one module. ``toy_task.py`` (one module, registered by importing it)
+trains, resumes, translates and evaluates through the real CLI; a toy identity-translation task defined here
+trains through the real loop with its own inference kind; the contract is checked at registration; time budgets
+give tasks an explicit horizon; the evaluation reference spans subjects."""
 
 import time
 
@@ -9,27 +10,25 @@ import torch
 from torch import nn
 
 from medgan.checkpoint import load_module_state
-from medgan.config import from_dict, recipe
+from medgan.config import from_dict
+from medgan.training.tasks import recipe
 from medgan.data import IntensityMapping, SliceSet
 from medgan.data.spec import spec_of
 from medgan.inference import INFERENCE, load_model
 from medgan.run import RunDir
 from medgan.training.batches import reference_indices
 from medgan.training.loop import Budget, train
-from medgan.training.tasks import TASKS, Batch, ScoreRule
+from medgan.training.tasks import TASKS, Batch, ScoreRule, TaskBase, TaskOption, register_task
 from medgan.visuals import read_jsonl
 
 TOY = "toy-identity"
 
 
-class ToyIdentity:
+class ToyIdentity(TaskBase):
     """G(input) -> target with a one-layer convolution and an L1 loss: the smallest image-to-image task."""
 
     default_recipe = "medgan"
-
-    @staticmethod
-    def check_config(config):
-        """Nothing registered to check: the toy task builds its own network."""
+    inference_kind = TOY
 
     def __init__(self, config, data, device, rng):
         self.spec = spec_of(data)
@@ -92,7 +91,7 @@ class ToyTranslator:
 
 
 if TOY not in TASKS:
-    TASKS.register(TOY)(ToyIdentity)
+    register_task(TOY)(ToyIdentity)
 
 
 @INFERENCE.register(TOY) if TOY not in INFERENCE else (lambda f: f)
@@ -186,3 +185,61 @@ def test_the_evaluation_reference_spans_subjects():
     assert torch.equal(chosen, reference_indices(subjects, 60, seed=99))
     assert not torch.equal(chosen, reference_indices(subjects, 60, seed=7))
     assert len(reference_indices(["x"] * 5, 60, seed=0)) == 5
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# a new GAN family from one module, through the real CLI
+
+
+def test_a_new_family_from_one_module_trains_resumes_translates_and_evaluates_through_the_cli(tmp_path, capsys):
+    """README's "Adding a GAN family": importing tests/toy_task.py registers the task; nothing else changes."""
+    import numpy as np
+    from PIL import Image
+
+    import toy_task
+    from medgan.cli import main
+
+    run, common = tmp_path / "run", ["--quiet"]
+    assert main(["train", "--model", "toy", "--data", "mni152", "--degrade", "downsample:2", "--kernel", "7",
+                 "--pixel", "5",
+                 "--resolution", "32", "--steps", "4", "--out", str(run), "--set", "train.checkpoint_every=2",
+                 *common]) == 0
+    saved = RunDir(run).read_config()
+    assert saved.task == toy_task.NAME  # --model names the family's recipe, which selects its task
+    assert saved.options == {"pixel": 5.0} and saved.model.generator_channels == 7 and saved.model.name == "toy-conv"
+    assert "toy-restore:" in (run / "config.yaml").read_text()
+    assert main(["train", "--out", str(run), "--resume", "--steps", "6", *common]) == 0
+    assert [r["step"] for r in read_jsonl(run / "losses.jsonl")][-1] == 6
+    model = load_model(run)  # the existing image-to-image kind serves the new family
+    assert model.generator.convolution.kernel_size == (7, 7)
+    image = tmp_path / "slice.png"
+    Image.fromarray((np.random.default_rng(0).random((40, 36)) * 255).astype(np.uint8)).save(image)
+    assert main(["translate", "--run", str(run), "--input", str(image), "--out", str(tmp_path / "translated"),
+                 *common]) == 0
+    assert len(list((tmp_path / "translated").glob("*.png"))) == 1
+    assert main(["evaluate", "--fake", str(run), "--real", "mni152", "--out", str(tmp_path / "eval"),
+                 "--max-images", "4", *common]) == 0
+    assert "toy GAN" in capsys.readouterr().out and (tmp_path / "eval" / "metrics.json").is_file()
+    # The family's keys are checked by the family, and its options belong to it alone.
+    assert main(["train", "--task", toy_task.NAME, "--degrade", "downsample:2", "--kernel", "6",
+                 "--out", str(tmp_path / "bad"), *common]) == 2
+    assert "model.generator_channels" in capsys.readouterr().err
+    assert main(["train", "--patch", "32", "--task", toy_task.NAME, "--out", str(tmp_path / "bad"), *common]) == 2
+    assert "--patch is an option of task paired, not of task 'toy-restore'" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
+def test_the_contract_is_checked_at_registration():
+    class Incomplete(TaskBase):
+        def train_step(self, batch, step):
+            return {}
+
+    with pytest.raises(TypeError, match="lacks grid, score, prepare_inference, inference_state, modules"):
+        register_task("incomplete")(Incomplete)
+
+    class Clashing(ToyIdentity):
+        cli_options = (TaskOption("--degrade", "data.input", "another meaning"),)
+
+    with pytest.raises(TypeError, match="declares --degrade unlike another task"):
+        register_task("clashing")(Clashing)
+    assert "incomplete" not in TASKS and "clashing" not in TASKS

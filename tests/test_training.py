@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from medgan.config import from_dict, recipe
+from medgan.config import from_dict
+from medgan.training.tasks import recipe
 from medgan.errors import ConfigError, TrainingError
 from medgan.inference.sampling import generate, interpolate
 from medgan.training.loop import train
@@ -83,9 +84,9 @@ def test_a_new_run_refuses_a_directory_with_a_checkpoint(tmp_path, brain):
 
 
 def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, brain, monkeypatch):
-    from medgan.training.tasks import adversarial
+    from medgan.training.tasks.noise_to_image import NoiseToImageTask
 
-    original = adversarial.AdversarialTask.generator_step
+    original = NoiseToImageTask.generator_step
     calls = {"n": 0}
 
     def poisoned(self, batch):
@@ -95,7 +96,7 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, br
             logs["loss_g"] = float("nan")
         return logs
 
-    monkeypatch.setattr(adversarial.AdversarialTask, "generator_step", poisoned)
+    monkeypatch.setattr(NoiseToImageTask, "generator_step", poisoned)
     with pytest.raises(TrainingError, match="loss_g became nan at step 3"):
         train(tiny_config(brain, steps=6), tmp_path / "run", progress=False)
     good = torch.load(tmp_path / "run" / "checkpoints" / "latest.pt", weights_only=True)
@@ -132,10 +133,10 @@ def test_mode_seeking_also_trains_unconditional_generators(tmp_path, brain):
 
     train(tiny_config(brain, steps=2), tmp_path / "on", progress=False)
     assert all(r["mode_seeking_ratio"] > 0 for r in read_jsonl(tmp_path / "on" / "losses.jsonl"))
-    train(from_dict({"loss": {"mode_seeking": 0.0}}, base=tiny_config(brain, steps=2)), tmp_path / "off",
+    train(from_dict({"unconditional": {"mode_seeking": 0.0}}, base=tiny_config(brain, steps=2)), tmp_path / "off",
           progress=False)
     assert not any("mode_seeking_ratio" in r for r in read_jsonl(tmp_path / "off" / "losses.jsonl"))
-    assert recipe("dcgan").loss.mode_seeking == 0 and recipe("standard").loss.mode_seeking == 0
+    assert recipe("dcgan").options["mode_seeking"] == 0 and recipe("standard").options["mode_seeking"] == 0
     noise = torch.randn(6, 3)
     images = noise[:, :1, None, None].expand(6, 1, 2, 2)  # unconditional: every pair (i, i + 3) counts
     expected = ((images[:3] - images[3:]).abs().flatten(1).mean(1) / (noise[:3] - noise[3:]).abs().mean(1)).mean()

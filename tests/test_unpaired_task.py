@@ -9,7 +9,8 @@ import torch
 
 from helpers import assert_one_error_line
 from medgan.cli import main
-from medgan.config import DataConfig, from_dict, recipe
+from medgan.config import DataConfig, from_dict
+from medgan.training.tasks import recipe
 from medgan.data import IntensityMapping, SliceSet
 from medgan.data.modalities import load_unpaired
 from medgan.data.pipeline import load_slices
@@ -19,7 +20,7 @@ from medgan.inference import Translator, load_model
 from medgan.inference.translate import optional_domains, stack_inputs
 from medgan.losses.pixel import cycle_consistency, identity_mapping
 from medgan.training.loop import train
-from medgan.training.tasks.pool import ImagePool
+from medgan.training.tasks.unpaired.pool import ImagePool
 from medgan.visuals import read_jsonl
 
 HU = IntensityMapping("ct_window", -150.0, 250.0, "HU")
@@ -47,7 +48,7 @@ def cyclegan_config(**values):
     base = {"task": "unpaired", "data": {"resolution": 32, "domain_a": ["unused"]},
             "model": {"generator_channels": 8, "discriminator_channels": 8, "depth": 2},
             "train": {"steps": 6, "batch_size": 4, "log_every": 2, "sample_every": 3, "checkpoint_every": 3,
-                      "eval_every": 0, "ema_start": 1, "pool_size": 3}}
+                      "eval_every": 0, "ema_start": 1}, "unpaired": {"pool_size": 3}}
     for section, items in values.items():
         if isinstance(items, dict):
             base.setdefault(section, {}).update(items)
@@ -116,7 +117,7 @@ def test_paired_multi_input_trains_and_translates_with_a_missing_modality(tmp_pa
     data = SliceSet(target, HU, (0.7, 0.7), [f"p{i % 6}" for i in range(24)], [f"f{i}#0" for i in range(24)],
                     aligned={"input": t1, "input2": t2}, mappings={"input": MR, "input2": MR})
     config = from_dict({"data": {"resolution": 32}, "model": {"generator_channels": 8, "discriminator_channels": 8,
-                                                              "depth": 2, "modality_dropout": 0.5},
+                                                              "depth": 2}, "paired": {"modality_dropout": 0.5},
                         "train": {"steps": 4, "batch_size": 4, "checkpoint_every": 2, "sample_every": 2,
                                   "eval_every": 0}}, base=recipe("pix2pix"))
     train(config, tmp_path / "run", progress=False, data=data, scorer=None)
@@ -152,9 +153,9 @@ def test_unpaired_task_trains_resumes_and_translates_both_ways(tmp_path):
 
 def test_unpaired_with_two_a_modalities_needs_identity_off_and_serves_missing_ones(tmp_path):
     data = unpaired_data(modalities=2)
-    with pytest.raises(ConfigError, match="loss.identity"):
+    with pytest.raises(ConfigError, match="unpaired.identity"):
         train(cyclegan_config(), tmp_path / "bad", progress=False, data=data, scorer=None)
-    train(cyclegan_config(loss={"identity": 0.0}), tmp_path / "run", progress=False, data=data, scorer=None)
+    train(cyclegan_config(unpaired={"identity": 0.0}), tmp_path / "run", progress=False, data=data, scorer=None)
     a2b, b2a = load_model(tmp_path / "run"), load_model(tmp_path / "run", direction="b2a")
     assert a2b.optional == ("input", "input2") and b2a.targets == ("input", "input2")
     assert b2a.translate(torch.zeros(1, 1, 32, 32)).shape == (1, 2, 32, 32)  # F gives every A modality back
@@ -192,7 +193,7 @@ def test_unpaired_cli_translates_with_direction_and_refuses_a_direction_it_lacks
     capsys.readouterr()
     code = main(["translate", "--run", str(paired), "--input", str(tmp_path / "mr" / "s0.nii.gz"),
                  "--out", str(tmp_path / "x"), "--direction", "b2a"])
-    assert_one_error_line(code, capsys, "--direction is for unpaired runs")
+    assert_one_error_line(code, capsys, "--direction is for runs that translate both ways")
     assert not (tmp_path / "x").exists()
 
 

@@ -57,7 +57,7 @@ WITHHELD = "withheld (user data; its location is not part of this card or bundle
 PATH_KEYS = ("source", "labels", "input", "pairs", "domain_a")  # data config keys that hold file or folder paths
 DP_KEYS = ("epsilon", "delta", "noise_multiplier", "max_grad_norm", "unit", "sample_rate", "steps", "accountant",
            "mechanism", "target_epsilon", "units")  # the checkpoint's ``privacy`` record (medgan.training.privacy)
-MODEL_TYPES = {"dcgan": "DCGAN", "resnet": "SN-ResNet GAN", "unet": "U-Net GAN (pix2pix)"}
+MODEL_TYPES = {"dcgan": "DCGAN", "resnet": "SN-ResNet GAN", "unet": "U-Net translator GAN"}
 
 
 # ---------------------------------------------------------------------------------------------------------------

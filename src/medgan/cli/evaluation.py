@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from medgan.cli.commands import CARD_NAME, check_range
+from medgan.errors import ConfigError
 
 
 def command_evaluate(args: argparse.Namespace) -> int:
@@ -20,7 +21,11 @@ def command_evaluate(args: argparse.Namespace) -> int:
                                 inputs=tuple(args.inputs or ()), compare=tuple(args.compare or ()),
                                 progress=not args.quiet)
     if RunDir.is_run(args.fake):  # a trained run: its task says what evaluating it means
-        print(TASKS.get(RunDir(args.fake).read_config().task).evaluate(args.fake, request))
+        task = TASKS.get(RunDir(args.fake).read_config().task)
+        if args.direction is not None and not task.capabilities.directions:
+            raise ConfigError(f"--direction is for runs that translate both ways; task {task.name!r} translates one "
+                              "way", args.fake)
+        print(task.evaluate(args.fake, request))
         return 0
     from medgan.evaluation.evaluate import evaluate, format_metrics
 
@@ -51,6 +56,14 @@ def command_audit(args: argparse.Namespace) -> int:
 def command_utility(args: argparse.Namespace) -> int:
     from medgan.evaluation.utility import UtilityConfig, format_utility, run_utility_app
     from medgan.inference.noise import MAX_SAMPLES
+    from medgan.run import RunDir
+    from medgan.training.tasks import TASKS
+
+    if RunDir.is_run(args.synthetic):  # a bundle has no task: its generator's classes are checked when loaded
+        task = TASKS.get(RunDir(args.synthetic).read_config().task)
+        if not task.capabilities.conditional:
+            raise ConfigError(f"medgan utility needs a class-conditional run; task {task.name!r} does not generate "
+                              "by class (train with --task conditional)", args.synthetic)
 
     check_range(args.per_class, 0, MAX_SAMPLES, "--per-class")
     check_range(args.select, 0, 100, "--select")

@@ -229,7 +229,7 @@ def _scores(methods: dict[str, np.ndarray], target: np.ndarray, regions: Regions
         target_summary["nps"] = reference["nps"]
     classic = [name for name in methods if name not in ("gan", "input")] or [n for n in methods if n != "gan"]
     best = max(classic, key=lambda n: summaries[n]["ssim"]["mean"] or -np.inf) if classic else None
-    return {"kind": "paired", "units": mapping.unit, "data_range": context.data_range, "mapping": mapping.to_dict(),
+    return {"kind": "image-to-image", "units": mapping.unit, "data_range": context.data_range, "mapping": mapping.to_dict(),
             "region": regions.description, "uniform_region": regions.uniform_description,
             "nps_roi_px": regions.roi_size, "methods": summaries, "target": target_summary, "best_classic": best,
             "per_slice": {"subjects": list(subjects), **per_slice}, "notes": list(regions.notes)}

@@ -208,7 +208,7 @@ def load_translator(state: RunState, direction: str | None = None) -> Translator
         inference = directions[name]
     elif direction is not None:
         raise ConfigError(f"this run translates one way ({' + '.join(inference.get('inputs', []))} -> "
-                          f"{inference.get('target')}); --direction is for unpaired runs", state.path)
+                          f"{inference.get('target')}); --direction is for runs that translate both ways", state.path)
     else:
         name = ""
     try:

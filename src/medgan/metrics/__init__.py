@@ -19,7 +19,7 @@ from medgan.metrics.feature_cache import cached_features
 from medgan.metrics.features import (DEFAULT_FEATURES, EXTRACTORS, FeatureExtractor, OfflineFeatures,
                                      extract_features, get_extractor)
 from medgan.metrics.fid import feature_statistics, fid, frechet_distance
-from medgan.metrics.image import cnr, ms_ssim, paired_quality, psnr, rms_contrast, snr, ssim, unpaired_similarity
+from medgan.metrics.image import cnr, ms_ssim, paired_quality, psnr, rms_contrast, snr, ssim, random_pair_similarity
 from medgan.metrics.intensity import intensity_fidelity
 from medgan.metrics.kid import kid
 from medgan.metrics.memorization import NEAR_COPY_SSIM, memorization_audit
@@ -54,5 +54,5 @@ __all__ = [
     "snr",
     "ssim",
     "training_score",
-    "unpaired_similarity",
+    "random_pair_similarity",
 ]

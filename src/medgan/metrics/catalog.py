@@ -22,7 +22,7 @@ class MetricInfo:
     context: tuple[tuple[str, str], ...] = ()  # (label, dotted key) of numbers shown beside the value
 
 
-_UNPAIRED = "image_quality.unpaired"
+_RANDOM_PAIRS = "image_quality.random_pairs"
 _NO_REFERENCE = "image_quality.no_reference"
 
 METRICS: tuple[MetricInfo, ...] = (
@@ -39,16 +39,16 @@ METRICS: tuple[MetricInfo, ...] = (
                "Mean number of real k-NN balls holding a synthetic feature, divided by k: outlier-robust fidelity."),
     MetricInfo("distribution.coverage", "Coverage", "higher",
                "Fraction of real features whose k-NN ball holds a synthetic feature: outlier-robust diversity."),
-    MetricInfo(f"{_UNPAIRED}.ssim.real_synthetic.mean", "SSIM real–synthetic", "≈ real–real",
-               "Mean SSIM (11 px Gaussian window, σ 1.5) over random real–synthetic pairs; unpaired sets have no "
+    MetricInfo(f"{_RANDOM_PAIRS}.ssim.real_synthetic.mean", "SSIM real–synthetic", "≈ real–real",
+               "Mean SSIM (11 px Gaussian window, σ 1.5) over random real–synthetic pairs; the two sets have no "
                "true pairs, so it is read against random real–real pairs.",
-               (("real–real", f"{_UNPAIRED}.ssim.real_real.mean"),)),
-    MetricInfo(f"{_UNPAIRED}.ms_ssim.real_synthetic.mean", "MS-SSIM real–synthetic", "≈ real–real",
+               (("real–real", f"{_RANDOM_PAIRS}.ssim.real_real.mean"),)),
+    MetricInfo(f"{_RANDOM_PAIRS}.ms_ssim.real_synthetic.mean", "MS-SSIM real–synthetic", "≈ real–real",
                "Mean multi-scale SSIM over random real–synthetic pairs (3 scales at 64 px, 5 from 176 px).",
-               (("real–real", f"{_UNPAIRED}.ms_ssim.real_real.mean"),)),
-    MetricInfo(f"{_UNPAIRED}.psnr.real_synthetic.mean", "PSNR real–synthetic (dB)", "≈ real–real",
+               (("real–real", f"{_RANDOM_PAIRS}.ms_ssim.real_real.mean"),)),
+    MetricInfo(f"{_RANDOM_PAIRS}.psnr.real_synthetic.mean", "PSNR real–synthetic (dB)", "≈ real–real",
                "Mean 10·log10(1/MSE) on the [0, 1] display scale over random real–synthetic pairs.",
-               (("real–real", f"{_UNPAIRED}.psnr.real_real.mean"),)),
+               (("real–real", f"{_RANDOM_PAIRS}.psnr.real_real.mean"),)),
     MetricInfo(f"{_NO_REFERENCE}.snr.wasserstein", "SNR distribution gap", "lower",
                "1-D Wasserstein distance between per-image SNR (foreground mean / std, display scale) of real and "
                "synthetic images.",

@@ -161,7 +161,7 @@ def random_pairs(count_a: int, count_b: int, pairs: int, seed: int,
     return first, (first + offset) % count_a
 
 
-def unpaired_similarity(real: torch.Tensor, fake: torch.Tensor, pairs: int = 500, seed: int = 0) -> dict[str, dict]:
+def random_pair_similarity(real: torch.Tensor, fake: torch.Tensor, pairs: int = 500, seed: int = 0) -> dict[str, dict]:
     """SSIM, MS-SSIM and PSNR of random real-synthetic pairs beside random real-real pairs.
 
     Args:

@@ -21,7 +21,7 @@ from medgan.metrics.diversity import diversity
 from medgan.metrics.feature_cache import cached_features, content_hash
 from medgan.metrics.features import DEFAULT_FEATURES, FeatureExtractor, check_images, extract_features, get_extractor
 from medgan.metrics.fid import fid
-from medgan.metrics.image import no_reference_comparison, unpaired_similarity
+from medgan.metrics.image import no_reference_comparison, random_pair_similarity
 from medgan.metrics.intensity import intensity_fidelity
 from medgan.metrics.kid import kid
 from medgan.metrics.memorization import MemorizationAudit, memorization_audit
@@ -115,7 +115,7 @@ def compute_metrics(real: torch.Tensor, fake: torch.Tensor, mapping: Any, extrac
     metrics: dict[str, Any] = {
         "distribution": timed("distribution", lambda: _distribution(real_features, fake_features, artefacts.notes)),
         "image_quality": timed("image_quality", lambda: {
-            "unpaired": unpaired_similarity(real, fake, pairs=SIMILARITY_PAIRS, seed=SAMPLE_SEED),
+            "random_pairs": random_pair_similarity(real, fake, pairs=SIMILARITY_PAIRS, seed=SAMPLE_SEED),
             "no_reference": no_reference_comparison(real, fake),
         }),
         "diversity": timed("diversity", lambda: diversity(real, fake, pairs=DIVERSITY_PAIRS, seed=SAMPLE_SEED)),

@@ -36,7 +36,7 @@ IMAGE_NOTES = (
     ("SSIM / MS-SSIM / PSNR", "Computed with MONAI on the [0, 1] display scale (data range 1): SSIM with an 11 px "
      "Gaussian window (σ 1.5, K1 0.01, K2 0.03); MS-SSIM with as many of the 5 standard scales as the image size "
      "allows (3 at 64 px, weights renormalised); PSNR = 10·log10(1/MSE), capped at 100 dB. Real and synthetic "
-     "sets are unpaired, so each is reported over random real–synthetic pairs beside random real–real pairs."),
+     "sets have no true pairs, so each is reported over random real–synthetic pairs beside random real–real pairs."),
     ("SNR, RMS contrast, CNR", "Per image, on the display scale, foreground = pixels above −0.9 in model units "
      "(5% above the window's low end): SNR = mean/std of foreground; RMS contrast = std of all pixels; "
      "CNR = |μfg − μbg| / √(σfg² + σbg²). Real and synthetic distributions are compared with the 1-D "

@@ -101,11 +101,6 @@ class Budget:
         return int(min(self.steps, max(allowed, step + 1)))
 
 
-def check_names(config: RunConfig) -> None:
-    """Checks everything a config's task needs (its section, networks, loss, augmentation) before anything runs."""
-    TASKS.get(config.task).check_config(config)
-
-
 def train(config: RunConfig | None, run_dir: str | Path, resume: bool = False, progress: bool = True,
           data: SliceSet | None = None, budget: dict[str, Any] | None = None,
           scorer: Scorer | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> TrainResult:
@@ -167,8 +162,7 @@ def _open(run: RunDir, config: RunConfig | None, resume: bool,
         if config is None:
             raise ConfigError("a new run needs a config")
         run.check_new()
-    check_names(config)
-    return config, state
+    return TASKS.get(config.task or TASKS.default).resolve(config), state
 
 
 def _train(config: RunConfig, run: RunDir, state: dict[str, Any] | None, progress: bool, data: SliceSet | None,

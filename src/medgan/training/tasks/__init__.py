@@ -7,10 +7,10 @@ run's config; ``noise_to_image`` (unconditional, conditional), ``paired`` and ``
 
 from medgan.training.tasks.base import (TASKS, Batch, Capabilities, EvaluationRequest, NoOptions, ScoreRule, Scorer,
                                         Task, TaskBase, TaskOption)
-from medgan.training.tasks.registry import (DEMOS, RECIPES, Demo, Recipe, register_task, reload_config,
+from medgan.training.tasks.registry import (DEMOS, RECIPES, Demo, Recipe, recipe, register_task, reload_config,
                                             resolve_config, task_options, tasks_with_option)
 from medgan.training.tasks import noise_to_image, paired, unpaired  # noqa: E402,F401  (register every family)
 
 __all__ = ["DEMOS", "RECIPES", "TASKS", "Batch", "Capabilities", "Demo", "EvaluationRequest", "NoOptions", "Recipe",
-           "ScoreRule", "Scorer", "Task", "TaskBase", "TaskOption", "register_task", "reload_config",
+           "ScoreRule", "Scorer", "Task", "TaskBase", "TaskOption", "recipe", "register_task", "reload_config",
            "resolve_config", "task_options", "tasks_with_option"]

@@ -204,8 +204,13 @@ class TaskBase:
         """The modules its optimizers update, by the attribute its step reads each from (DDP and torch.compile
         wrap exactly these, and ``use_modules`` swaps them in). The default takes those of the task's
         ``modules()`` (every module it owns by name, EMA copies included) that have trainable parameters."""
-        return {name: module for name, module in self.modules().items()  # type: ignore[attr-defined]
-                if any(parameter.requires_grad for parameter in module.parameters())}
+        trained = {name: module for name, module in self.modules().items()  # type: ignore[attr-defined]
+                   if any(parameter.requires_grad for parameter in module.parameters())}
+        for name, module in trained.items():
+            if getattr(self, name, None) is not module:
+                raise TypeError(f"{type(self).__name__}: trained module {name!r} is not the attribute of the task of "
+                                "that name; override trained_modules and use_modules")  # a bug in the task
+        return trained
 
     def use_modules(self, modules: Mapping[str, nn.Module]) -> None:
         """Puts ``modules`` (wrapped or plain) where the step reads them: the attributes of ``trained_modules``."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
-from medgan.config import RunConfig, from_dict
+from medgan.config import RunConfig, from_dict, to_dict
 from medgan.errors import ConfigError
 from medgan.registry import Registry
 from medgan.training.tasks.base import TASKS, TaskOption, check_contract
@@ -93,6 +93,13 @@ def resolve_config(values: Mapping[str, Any], recipe: str | None = None) -> RunC
         raise ConfigError(f"recipe {recipe!r} configures task {' or '.join(chosen.tasks)}, not {name!r}")
     base = replace(chosen.build(), task=name)
     return task.resolve(from_dict({**values, "task": name}, base=base))
+
+
+def recipe(name: str) -> RunConfig:
+    """The config of recipe ``name`` for its own task, its section complete (a starting point: what depends on the
+    data, such as the unpaired task's domains, is checked when a run is resolved)."""
+    config = RECIPES.get(name).build()
+    return replace(config, options=to_dict(TASKS.get(config.task).section(config)))
 
 
 def reload_config(values: Mapping[str, Any]) -> RunConfig:

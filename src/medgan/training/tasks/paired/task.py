@@ -5,7 +5,7 @@ Phases per step, in pix2pix's order:
   G forward: y_hat = G(x) on (random patches of) the stacked input domains x;
   D main:    minimize the adversarial D loss on D(x, y) vs D(x, y_hat.detach()) (PatchGAN: a logit per patch);
   G main:    minimize adversarial_weight * L_G(D(x, y_hat)) + pixel * |y_hat - y|_1; then update the EMA.
-With ``loss.adversarial_weight: 0`` D is not trained at all: the pure-L1 baseline users compare against.
+With ``paired.adversarial_weight: 0`` D is not trained at all: the pure-L1 baseline users compare against.
 """
 
 from __future__ import annotations
@@ -88,15 +88,16 @@ class PairedTask(GanState, TaskBase):
         from medgan.run import RunDir
 
         config = RunDir.existing(run_dir).read_config()
+        request.refuse(("--direction",), "is for runs that translate both ways", run_dir)
         if config.data.domain_a:
-            request.refuse(("--direction",), "is for runs that translate both ways", run_dir)
             return evaluate_modalities(run_dir, request, config.data.source, tuple(config.data.domain_a))
-        request.refuse(("--direction", "--inputs", "--compare"), "is for modality-translation runs (unpaired, or "
-                       "paired with --domain-a)", run_dir)
+        request.refuse(("--inputs", "--compare"), "is for modality-translation runs (unpaired, or paired with "
+                       "--domain-a)", run_dir)
         request.refuse(("--train", "--no-real-images", "--features", "--members", "--non-members"),
                        "does not apply to a paired run: it is compared with its held-out targets", run_dir)
+        label = "GAN" if cls.section(config).adversarial_weight > 0 else "U-Net (L1 only)"  # no D: no GAN
         metrics = evaluate_paired_run(run_dir, request.real, request.out, request.max_images, request.progress,
-                                      label=cls.describe(config))
+                                      label=label)
         out = Path(request.out)
         return "\n".join([format_paired_table(metrics), f"wrote {out / 'metrics.json'}, {out / 'report.html'} and "
                                                        "DATA_CARD.json"])
@@ -148,7 +149,7 @@ class PairedTask(GanState, TaskBase):
         """The input domains stacked on channels in the spec's order, then availability: [N, C_in, H, W].
 
         With ``dropout`` (training), each optional modality of each image is dropped with chance
-        ``model.modality_dropout`` (at least one is kept), so the model learns to serve incomplete protocols.
+        ``paired.modality_dropout`` (at least one is kept), so the model learns to serve incomplete protocols.
         """
         available = None
         if dropout and self.optional:

@@ -11,7 +11,7 @@ discriminators (D_A, D_B). Phases per step, in CycleGAN's order:
   then the generator EMAs.
 
 With several A modalities, G's input carries one availability channel per modality and each is dropped with
-``model.modality_dropout`` per image (never all), so G serves incomplete protocols; F outputs every modality
+``unpaired.modality_dropout`` per image (never all), so G serves incomplete protocols; F outputs every modality
 and the cycle compares it with the full a. Identity needs A and B of the same channels (one modality).
 
 The loop feeds domain B (``data``); the task draws domain A from ``data.other`` with its own checkpointed
