@@ -6,7 +6,6 @@ import importlib
 
 import numpy as np
 import pytest
-import torch
 from scipy.spatial.distance import cdist
 
 from medgan.errors import DataError

@@ -56,18 +56,19 @@ def command_audit(args: argparse.Namespace) -> int:
 def command_utility(args: argparse.Namespace) -> int:
     from medgan.evaluation.utility import UtilityConfig, format_utility, run_utility_app
     from medgan.inference.noise import MAX_SAMPLES
-    from medgan.run import RunDir
+    from medgan.run import RunDir, check_output_folder
     from medgan.training.tasks import TASKS
 
+    check_range(args.per_class, 0, MAX_SAMPLES, "--per-class")
+    check_range(args.select, 0, 100, "--select")
+    config = UtilityConfig(seeds=args.seeds, epochs=args.epochs, seed=args.seed, threads=args.threads)
+    check_output_folder(Path(args.out), "--out")
+    config.validate()
     if RunDir.is_run(args.synthetic):  # a bundle has no task: its generator's classes are checked when loaded
         task = TASKS.get(RunDir(args.synthetic).read_config().task)
         if not task.capabilities.conditional:
             raise ConfigError(f"medgan utility needs a class-conditional run; task {task.name!r} does not generate "
                               "by class (train with --task conditional)", args.synthetic)
-
-    check_range(args.per_class, 0, MAX_SAMPLES, "--per-class")
-    check_range(args.select, 0, 100, "--select")
-    config = UtilityConfig(seeds=args.seeds, epochs=args.epochs, seed=args.seed, threads=args.threads)
     result = run_utility_app(args.synthetic, args.real, args.test, args.out, config, per_class=args.per_class,
                              progress=not args.quiet, select=args.select)
     print(format_utility(result))

@@ -36,7 +36,7 @@ from medgan.card import CARD_NAME, card_text, evaluation_card
 from medgan.config import DataConfig
 from medgan.data.datasets import SliceSet
 from medgan.data.intensity import IntensityMapping
-from medgan.errors import CheckpointError, ConfigError, DataError, MedganError
+from medgan.errors import CheckpointError, ConfigError, DataError
 from medgan.evaluation.paired_baselines import APPLICABLE, BASELINES, BaselineContext, degrade_kind, method_label
 from medgan.evaluation.paired_regions import Regions, body_mask, ct_regions, phantom_labels
 from medgan.evaluation.evaluate import _json_ready as json_ready  # one NaN/NumPy -> JSON rule for both reports

@@ -9,7 +9,10 @@ from pathlib import Path
 
 import torch
 
-from medgan.config import check
+from medgan.config import RunConfig, check
+from medgan.losses import get_adversarial
+from medgan.networks.translation import TRANSLATORS
+from medgan.training.augment import POLICIES
 from medgan.training.tasks.base import TASKS, EvaluationRequest, TaskOption
 
 
@@ -32,6 +35,14 @@ def check_translation_options(options: TranslationOptions, name: str) -> None:
 DOMAIN_A = TaskOption("--domain-a", "data.domain_a", "the input modalities (domain A; several are stacked as "
                       "channels, e.g. T1 T2)",
                       nargs="+", metavar="PATH", selects=True)
+
+
+def check_translation_names(config: RunConfig) -> None:
+    """The registered names an image-to-image task uses (translator, loss, augmentation) exist."""
+    TRANSLATORS.get(config.model.name)
+    get_adversarial(config.loss.adversarial)
+    for name in config.augment.policy:
+        POLICIES.get(name)
 
 
 def modality_dropout(count: int, modalities: int, chance: float, rng: torch.Generator) -> torch.Tensor:

@@ -25,15 +25,15 @@ from medgan.inference.translate import KIND, build_translator, optional_domains,
 from medgan.losses import get_adversarial
 from medgan.losses.pixel import l1
 from medgan.metrics.image import psnr, ssim
-from medgan.networks.translation import TRANSLATORS, PatchDiscriminator
-from medgan.training.augment import POLICIES, DiffAugment
+from medgan.networks.translation import PatchDiscriminator
+from medgan.training.augment import DiffAugment
 from medgan.training.batches import Batch, reference_indices
 from medgan.training.ema import EMA
 from medgan.training.precision import autocast_context, use_bf16
 from medgan.training.schedule import lr_factor, set_learning_rates
 from medgan.training.tasks.base import Capabilities, EvaluationRequest, ScoreRule, Scorer, TaskBase
 from medgan.training.tasks.gan_state import GanState
-from medgan.training.tasks.image_to_image import evaluate_modalities, modality_dropout
+from medgan.training.tasks.image_to_image import check_translation_names, evaluate_modalities, modality_dropout
 from medgan.training.tasks.paired.config import CLI_OPTIONS, NAME, PairedOptions, check_paired_options
 from medgan.training.tasks.registry import register_task
 from medgan.utils import exists
@@ -70,10 +70,7 @@ class PairedTask(GanState, TaskBase):
     def check_config(cls, config: RunConfig) -> None:
         """Its section and the registered names it uses, checked before anything is created."""
         super().check_config(config)
-        TRANSLATORS.get(config.model.name)
-        get_adversarial(config.loss.adversarial)
-        for name in config.augment.policy:
-            POLICIES.get(name)
+        check_translation_names(config)
 
     @classmethod
     def describe(cls, config: RunConfig) -> str:

@@ -39,15 +39,15 @@ from medgan.inference.translate import (KIND, Direction, build_translator, optio
                                         stack_inputs, translator_state)
 from medgan.losses import get_adversarial
 from medgan.losses.pixel import cycle_consistency, identity_mapping, l1
-from medgan.networks.translation import TRANSLATORS, DomainDiscriminator
-from medgan.training.augment import POLICIES, DiffAugment
+from medgan.networks.translation import DomainDiscriminator
+from medgan.training.augment import DiffAugment
 from medgan.training.batches import Batch, BatchSampler, reference_indices
 from medgan.training.ema import EMA
 from medgan.training.precision import autocast_context, use_bf16
 from medgan.training.schedule import lr_factor, set_learning_rates
 from medgan.training.tasks.base import Capabilities, EvaluationRequest, ScoreRule, Scorer, TaskBase
 from medgan.training.tasks.gan_state import STATE_ERRORS
-from medgan.training.tasks.image_to_image import evaluate_modalities, modality_dropout
+from medgan.training.tasks.image_to_image import check_translation_names, evaluate_modalities, modality_dropout
 from medgan.training.tasks.registry import register_task
 from medgan.training.tasks.unpaired.config import CLI_OPTIONS, NAME, UnpairedOptions, check_unpaired_options
 from medgan.training.tasks.unpaired.pool import ImagePool
@@ -85,10 +85,7 @@ class UnpairedTask(TaskBase):
     def check_config(cls, config: RunConfig) -> None:
         """Its section, the registered names it uses, and that it has two domains, before anything is created."""
         super().check_config(config)
-        TRANSLATORS.get(config.model.name)
-        get_adversarial(config.loss.adversarial)
-        for name in config.augment.policy:
-            POLICIES.get(name)
+        check_translation_names(config)
         if not config.data.domain_a:
             raise ConfigError("task 'unpaired' needs domain A: --domain-a PATH [PATH ...] (domain B is --domain-b "
                               "or --data)")
