@@ -4,4 +4,5 @@ import sys
 
 from medgan.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # worker processes started by spawn (medgan prepare) import this module too
+    sys.exit(main())

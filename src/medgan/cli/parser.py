@@ -6,7 +6,7 @@ import argparse
 
 from medgan.cli.commands import MAX_INTERPOLATION_STEPS, command_bundle, command_sample, command_translate
 from medgan.cli.evaluation import command_audit, command_evaluate, command_segutility, command_utility
-from medgan.cli.training import _add_budget, command_demo, command_info, command_train
+from medgan.cli.training import _add_budget, command_demo, command_info, command_prepare, command_train
 
 
 
@@ -189,4 +189,17 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--axis", type=int, default=2)
     info.add_argument("--resolution", type=int, default=64)
     info.set_defaults(handler=command_info)
+
+    prepare = commands.add_parser("prepare", help="read a cohort once into a cache that training streams from "
+                                                  "(medgan train --data CACHE)")
+    prepare.add_argument("--data", required=True, help="data path or embedded source name, as for train")
+    prepare.add_argument("--out", required=True, help="the cache folder (an interrupted preparation resumes)")
+    prepare.add_argument("--resolution", type=int, help="tile side: 32, 64, 128 or 256 (default 64)")
+    prepare.add_argument("--labels", help="CSV of file,label[,attributes] (conditional training)")
+    prepare.add_argument("--config", help="YAML config file; its data section is used")
+    prepare.add_argument("--set", action="append", metavar="data.KEY=VALUE",
+                         help="data option, e.g. data.window=brain or data.degrade=lowdose:0.25")
+    prepare.add_argument("--workers", type=int, default=0, help="processes reading volumes (default: one per core)")
+    prepare.add_argument("--quiet", action="store_true", help="no progress bar")
+    prepare.set_defaults(handler=command_prepare)
     return parser

@@ -119,7 +119,18 @@ def command_train(args: argparse.Namespace) -> int:
 
 def command_info(args: argparse.Namespace) -> int:
     from medgan.config import from_dict
+    from medgan.data.cache import is_cache, open_cache, read_manifest
     from medgan.data.describe import describe_data, render, unreadable
+
+    if is_cache(args.path):  # a prepared cohort: its manifest, checked as training would open it
+        manifest = read_manifest(args.path)
+        data = open_cache(args.path)
+        options = manifest["preprocessing"]
+        print(f"prepared cohort (medgan {manifest['medgan']}, {manifest['created']}): {len(manifest['subjects'])} "
+              f"subjects, {manifest['tiles']} tiles of {options['resolution']} px, mapping {data.mapping.describe()}, "
+              f"domains {', '.join(d['name'] for d in manifest['domains'])}, from {manifest['source_root']} "
+              f"({len(manifest['source_files'])} source files unchanged)")
+        return 0
 
     config = from_dict({"data": {"source": args.path, "axis": args.axis, "resolution": args.resolution}}).data
     facts = describe_data(args.path, config)
@@ -134,4 +145,27 @@ def command_demo(args: argparse.Namespace) -> int:
     from medgan.demos import run_demo
 
     run_demo("liver" if args.ct else args.name, args.out, args.minutes, progress=not args.quiet)
+    return 0
+
+
+def command_prepare(args: argparse.Namespace) -> int:
+    from medgan.config import deep_update, from_dict, load_yaml, parse_overrides
+    from medgan.data.cache import prepare_cache
+    from medgan.run import check_output_folder
+
+    values: dict[str, Any] = {}
+    if args.config:
+        values = {"data": load_yaml(args.config).get("data") or {}}
+    overrides = parse_overrides(args.set or [])
+    if set(overrides) - {"data"}:
+        raise ConfigError(f"--set takes data options here (data.KEY=VALUE), got {', '.join(sorted(overrides))}")
+    given = {"source": args.data, "resolution": args.resolution, "labels": args.labels}
+    values = deep_update(deep_update(values, overrides), {"data": {k: v for k, v in given.items() if v is not None}})
+    if not 0 <= args.workers <= 64:
+        raise ConfigError(f"--workers must be between 0 and 64, got {args.workers}")
+    check_output_folder(args.out, "--out")
+    done = prepare_cache(from_dict(values).data, args.out, workers=args.workers, progress=not args.quiet)
+    kept = f" ({done.subjects - done.written} kept from an interrupted preparation)" if done.written < done.subjects else ""
+    print(f"prepared {done.path}: {done.subjects} subjects, {done.tiles} tiles, {done.bytes / 2**20:.0f} MiB, "
+          f"{done.seconds:.1f} s{kept}; train with: medgan train --data {done.path} --out RUN")
     return 0

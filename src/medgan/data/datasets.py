@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from medgan.config import DataConfig
+from medgan.data.cache.tiles import CachedTiles
 from medgan.data.domains import Domain, DomainState, aligned_slices, kept_slices
 from medgan.data.intensity import IntensityMapping
 from medgan.data.readers import Volume
@@ -49,7 +50,8 @@ class SliceSet:
     """Training images with everything needed to go back to physical units and to split by patient.
 
     Attributes:
-        images: float32 ``[N, 1, R, R]`` in [-1, 1].
+        images: float32 ``[N, 1, R, R]`` in [-1, 1] (or, from a prepared cohort, ``medgan.data.cache.CachedTiles``
+            that read the tiles by index; likewise ``aligned``).
         mapping: how to go back to physical units (see the module docstring for several MR volumes).
         spacing: in-plane (row, column) mm per pixel after resizing (the median over volumes).
         subjects: per image, the subject key for patient-level splits; never exported.
@@ -90,14 +92,18 @@ class SliceSet:
         """The images at ``indices`` (e.g. one side of ``split_by_subject``), metadata kept in step."""
         index = torch.as_tensor(np.asarray(indices, dtype=np.int64))
         positions = index.tolist()
+
+        def rows(tiles):  # tiles on disk (medgan.data.cache) give a view that reads nothing
+            return tiles.take(index) if isinstance(tiles, CachedTiles) else tiles[index]
+
         return replace(
             self,
-            images=self.images[index],
+            images=rows(self.images),
             subjects=[self.subjects[i] for i in positions],
             sources=[self.sources[i] for i in positions],
             labels=None if self.labels is None else self.labels[index],
             attributes=None if self.attributes is None else self.attributes[index],
-            aligned={name: tiles[index] for name, tiles in self.aligned.items()},
+            aligned={name: rows(tiles) for name, tiles in self.aligned.items()},
         )
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import medgan.data.layouts  # noqa: F401  (registers the LiTS, MSD and MedMNIST layouts)
 import medgan.data.phantom  # noqa: F401  (registers the "ct-phantom" and "ct-lesions" sources)
 from medgan.config import DataConfig
+from medgan.data.cache.store import is_cache, open_cache
 from medgan.data.datasets import SliceBuilder, SliceSet, relative_sources
 from medgan.data.labels import read_label_table, sorted_classes
 from medgan.data.modalities import load_modality_pairs
@@ -28,7 +29,8 @@ def load_slices(config: DataConfig, progress: bool = True, skip_blank: bool = Fa
 
     Args:
         config: the data section of the run config. ``source`` is a registered embedded source name
-            (``"mni152"``, ``"ct-phantom"``), or a file or folder; folders are first offered to the registered
+            (``"mni152"``, ``"ct-phantom"``), a cohort cache (``medgan prepare``), or a file or folder; folders are
+            first offered to the registered
             dataset layouts (``LAYOUTS``), then read by the generic pipeline. With ``input``, ``pairs`` or
             ``degrade`` set, the paired data of ``medgan.data.pairs.load_pairs``; with ``domain_a``, those
             modalities matched to ``source`` (``medgan.data.modalities.load_modality_pairs``).
@@ -43,6 +45,8 @@ def load_slices(config: DataConfig, progress: bool = True, skip_blank: bool = Fa
         DataError: missing path, unreadable or bad images, nothing left after filtering (the path is named);
             every image blank with ``skip_blank``.
     """
+    if is_cache(config.source):  # a prepared cohort (medgan prepare): tiles stay on disk, read by index
+        return open_cache(config.source, config)
     if config.input or config.pairs or config.degrade:
         return load_pairs(config, progress)
     if config.domain_a:

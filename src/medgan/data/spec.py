@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
 
+from medgan.data.cache.tiles import CachedTiles
 from medgan.data.intensity import IntensityMapping
 from medgan.errors import DataError
 
@@ -203,11 +204,18 @@ def training_data_sha256(data: "SliceSet") -> str:
     digest = hashlib.sha256()
     tensors = [("images", data.images), *sorted(data.aligned.items()), ("labels", data.labels),
                ("attributes", data.attributes)]
+    cached = data.images.digest if isinstance(data.images, CachedTiles) and data.images.rows is None else None
+    if cached is not None:
+        # A prepared cohort: the hash of its stored tiles (recorded at preparation) stands for the tiles, so
+        # nothing is read; labels and attributes are small and hashed as usual.
+        digest.update(f"cache:{cached};".encode())
+        tensors = tensors[-2:]
     for name, tensor in tensors:
         if tensor is None:
             continue
-        tensor = tensor.detach().cpu().contiguous()
         digest.update(f"{name}:{tensor.dtype}{tuple(tensor.shape)};".encode())
-        if tensor.numel():
-            digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+        for chunk in (tensor.chunks() if isinstance(tensor, CachedTiles) else [tensor]):  # on disk: a chunk at a time
+            chunk = chunk.detach().cpu().contiguous()
+            if chunk.numel():
+                digest.update(chunk.reshape(-1).view(torch.uint8).numpy())
     return digest.hexdigest()

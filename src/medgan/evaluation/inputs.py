@@ -24,6 +24,7 @@ import torch
 
 from medgan.config import RESOLUTIONS, DataConfig
 from medgan.data import IntensityMapping, load_slices, read_volume
+from medgan.data.cache import CachedTiles
 from medgan.data.readers import PICTURE_SUFFIXES, discovered_items
 from medgan.data.readers.image import grey_picture
 from medgan.data.readers.numpy import load_array
@@ -72,6 +73,8 @@ def resolve_inputs(real: str, fake: str, train: str | None, data_config: Any, ma
     for image_set in (real_set, fake_set, train_set):
         if image_set is not None and max_images is not None:
             image_set.images = _subset(image_set.images, max_images)
+        if image_set is not None and isinstance(image_set.images, CachedTiles):
+            image_set.images = image_set.images[:]  # a prepared cohort: the evaluated (sub)set in memory
     return real_set, fake_set, train_set
 
 

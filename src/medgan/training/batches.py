@@ -11,6 +11,7 @@ import torch
 
 from medgan.config import DataConfig
 from medgan.data import SliceSet
+from medgan.data.cache.tiles import CachedTiles
 from medgan.data.slicing import foreground_fraction
 from medgan.data.transforms import aligned_augment, flips
 from medgan.networks.common import MINIBATCH_GROUP
@@ -163,7 +164,8 @@ def size_balance_weights(images: torch.Tensor, balance: float) -> torch.Tensor |
         return None
     from scipy.stats import gaussian_kde
 
-    fractions = foreground_fraction(images[:, :1])
+    parts = images.chunks() if isinstance(images, CachedTiles) else [images]  # tiles on disk: a chunk at a time
+    fractions = np.concatenate([np.asarray(foreground_fraction(part[:, :1])) for part in parts])
     if float(np.std(fractions)) < 1e-3:
         return None
     density = gaussian_kde(fractions)(fractions)

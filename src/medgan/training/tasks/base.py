@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from medgan.config import RunConfig, merge_section, to_dict
-from medgan.data import SliceSet, load_slices
+from medgan.data import SliceSet
+from medgan.data.cache import load_training_slices
 from medgan.data.spec import DataSpec
 from medgan.errors import ConfigError
 from medgan.inference.translate import Direction
@@ -172,8 +173,9 @@ class TaskBase:
 
     @classmethod
     def load_data(cls, config: RunConfig, progress: bool = True) -> SliceSet:
-        """The training data (default: ``medgan.data.load_slices`` of ``config.data``)."""
-        return load_slices(config.data, progress=progress)
+        """The training data (default: ``medgan.data.load_slices`` of ``config.data``, through a prepared cache for
+        folders of many volumes: ``medgan.data.cache.load_training_slices``)."""
+        return load_training_slices(config.data, progress=progress)
 
     # ---------------------------------------------------------------------------------------------------
     # applications of a trained run

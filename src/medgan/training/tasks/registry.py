@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
 from medgan.config import RunConfig, from_dict, to_dict
+from medgan.data.cache import cache_data_values
 from medgan.errors import ConfigError
 from medgan.registry import Registry
 from medgan.training.tasks.base import TASKS, TaskOption, check_contract
@@ -92,6 +93,9 @@ def resolve_config(values: Mapping[str, Any], recipe: str | None = None) -> RunC
     if name not in chosen.tasks:
         raise ConfigError(f"recipe {recipe!r} configures task {' or '.join(chosen.tasks)}, not {name!r}")
     base = replace(chosen.build(), task=name)
+    data = values.get("data")
+    if isinstance(data, Mapping):  # a prepared cohort: its preprocessing options are the run's
+        values = {**values, "data": cache_data_values(data)}
     return task.resolve(from_dict({**values, "task": name}, base=base))
 
 

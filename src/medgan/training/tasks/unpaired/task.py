@@ -30,7 +30,8 @@ from torch import nn
 
 from medgan.checkpoint import load_module_state
 from medgan.config import RunConfig
-from medgan.data import SliceSet, load_slices
+from medgan.data import SliceSet
+from medgan.data.cache import load_training_slices
 from medgan.data.modalities import load_unpaired
 from medgan.data.pairs import input_names
 from medgan.data.spec import PRIMARY, DataSpec, DomainSpec
@@ -96,7 +97,7 @@ class UnpairedTask(TaskBase):
     @classmethod
     def load_data(cls, config: RunConfig, progress: bool = True) -> SliceSet:
         """Domain B with domain A in ``other`` (``medgan.data.modalities.load_unpaired``)."""
-        domain_a, domain_b, note = load_unpaired(config.data, load_slices, progress)
+        domain_a, domain_b, note = load_unpaired(config.data, load_training_slices, progress)
         if note:
             LOG.warning(note)
         return replace(domain_b, other=domain_a)
