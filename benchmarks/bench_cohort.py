@@ -67,31 +67,41 @@ print(json.dumps({"tiles": len(data), "load_s": loaded, "first_step_s": first,
 '''
 
 
-def write_cohort(folder: Path, subjects: int, seed: int = 0) -> None:
-    """Subjects 0 .. subjects-1 as NIfTI (module docstring); existing files are kept."""
+def write_subject(job: tuple) -> None:
+    """Subject ``index`` of the cohort (module docstring) as ``sub-<index>.nii``."""
     import nibabel as nib
 
     from medgan.data.sources import mni152_path
 
-    folder.mkdir(parents=True, exist_ok=True)
+    folder, index, seed = job
+    path = Path(folder) / f"sub-{index:04d}.nii"
+    if path.exists():
+        return
     template = nib.load(str(mni152_path()))
     base = np.asarray(template.get_fdata(), dtype=np.float32)
     peak = float(np.percentile(base, 99.9))
     grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, n, dtype=np.float32) for n in base.shape], indexing="ij"))
-    for index in range(subjects):
-        path = folder / f"sub-{index:04d}.nii"
-        if path.exists():
-            continue
-        rng = np.random.default_rng(seed + index)
-        volume = np.roll(base, tuple(int(s) for s in rng.integers(-8, 9, 3)), axis=(0, 1, 2))
-        if rng.random() < 0.5:
-            volume = volume[::-1]
-        volume = peak * np.clip(volume / peak, 0, None) ** rng.uniform(0.8, 1.25)
-        coefficients = rng.uniform(-0.1, 0.1, 6)
-        bias = 1 + sum(c * g for c, g in zip(coefficients[:3], grid)) + sum(c * g**2 for c, g in zip(coefficients[3:], grid))
-        volume = volume * bias + rng.normal(0, rng.uniform(0.01, 0.03) * peak, volume.shape)
-        array = np.clip(volume, 0, 32767).astype(np.int16)
-        nib.save(nib.Nifti1Image(array, template.affine), str(path))
+    rng = np.random.default_rng(seed + index)
+    volume = np.roll(base, tuple(int(s) for s in rng.integers(-8, 9, 3)), axis=(0, 1, 2))
+    if rng.random() < 0.5:
+        volume = volume[::-1]
+    volume = peak * np.clip(volume / peak, 0, None) ** rng.uniform(0.8, 1.25)
+    coefficients = rng.uniform(-0.1, 0.1, 6)
+    bias = 1 + sum(c * g for c, g in zip(coefficients[:3], grid)) + sum(c * g**2 for c, g in zip(coefficients[3:], grid))
+    volume = volume * bias + rng.normal(0, rng.uniform(0.01, 0.03) * peak, volume.shape).astype(np.float32)
+    temporary = path.with_suffix(".tmp.nii")
+    nib.save(nib.Nifti1Image(np.clip(volume, 0, 32767).astype(np.int16), template.affine), str(temporary))
+    os.replace(temporary, path)
+
+
+def write_cohort(folder: Path, subjects: int, seed: int = 0, workers: int = 2) -> None:
+    """Subjects 0 .. subjects-1 (existing files are kept), ``workers`` processes at a time."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    folder.mkdir(parents=True, exist_ok=True)
+    jobs = [(str(folder), index, seed) for index in range(subjects)]
+    with ProcessPoolExecutor(workers) as pool:
+        list(pool.map(write_subject, jobs))
 
 
 def subset_folder(cohort: Path, root: Path, subjects: int) -> Path:
