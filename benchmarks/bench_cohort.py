@@ -10,14 +10,14 @@ For each cohort size and resolution, each measure runs in a fresh process (so ea
 
 * ``prepare``: ``medgan prepare`` wall time and subjects/s (the workers' default: one per core), cache size;
 * ``start``: time from a fresh Python process to the end of the first training step, from the cache (warm) and,
-  where it fits this machine, from the folder read into memory (cold, today's path without a cache);
+  where it fits this machine, from the folder read into memory (``load_slices``: the path without a cache);
 * ``train``: peak RSS of that process after ``--steps`` default-recipe steps, and images/s over them.
 
 ``--throughput`` also times the default (noise-to-image) and the paired recipe (x2 downsampling) at 128 and
 256 px from the cache, and the cache against memory at 64 px (the demo's regime).
 
     python benchmarks/bench_cohort.py --subjects 40 160 640 --resolutions 128 256 --out bench-cohort
-    python benchmarks/bench_cohort.py --subjects 40 --resolutions 64 --throughput --out bench-cohort
+    python benchmarks/bench_cohort.py --subjects 40 --resolutions 64 --throughput --steps 100 --out bench-cohort
 
 On a GPU (the same measures, with the batch on the device; ``train.device=cuda``):
 
@@ -44,10 +44,14 @@ import torch
 from medgan.training.tasks import TASKS, resolve_config
 from medgan.training.batches import BatchSampler
 values = json.loads(sys.argv[1])
-steps, device = int(sys.argv[2]), sys.argv[3]
+steps, device, memory = int(sys.argv[2]), sys.argv[3], sys.argv[4] == "memory"
 config = resolve_config(values)
 task_class = TASKS.get(config.task)
-data = task_class.load_data(config, progress=False)
+if memory:  # today's path without a cache: every tile read into this process
+    from medgan.data import load_slices
+    data = load_slices(config.data, progress=False)
+else:
+    data = task_class.load_data(config, progress=False)
 loaded = time.perf_counter() - started
 task = task_class(config, data, torch.device(device), torch.Generator().manual_seed(0))
 sampler = BatchSampler(data, config.train.batch_size, config.data, torch.Generator().manual_seed(1),
@@ -115,11 +119,12 @@ def subset_folder(cohort: Path, root: Path, subjects: int) -> Path:
     return folder
 
 
-def measure(values: dict, steps: int, device: str) -> dict:
-    """The MEASURE script in a fresh process (its own peak RSS)."""
+def measure(values: dict, steps: int, device: str, memory: bool = False) -> dict:
+    """The MEASURE script in a fresh process (its own peak RSS); ``memory``: the folder read into memory."""
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     began = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", MEASURE, json.dumps(values), str(steps), device],
+    result = subprocess.run([sys.executable, "-c", MEASURE, json.dumps(values), str(steps), device,
+                             "memory" if memory else "stream"],
                             capture_output=True, text=True, env=env)
     if result.returncode != 0:
         return {"error": (result.stderr.strip().splitlines() or ["?"])[-1]}
@@ -159,8 +164,10 @@ def main() -> None:
     parser.add_argument("--subjects", type=int, nargs="+", default=[40, 160, 640])
     parser.add_argument("--resolutions", type=int, nargs="+", default=[128, 256])
     parser.add_argument("--steps", type=int, default=20, help="training steps per measure")
-    parser.add_argument("--memory-limit", type=int, default=40, help="largest cohort read into memory (cold start)")
+    parser.add_argument("--memory-limit", type=int, default=40, help="largest cohort read into memory")
     parser.add_argument("--throughput", action="store_true", help="also: recipes at 128/256 px, cache vs memory")
+    parser.add_argument("--rounds", type=int, default=3, help="--throughput at 64 px: alternating rounds of the cache "
+                        "and memory arms (medians)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=Path("bench-cohort"))
     args = parser.parse_args()
@@ -175,7 +182,8 @@ def main() -> None:
             row = {"subjects": subjects, "resolution": resolution, **prepare(folder, cache, resolution)}
             row["warm"] = measure(train_values(cache, resolution, device=args.device), args.steps, args.device)
             if subjects <= args.memory_limit:
-                row["cold"] = measure(train_values(folder, resolution, device=args.device), args.steps, args.device)
+                row["memory"] = measure(train_values(folder, resolution, device=args.device), args.steps, args.device,
+                                        memory=True)
             rows.append(row)
             print(json.dumps(row), flush=True)
     if args.throughput:
@@ -186,13 +194,20 @@ def main() -> None:
                 cache = args.out / (f"cache-{subjects}-{resolution}" + ("-paired" if task == "paired" else ""))
                 if not (cache / "manifest.json").exists():
                     prepare(folder, cache, resolution, PAIRED_DEGRADE if task == "paired" else None)
-                for name, source in (("cache", cache), ("memory", folder)):
-                    if name == "memory" and resolution > 64:
-                        continue
-                    found = measure(train_values(source, resolution, task, args.device), args.steps, args.device)
-                    row = {"throughput": task, "resolution": resolution, "from": name, **found}
-                    rows.append(row)
-                    print(json.dumps(row), flush=True)
+                arms = (("cache", cache), ("memory", folder)) if resolution == 64 else (("cache", cache),)
+                found: dict[str, list[float]] = {name: [] for name, _ in arms}
+                for _ in range(args.rounds if resolution == 64 else 1):  # alternating: load hits both arms alike
+                    for name, source in arms:
+                        result = measure(train_values(source, resolution, task, args.device), args.steps,
+                                         args.device, memory=name == "memory")
+                        found[name].append(result.get("images_per_s", float("nan")))
+                row = {"throughput": task, "resolution": resolution, "rounds": len(next(iter(found.values()))),
+                       **{f"{name}_images_per_s": float(np.median(values)) for name, values in found.items()},
+                       **{f"{name}_all": values for name, values in found.items()}}
+                if "memory" in found:
+                    row["cache_over_memory"] = row["cache_images_per_s"] / row["memory_images_per_s"]
+                rows.append(row)
+                print(json.dumps(row), flush=True)
     (args.out / "results.json").write_text(json.dumps(rows, indent=1))
 
 

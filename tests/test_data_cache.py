@@ -114,6 +114,9 @@ def test_prepare_and_train_from_the_cache_through_the_cli(cohort, tmp_path, caps
     assert not (tmp_path / "bad").exists()
     assert main(["evaluate", "--real", str(cache), "--fake", str(run), "--out", str(tmp_path / "eval"),
                  "--max-images", "8", "--quiet"]) == 0
+    code = main(["prepare", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "new-cache"), "--quiet"])
+    assert_one_error_line(code, capsys, "missing", "no such file or folder")
+    assert not (tmp_path / "new-cache").exists()  # bad input leaves nothing behind
 
 
 def test_paired_and_conditional_data_train_from_a_cache(cohort, tmp_path):
@@ -157,3 +160,39 @@ def test_a_folder_of_many_volumes_prepares_itself_once_for_training(cohort, tmp_
     small = resolve_config({"data": {"source": str(cohort), "resolution": 32, "min_foreground": 0.05}})
     monkeypatch.setattr(auto, "AUTO_SUBJECTS", 5)  # fewer volumes than that: read into memory as before
     assert isinstance(TASKS.get(small.task).load_data(small, progress=False).images, torch.Tensor)
+
+
+def test_unpaired_modalities_and_private_runs_train_from_caches(tmp_path):
+    """Each unpaired domain from its own cache, several input modalities in one paired cache, DP from a cache."""
+    from medgan.training.loop import train
+    from medgan.training.tasks import resolve_config
+
+    tiny = {"model": {"generator_channels": 4, "discriminator_channels": 4, "depth": 2, "latent_dim": 8},
+            "train": {"steps": 2, "batch_size": 4, "eval_every": 0, "threads": 1}}
+    for name in ("phantom-t1", "phantom-ct"):
+        prepare_cache(DataConfig(source=name, resolution=32), tmp_path / name, progress=False)
+    unpaired = resolve_config({"task": "unpaired", "data": {"source": str(tmp_path / "phantom-ct"),
+                                                            "domain_a": [str(tmp_path / "phantom-t1")]}, **tiny})
+    assert train(unpaired, tmp_path / "unpaired-run", progress=False).steps == 2
+    modalities = DataConfig(source="phantom-ct", domain_a=("phantom-t1", "phantom-t2"), resolution=32)
+    prepare_cache(modalities, tmp_path / "modalities", progress=False)
+    assert set(open_cache(tmp_path / "modalities").aligned) == {"input", "input2"}
+    paired = resolve_config({"task": "paired", "data": {"source": str(tmp_path / "modalities")}, **tiny})
+    assert paired.data.domain_a == ("phantom-t1", "phantom-t2")
+    train(paired, tmp_path / "paired-run", progress=False)
+    private = resolve_config({**tiny, "data": {"source": str(tmp_path / "phantom-t1")}, "privacy": {"noise": 1.0},
+                              "model": {**tiny["model"], "minibatch_std": False}})
+    assert train(private, tmp_path / "private-run", progress=False).steps == 2
+
+
+def test_a_demo_trains_from_a_prepared_cache(tmp_path):
+    from dataclasses import replace
+
+    from medgan.demos import demo_config
+    from medgan.training.loop import train
+
+    config = demo_config("brain")
+    prepare_cache(config.data, tmp_path / "cache", progress=False)
+    config = demo_config("brain", overrides={"data": {"source": str(tmp_path / "cache")}})
+    config = replace(config, train=replace(config.train, steps=2, minutes=0.0, eval_every=0, batch_size=8))
+    assert train(config, tmp_path / "run", progress=False).steps == 2
