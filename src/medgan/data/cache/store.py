@@ -140,8 +140,8 @@ def open_cache(path: str | Path, config: DataConfig | None = None) -> Any:
             if tuple(stored.shape) != (count, *domain["shape"]):
                 raise DataError(f"cache file holds {tuple(stored.shape)}, its manifest says "
                                 f"{(count, *domain['shape'])}; run medgan prepare again", file)
+            parts.setdefault(domain["name"], []).append(Part(file, start, count, int(stored.offset)))
             del stored
-            parts.setdefault(domain["name"], []).append(Part(file, start, count))
         start += count
         subjects += [meta["subject"]] * count
         sources += meta["sources"]
