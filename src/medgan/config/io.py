@@ -160,7 +160,8 @@ def from_dict(values: Mapping[str, Any], base: RunConfig | None = None) -> RunCo
         section = {}
     if not isinstance(section, Mapping):
         raise ConfigError(f"config section {config.task!r} must be a mapping, got {section!r}")
-    options = deep_update(dict(base.options), section) if base.task in ("", config.task) else dict(section)
+    same_task = not base.task or base.task == config.task  # the base's section belongs to this run's task
+    options = deep_update(dict(base.options), section) if same_task else dict(section)
     config = replace(config, options=options)
     validate(config)
     return config
