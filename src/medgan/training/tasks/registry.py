@@ -58,9 +58,9 @@ def register_task(name: str, default: bool = False) -> Callable[[type], type]:
 
 
 def task_options() -> list[TaskOption]:
-    """Every registered task's ``medgan train`` options, each flag once (in registration order)."""
+    """Every registered task's ``medgan train`` options, each flag once (tasks in name order)."""
     seen: dict[str, TaskOption] = {}
-    for name in TASKS._items:  # registration order: the tasks' options appear in --help as the tasks do
+    for name in TASKS:
         for option in TASKS.get(name).cli_options:
             seen.setdefault(option.flag, option)
     return list(seen.values())

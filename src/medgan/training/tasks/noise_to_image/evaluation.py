@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from medgan.card import CARD_NAME
 from medgan.training.tasks.base import EvaluationRequest
-
-CARD_FILE = "DATA_CARD.json"
 
 
 def evaluate_samples(run_dir: str | Path, request: EvaluationRequest) -> str:
@@ -23,7 +22,7 @@ def evaluate_samples(run_dir: str | Path, request: EvaluationRequest) -> str:
                        progress=request.progress, max_images=request.max_images, real_images=request.real_images,
                        members=request.members, non_members=request.non_members)
     out = Path(request.out)
-    return format_metrics(metrics, f"wrote {out / 'metrics.json'}, {out / 'report.html'} and {CARD_FILE}")
+    return format_metrics(metrics, f"wrote {out / 'metrics.json'}, {out / 'report.html'} and {CARD_NAME}")
 
 
 def class_grids(run_dir: str | Path) -> list[str]:

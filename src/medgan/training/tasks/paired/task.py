@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from medgan.card import CARD_NAME
 from medgan.config import RunConfig
 from medgan.data import SliceSet
 from medgan.data.spec import spec_of
@@ -96,8 +97,8 @@ class PairedTask(GanState, TaskBase):
         metrics = evaluate_paired_run(run_dir, request.real, request.out, request.max_images, request.progress,
                                       label=label)
         out = Path(request.out)
-        return "\n".join([format_paired_table(metrics), f"wrote {out / 'metrics.json'}, {out / 'report.html'} and "
-                                                       "DATA_CARD.json"])
+        return "\n".join([format_paired_table(metrics),
+                          f"wrote {out / 'metrics.json'}, {out / 'report.html'} and {CARD_NAME}"])
 
     @classmethod
     def showcase(cls, run_dir: str | Path, progress: bool = True) -> list[str]:
