@@ -172,6 +172,26 @@ def test_bundle_samples_exactly_like_its_run(dicom_run, tmp_path):
                           np.load(tmp_path / "from_bundle" / "samples.npy"))
 
 
+def test_a_half_precision_bundle_is_half_the_size_and_samples_alike(dicom_run, tmp_path):
+    from safetensors import safe_open
+
+    from medgan.inference.bundle import WEIGHTS, read_bundle, write_bundle
+
+    write_bundle(dicom_run["run"], tmp_path / "half", half=True)
+    full_size = (dicom_run["bundle"] / WEIGHTS).stat().st_size
+    assert (tmp_path / "half" / WEIGHTS).stat().st_size < 0.55 * full_size
+    with safe_open(tmp_path / "half" / WEIGHTS, "pt") as weights:
+        dtypes = {weights.get_slice(name).get_dtype() for name in weights.keys()}
+    assert "F16" in dtypes and "F32" not in dtypes
+    assert read_bundle(tmp_path / "half").path.parent == tmp_path / "half"
+    card = json.loads((tmp_path / "half" / "DATA_CARD.json").read_text())
+    assert card["bundle"]["weights"] == "float16"
+    full, half = load_model(dicom_run["run"]), load_model(tmp_path / "half")
+    assert next(half.generator.parameters()).dtype == torch.float32  # cast back on loading
+    a, b = full.generate(6, seed=11), half.generate(6, seed=11)
+    assert not torch.equal(a, b) and (a - b).abs().max() < 0.02  # unit range [-1, 1]: within 1% of it
+
+
 def test_card_records_provenance_modality_privacy_and_use(dicom_run):
     card = read_card(dicom_run["bundle"] / CARD_NAME)
     provenance = card["provenance"]

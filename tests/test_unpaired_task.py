@@ -145,6 +145,12 @@ def test_unpaired_task_trains_resumes_and_translates_both_ways(tmp_path):
     assert (a2b.input_domains, a2b.target) == (("input",), "image") and a2b.spec.mapping == HU
     assert (b2a.input_domains, b2a.target) == (("image",), "input") and b2a.spec.domain("input").mapping == MR
     assert a2b.translate(torch.zeros(2, 1, 48, 40)).shape == (2, 1, 48, 40)
+    # Each direction's weights are stored once (a copy of a2b's at the top level tripled a bundle's size).
+    from medgan.inference.bundle import split_inference
+    from medgan.run import RunDir
+
+    tensors, _ = split_inference(RunDir(tmp_path / "run").load_inference("latest").inference, tmp_path)
+    assert {name.split(":")[0] for name in tensors} == {"directions/a2b/generator", "directions/b2a/generator"}
     # Resume continues from the checkpoint (pools, A's sampler and RNG restored) to the new budget.
     resumed = train(None, tmp_path / "run", resume=True, progress=False, data=data, budget={"steps": 8})
     assert resumed.steps == 8

@@ -106,7 +106,7 @@ def command_translate(args: argparse.Namespace) -> int:
 def command_bundle(args: argparse.Namespace) -> int:
     from medgan.inference.bundle import write_bundle
 
-    written = write_bundle(args.run, args.out, args.which)
+    written = write_bundle(args.run, args.out, args.which, half=args.half)
     print(f"wrote model bundle {args.out}: {', '.join(path.name for path in written)} (no discriminator, optimizer "
           "state or data locations)")
     return 0

@@ -182,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     bundle.add_argument("--run", required=True, help="run directory")
     bundle.add_argument("--out", required=True, help="bundle folder")
     bundle.add_argument("--which", choices=("best", "latest"), default="best", help="checkpoint (default: best)")
+    bundle.add_argument("--half", action="store_true", help="store the weights as float16 (half the size; loading "
+                        "casts them back)")
     bundle.set_defaults(handler=command_bundle)
 
     info = commands.add_parser("info", help="describe a data path: files, shapes, spacing, intensities, slices")

@@ -107,13 +107,15 @@ def join_inference(tensors: dict[str, torch.Tensor], rest: dict[str, Any]) -> di
     return inference
 
 
-def write_bundle(run_dir: str | Path, out: str | Path, which: str = "best") -> list[Path]:
+def write_bundle(run_dir: str | Path, out: str | Path, which: str = "best", half: bool = False) -> list[Path]:
     """Writes the bundle of a run's ``which`` checkpoint (falling back to latest) into ``out``, all files together.
 
     Args:
         run_dir: a ``medgan train`` run directory.
         out: the bundle folder (created; files of an earlier bundle there are replaced).
         which: "best" or "latest".
+        half: store floating-point weights as float16 (half the file; loading casts them back to the model's
+            float32). Check that it samples the same before sharing: ``benchmarks/build_zoo.py`` measures it.
 
     Returns:
         The paths written.
@@ -130,6 +132,8 @@ def write_bundle(run_dir: str | Path, out: str | Path, which: str = "best") -> l
     state, path = run.load_checkpoint(which)
     loaded = RunState.from_checkpoint(dict(state), path)
     tensors, rest = split_inference(loaded.inference, path)
+    if half:
+        tensors = {name: tensor.half() if tensor.is_floating_point() else tensor for name, tensor in tensors.items()}
     contents: dict[str, bytes] = {
         WEIGHTS: save_safetensors(tensors, metadata={"format": "pt"}),
         CONFIG: (json.dumps(shareable_config(loaded.config), indent=2) + "\n").encode("utf-8"),
@@ -137,7 +141,7 @@ def write_bundle(run_dir: str | Path, out: str | Path, which: str = "best") -> l
         INFERENCE_FILE: (json.dumps(rest, indent=2) + "\n").encode("utf-8"),
     }
     card = card_from_checkpoint(state, path, run.path)
-    card["bundle"] = {"format": BUNDLE_FORMAT, "files": {name: _sha256(data) for name, data in contents.items()},
+    card["bundle"] = {"format": BUNDLE_FORMAT, "weights": "float16" if half else "as trained", "files": {name: _sha256(data) for name, data in contents.items()},
                       "excluded": ["optimizer states", "discriminator", "training state and RNG states",
                                    "data locations", "subject keys", "DICOM identifiers"]}
     files: dict[Path, bytes | str] = {out / name: data for name, data in contents.items()}

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
+
 from medgan.errors import CheckpointError, ConfigError
 from medgan.inference.bundle import is_bundle, read_bundle
 from medgan.registry import Registry
@@ -32,4 +34,7 @@ def load_model(run_dir: str | Path, which: str = "best", direction: str | None =
         factory = INFERENCE.get(state.inference["kind"])
     except ConfigError as error:
         raise CheckpointError(error.message, state.path) from None
-    return factory(state, direction)
+    # Building the network draws its (discarded) initial weights from torch's global generator: forked, so loading
+    # a model leaves the caller's random stream where it was.
+    with torch.random.fork_rng(devices=[]):
+        return factory(state, direction)

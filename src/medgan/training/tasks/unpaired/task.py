@@ -311,10 +311,11 @@ class UnpairedTask(TaskBase):
         return scores
 
     def inference_state(self) -> dict[str, Any]:
-        """Both directions; the top level is a2b's, so a loader that knows one direction reads the default."""
+        """Both directions, and which one a loader reads by default (a2b). The weights are not repeated at the top
+        level: a bundle stores each tensor once per name, so a copy there tripled its size."""
         a2b = translator_state(self.inference_generator(Direction.A2B), self.a_domains, PRIMARY, self.optional)
         b2a = translator_state(self.inference_generator(Direction.B2A), (PRIMARY,), self.a_domains)
-        return {**a2b, "directions": {Direction.A2B.value: a2b, Direction.B2A.value: b2a},
+        return {"kind": a2b["kind"], "directions": {Direction.A2B.value: a2b, Direction.B2A.value: b2a},
                 "default": Direction.A2B.value}
 
     # ---------------------------------------------------------------------------------------------------
