@@ -1,0 +1,233 @@
+"""``medgan.train``, ``medgan.load`` and ``medgan.evaluate``: the CLI's commands for notebooks, with its defaults."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+from medgan.api.model import Model
+from medgan.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Run:
+    """A finished training run.
+
+    Attributes:
+        path: the run directory (config.yaml, checkpoints/, samples/, metrics.jsonl, train.log).
+        config: the resolved ``medgan.config.RunConfig``.
+        result: the loop's ``TrainResult`` (steps, seconds, best score, checkpoint paths).
+    """
+
+    path: Path
+    config: Any
+    result: Any
+
+    def load(self, which: str = "best") -> Model:
+        """The run's model (``which``: "best", by in-training score, or "latest")."""
+        return load(self.path, which=which)
+
+    def summary(self) -> str:
+        """The lines ``medgan train`` prints at the end."""
+        return str(self.result.summary())
+
+
+class Metrics(Mapping[str, Any]):
+    """What ``medgan evaluate`` writes to ``metrics.json``, as a read-only mapping.
+
+    Keys are the top-level sections (e.g. ``distribution``, ``diversity``, ``memorization`` for image sets;
+    per-method tables for translation runs). A dotted key reads inside them: ``metrics["distribution.fid"]``.
+
+    Attributes:
+        out: the report folder (``report.html``, ``metrics.json``, ``DATA_CARD.json``), or None when
+            ``evaluate`` was called without ``out`` (then nothing was kept on disk).
+        table: the text table the CLI prints.
+    """
+
+    def __init__(self, values: dict[str, Any], out: Path | None, table: str) -> None:
+        self._values = values
+        self.out = out
+        self.table = table
+
+    def __getitem__(self, key: str) -> Any:
+        node: Any = self._values
+        for part in key.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                raise KeyError(key)
+            node = node[part]
+        return node
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    @property
+    def headline(self) -> dict[str, Any]:
+        """The headline numbers by dotted key (image-set evaluations; empty for translation runs)."""
+        return dict(self._values.get("headline") or {})
+
+    def __repr__(self) -> str:
+        return self.table
+
+
+def _dotted(overrides: Mapping[str, Any] | Sequence[str] | None) -> dict[str, Any]:
+    """``{"optim.lr_generator": 1e-4}``, nested mappings or ``["train.steps=10"]`` -> nested config values."""
+    from medgan.config import deep_update, parse_overrides
+
+    if overrides is None:
+        return {}
+    if isinstance(overrides, (list, tuple)):
+        return parse_overrides([str(item) for item in overrides])
+    if not isinstance(overrides, Mapping):
+        raise ConfigError(f"overrides must be a mapping or a list of KEY=VALUE strings, got {type(overrides).__name__}")
+    values: dict[str, Any] = {}
+    for key, value in overrides.items():
+        parts = str(key).split(".")
+        node: dict[str, Any] = {}
+        leaf = node
+        for part in parts[:-1]:
+            leaf = leaf.setdefault(part, {})
+        leaf[parts[-1]] = value
+        values = deep_update(values, node)
+    return values
+
+
+def train(data: str | Path, out: str | Path, *, task: str | None = None, model: str | None = None,
+          steps: int | None = None, minutes: float | None = None, resolution: int | None = None,
+          labels: str | Path | None = None, config: str | Path | None = None,
+          overrides: Mapping[str, Any] | Sequence[str] | None = None, seed: int | None = None,
+          progress: bool = True) -> Run:
+    """Trains a GAN, as ``medgan train`` does: the same recipes, defaults and FID-scored ``best.pt``.
+
+    Config values are applied in the CLI's order: the recipe (``model``), the YAML file (``config``), the
+    arguments, then ``overrides``.
+
+    Args:
+        data: a data path (folder of NIfTI/DICOM/PNG/npy, a prepared cohort cache) or an embedded source
+            (``mni152``, ``ct-phantom``, ``ct-lesions``, ...).
+        out: the run directory (a new folder).
+        task: ``unconditional`` (default), ``conditional``, ``paired`` or ``unpaired`` (default: the one the
+            recipe or the overrides select).
+        model: a recipe (``medgan``, ``dcgan``, ``standard``, ``pix2pix``, ``cyclegan``) or an architecture name.
+        steps: training steps (default 2,000). Exclusive with ``minutes``.
+        minutes: a wall-clock budget instead of steps.
+        resolution: image side (32, 64, 128 or 256).
+        labels: CSV of file,label[,attributes] for conditional training.
+        config: a YAML config file (see ``configs/``).
+        overrides: config values by dotted key, e.g. ``{"data.window": "brain", "paired.patch": 96}``, or
+            ``["data.window=brain"]`` as ``--set`` takes them. Task options go here too
+            (``{"data.degrade": "lowdose:0.25"}`` with ``task="paired"``).
+        seed: the run's seed.
+        progress: progress bars.
+
+    Returns:
+        The finished ``Run``.
+
+    Raises:
+        MedganError: bad data, bad config (the message names the key), or a non-finite loss.
+    """
+    from medgan.config import deep_update, load_yaml
+    from medgan.metrics import training_score
+    from medgan.training.loop import train as train_loop
+    from medgan.training.tasks import RECIPES, resolve_config
+
+    if steps is not None and minutes is not None:
+        raise ConfigError("give steps or minutes, not both")
+    values: dict[str, Any] = load_yaml(config) if config is not None else {}
+    if model is not None and model not in RECIPES:
+        values = deep_update(values, {"model": {"name": model}})  # an architecture, not a recipe
+    given: dict[str, Any] = {"data": {"source": str(data)}}
+    if resolution is not None:
+        given["data"]["resolution"] = resolution
+    if labels is not None:
+        given["data"]["labels"] = str(labels)
+    if steps is not None:
+        given["train"] = {"steps": steps, "minutes": 0.0}
+    if minutes is not None:
+        given["train"] = {"minutes": minutes, "steps": 0}
+    if seed is not None:
+        given.setdefault("train", {})["seed"] = seed
+    if task is not None:
+        given["task"] = task
+    values = deep_update(deep_update(values, given), _dotted(overrides))
+    if "task" not in values and model in RECIPES:
+        values["task"] = RECIPES.get(model).tasks[0]
+    resolved = resolve_config(values, model if model in RECIPES else None)
+    result = train_loop(resolved, out, progress=progress, scorer=training_score)
+    return Run(Path(out), resolved, result)
+
+
+def load(source: str | Path, *, which: str = "best", direction: str | None = None) -> Model:
+    """Loads a run directory, a model bundle or a zoo model by name (``medgan zoo`` lists them), offline.
+
+    Args:
+        source: a run directory, a bundle folder (``medgan bundle``) or a zoo name such as ``"brain-t1"``.
+        which: runs: "best" (by in-training score) or "latest".
+        direction: runs that translate both ways: "a2b" (default) or "b2a".
+
+    Returns:
+        A ``Model``: ``.sample(n)`` for noise-to-image models, ``.translate(image)`` for translators.
+
+    Raises:
+        CheckpointError: nothing loadable there (a zoo name that does not exist is reported with the zoo's names).
+    """
+    from medgan.inference import load_model
+    from medgan.zoo import entry, resolve
+
+    path = resolve(source)
+    if not path.exists() and "/" not in str(source) and not str(source).startswith("."):
+        entry(str(source))  # raises ConfigError listing the zoo when the name is not there either
+    model = load_model(path, which, direction=direction)
+    return Model(path, model)
+
+
+def evaluate(real: str | Path, fake: str | Path, *, out: str | Path | None = None, features: str = "offline",
+             train: str | Path | None = None, max_images: int | None = None, progress: bool = True) -> Metrics:
+    """Evaluates synthetic images or a trained run, as ``medgan evaluate`` does.
+
+    Image sets (a folder of synthetic images, or a noise-to-image run) get fidelity, diversity and memorization
+    (FID/KID on ``features``, precision/recall/density/coverage, MS-SSIM, nearest-training SSIM). A translation run
+    is evaluated on held-out pairs of its own data against classic baselines, with bootstrap intervals.
+
+    Args:
+        real: real images: a data path, an embedded source or a run directory (its training data).
+        fake: a folder of synthetic images, or a run directory.
+        out: the report folder; None writes to a temporary folder that is removed after reading ``metrics.json``.
+        features: ``offline`` (default; not a paper's Inception FID), ``inception[:weights.pth]`` or
+            ``torchscript:model.pt``.
+        train: training images for the memorization audit (default: ``real``, leave-one-out).
+        max_images: at most this many images per set.
+        progress: progress bars.
+
+    Returns:
+        ``Metrics``.
+    """
+    import json
+
+    from medgan.evaluation.evaluate import evaluate as evaluate_sets
+    from medgan.evaluation.evaluate import format_metrics
+    from medgan.run import RunDir
+    from medgan.training.tasks import TASKS, EvaluationRequest
+
+    folder = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="medgan-evaluate-")) / "report"
+    try:
+        if RunDir.is_run(fake):  # a trained run: its task says what evaluating it means (as the CLI)
+            task = TASKS.get(RunDir(fake).read_config().task)
+            request = EvaluationRequest(out=folder, real=str(real), features=features,
+                                        train=None if train is None else str(train), max_images=max_images,
+                                        progress=progress)
+            table = str(task.evaluate(fake, request))
+            values = json.loads((folder / "metrics.json").read_text())
+        else:
+            values = evaluate_sets(real, fake, folder, features=features, train=train, progress=progress,
+                                   max_images=max_images)
+            table = format_metrics(values, f"wrote {folder}")
+    finally:
+        if out is None:
+            shutil.rmtree(folder.parent, ignore_errors=True)
+    return Metrics(values, None if out is None else folder, table)
