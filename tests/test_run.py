@@ -22,14 +22,18 @@ def test_new_run_layout_and_recognition(tmp_path):
     run.create()
     run.write_config(RunConfig())
     run.write_data_spec(SPEC)
-    assert RunDir.is_run(run.path) and run.read_config() == RunConfig()
-    assert run.samples.is_dir() and run.data_file.is_file()
+    assert run.read_config() == RunConfig() and run.samples.is_dir() and run.data_file.is_file()
+    # Until its first checkpoint a new run lives in its hidden staging folder (tests/test_run_staging.py).
+    assert not run.path.exists() and RunDir.is_run(RunDir.staging_path(run.path))
     with pytest.raises(CheckpointError, match="no checkpoint"):
         run.checkpoint_path()
     with pytest.raises(CheckpointError, match="not a medgan run directory"):
         RunDir.existing(tmp_path)
     with pytest.raises(CheckpointError, match="run directory not found"):
         RunDir.existing(tmp_path / "nowhere")
+    run.save_checkpoint("latest", {"step": 0})
+    assert RunDir.is_run(run.path) and run.read_config() == RunConfig()
+    assert not RunDir.staging_path(run.path).exists()
 
 
 def test_data_spec_round_trip_and_errors():

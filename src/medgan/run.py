@@ -33,6 +33,7 @@ from medgan.utils import atomic_write_text
 from medgan.visuals import read_jsonl
 
 CHECKPOINTS = ("best", "latest")
+STAGING_LOCK = ".lock"  # in a staging folder: held (flock) by the process building the run
 # The temporary files of medgan.utils.atomic_path / atomic_write_files: ".<stem>.<16 hex digits><suffixes>".
 TEMPORARY_NAME = re.compile(r"^\..+\.[0-9a-f]{16}(\.[^/]*)?$")
 
@@ -46,16 +47,28 @@ class RunDir:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.config_file = self.path / "config.yaml"
-        self.data_file = self.path / "data.json"
-        self.checkpoints = self.path / "checkpoints"
-        self.samples = self.path / "samples"
-        self.losses_file = self.path / "losses.jsonl"
-        self.metrics_file = self.path / "metrics.jsonl"
-        self.log_file = self.path / "train.log"
-        self.loss_curve = self.path / "loss_curve.png"
+        self._place(self.path)
         self._created: list[Path] | None = None  # folders ``create`` made (None: create not called)
         self._existing: set[str] = set()  # entries of the folder before ``create``
+        self._staging: Path | None = None  # where a new run lives until its first checkpoint (see ``create``)
+        self._lock: int | None = None  # the descriptor holding the staging folder's lock
+
+    def _place(self, root: Path) -> None:
+        """Points the run's files at ``root``: the run directory, or its staging folder."""
+        self.config_file = root / "config.yaml"
+        self.data_file = root / "data.json"
+        self.checkpoints = root / "checkpoints"
+        self.samples = root / "samples"
+        self.losses_file = root / "losses.jsonl"
+        self.metrics_file = root / "metrics.jsonl"
+        self.log_file = root / "train.log"
+        self.loss_curve = root / "loss_curve.png"
+
+    @staticmethod
+    def staging_path(path: str | Path) -> Path:
+        """The hidden sibling ``.NAME.partial`` in which a new run directory ``NAME`` is built."""
+        path = Path(path)
+        return path.parent / f".{path.name}.partial"
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -106,23 +119,60 @@ class RunDir:
                               "another --out", self.path)
 
     def create(self) -> None:
-        """Creates the directory and its sub-folders, noting what existed before (see ``discard_unfinished``)."""
+        """Creates the directory and its sub-folders, noting what existed before (see ``discard_unfinished``).
+
+        A run directory that does not exist yet is built as its hidden sibling ``.NAME.partial`` and renamed to
+        ``NAME`` when the first checkpoint is written (``save_checkpoint``), so a run killed before then, even by
+        ``kill -9``, leaves no run directory; the next run into ``NAME`` removes the leftover. An existing folder
+        (made by the user) is written in place.
+        """
         self.check_writable()
         self._created = [folder for folder in (self.path, *self.path.parents) if not folder.exists()]
         self._existing = set(os.listdir(self.path)) if self.path.is_dir() else set()
+        if not self.path.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            staging = self.staging_path(self.path)
+            self._lock = _claim_staging(staging, self.path)
+            self._staging = staging
+            self._place(staging)
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         self.samples.mkdir(parents=True, exist_ok=True)
+
+    def _commit(self) -> None:
+        """Renames the staging folder to the run directory (at the first checkpoint)."""
+        staging, self._staging = self._staging, None
+        assert staging is not None
+        try:
+            os.rename(staging, self.path)
+        except OSError:
+            self._staging = staging  # discard_unfinished removes it
+            raise ConfigError("the run directory appeared while this run was starting (another run?); this run "
+                              "is not kept", self.path) from None
+        self._place(self.path)
+        (self.path / STAGING_LOCK).unlink(missing_ok=True)
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # closing releases the lock
+            self._lock = None
 
     def discard_unfinished(self) -> None:
         """Removes what this process created since ``create``, unless a checkpoint was written.
 
-        A new run that fails (a full disk, a diverged loss, Ctrl-C) before its first checkpoint cannot be
-        resumed, so it leaves nothing behind. Entries that were in the folder before ``create`` stay.
+        A new run that fails (a full disk, a diverged loss, Ctrl-C, SIGTERM through ``medgan.cli``) before its
+        first checkpoint cannot be resumed, so it leaves nothing behind. Entries that were in the folder before
+        ``create`` stay.
         """
         created = self._created
-        if created is None or self.latest.exists():
+        if created is None or (self._staging is None and self.latest.exists()):
             return
-        if self.path in created:
+        if self._staging is not None:
+            shutil.rmtree(self._staging, ignore_errors=True)
+            self._staging = None
+            self._release()
+            self._place(self.path)
+        elif self.path in created:
             shutil.rmtree(self.path, ignore_errors=True)
         elif self.path.is_dir():
             for name in set(os.listdir(self.path)) - self._existing:
@@ -165,9 +215,12 @@ class RunDir:
         raise CheckpointError("no checkpoint in this run directory (expected checkpoints/latest.pt)", self.path)
 
     def save_checkpoint(self, which: str, state: dict[str, Any]) -> Path:
-        path = self.checkpoint_file(which)
-        save_checkpoint(path, state)
-        return path
+        """Writes ``checkpoints/<which>.pt`` atomically; the first latest.pt of a new run moves the run from its
+        staging folder to its own name (see ``create``)."""
+        save_checkpoint(self.checkpoint_file(which), state)
+        if which == "latest" and self._staging is not None:
+            self._commit()
+        return self.checkpoint_file(which)
 
     def load_checkpoint(self, which: str = "best") -> tuple[dict[str, Any], Path]:
         """The verified ``which`` checkpoint (falling back to latest) and its path."""
@@ -271,6 +324,33 @@ def check_output_folder(path: str | Path, option: str) -> None:
         raise ConfigError(f"{option} lies below a file ({parent.name} is not a folder)", path)
     if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
         raise ConfigError(f"{option}: no permission to write in {parent}", path)
+
+
+def _claim_staging(staging: Path, run: Path) -> int | None:
+    """Creates (or takes over) the staging folder of a new run and locks it; a leftover of a killed run is
+    emptied, one that a live process holds is refused. Returns the lock's descriptor (None without fcntl)."""
+    staging.mkdir(exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # no advisory locks (Windows): a leftover is taken over
+        fcntl = None
+    descriptor = None
+    if fcntl is not None:
+        descriptor = os.open(staging / STAGING_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(descriptor)
+            raise ConfigError(f"another medgan train is starting a run here (it builds it in {staging.name} until "
+                              "its first checkpoint); choose another --out", run) from None
+    for entry in staging.iterdir():  # what a killed run left
+        if entry.name == STAGING_LOCK:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+    return descriptor
 
 
 def _append_jsonl(path: Path, record: dict[str, Any]) -> None:

@@ -2,16 +2,21 @@
 
 User errors (MedganError) print as one line ``error: <file>: <problem>`` and exit with status 2. Modules:
 ``parser`` (every command's flags), ``training`` (train, demo, info), ``commands`` (sample, translate, bundle),
-``evaluation`` (evaluate, audit, utility, segutility). Only ``main`` sets process options.
+``evaluation`` (evaluate, audit, utility, segutility). Building the parser imports no torch (``medgan --help`` is
+instant). Only ``main`` sets process options (``OMP_WAIT_POLICY``; SIGTERM raising ``Terminated`` while a command
+runs, so a killed run cleans up as after Ctrl-C).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
+import signal
 import sys
-from typing import Callable, Sequence
+import threading
+from typing import Callable, Iterator, Sequence
 
 from medgan.errors import MedganError
 
@@ -24,6 +29,30 @@ EXIT_USER_ERROR = 2
 WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG})
 
 __all__ = ["build_parser", "main", "resolve_train_config"]
+
+
+class Terminated(BaseException):
+    """SIGTERM (a batch system ending the job, ``kill PID``), raised where the process is, so that cleanup runs as
+    for Ctrl-C: a new run killed before its first checkpoint leaves no folder."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises ``Terminated`` while the command runs (a second SIGTERM kills at once); the previous
+    handler comes back afterwards. Only in the main thread, where Python delivers signals."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,7 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.execv(command[0], command)  # torchrun replaces this process; its exit status is the job's
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
-        return handler(args)
+        with _sigterm_raises():
+            return handler(args)
     except MedganError as error:
         print(f"error: {error.one_line()}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -55,4 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
 
