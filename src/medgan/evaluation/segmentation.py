@@ -36,7 +36,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from medgan.progress import progress_bar
 
 from medgan.data.layouts.lits_msd import MASK_CLASSES
 from medgan.data.phantom.tissue import LABEL
@@ -302,7 +302,8 @@ def run_segmentation(train: SegmentationPairs, test: SegmentationPairs,
     per_seed: dict[str, list[np.ndarray]] = {arm: [] for arm in ARMS}
     synthetic_count = 0
     with torch_threads(config.threads):
-        bar = tqdm(total=len(ARMS) * config.seeds, desc="segmentation utility", unit="run", disable=not progress)
+        bar = progress_bar(total=len(ARMS) * config.seeds, desc="segmentation utility", unit="run",
+                           disable=not progress)
         for seed in range(config.seed, config.seed + config.seeds):
             synthetic = synthesize(seed)
             synthetic_count = len(synthetic)

@@ -351,9 +351,9 @@ def extract_features(images: torch.Tensor, extractor: FeatureExtractor, batch_si
     device = next(iter(extractor.buffers()), torch.empty(0)).device
     starts = range(0, images.shape[0], batch_size)
     if progress:
-        from tqdm import tqdm
+        from medgan.progress import progress_bar
 
-        starts = tqdm(starts, desc=f"features ({what})", unit="batch", leave=False)
+        starts = progress_bar(starts, desc=f"features ({what})", unit="batch", leave=False)
     chunks = [extractor(images[start : start + batch_size].float().to(device)).cpu() for start in starts]
     return torch.cat(chunks).float()
 

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from medgan.checkpoint import load_checkpoint
 from medgan.config import RunConfig, to_dict
 from medgan.data import SliceSet
 from medgan.errors import CheckpointError, ConfigError, MedganError, TrainingError
+from medgan.progress import progress_bar, write as progress_write
 from medgan.run import RunDir
 from medgan.training.batches import BatchSampler
 from medgan.training.distributed import (DEFAULT_TIMEOUT_S, TrainingModules, World, check_digests, quiet_run,
@@ -208,7 +208,7 @@ def _train(config: RunConfig, run: RunDir, state: dict[str, Any] | None, progres
         if note is not None:
             run.log(f"note: {note}")
             if world.is_main:
-                tqdm.write(f"note: {note}")
+                progress_write(f"note: {note}")
     else:
         run.log(f"new run: {len(data)} images of {task.spec.resolution}x{task.spec.resolution}, task {config.task}, "
                 f"model {config.model.name}, loss {config.loss.adversarial}")
@@ -253,8 +253,8 @@ def _train(config: RunConfig, run: RunDir, state: dict[str, Any] | None, progres
 
     limits = Budget(config.train.steps, config.train.minutes, step, config.train.cpu_minutes)
     task.set_horizon(limits.horizon(step))
-    bar = tqdm(total=limits.horizon(step), initial=step, disable=not progress, unit="step", dynamic_ncols=True,
-               desc="train")
+    bar = progress_bar(total=limits.horizon(step), initial=step, disable=not progress, unit="step",
+                       dynamic_ncols=True, desc="train")
     first_step, digest = step, None
     interval: dict[str, list[float]] = {}
     interval_start = time.monotonic()

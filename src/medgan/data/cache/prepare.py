@@ -179,9 +179,9 @@ def _prepare_volumes(config: DataConfig, items: list[Path], out: Path, workers: 
         results = pool.map(_prepare_one, pending)
     bar = None
     if progress and len(pending) > 4:
-        from tqdm.auto import tqdm
+        from medgan.progress import progress_bar
 
-        bar = tqdm(total=len(pending), desc="preparing", unit="subject", leave=False)
+        bar = progress_bar(total=len(pending), desc="preparing", unit="subject", leave=False)
     try:
         for _ in results:
             if bar is not None:

@@ -219,11 +219,11 @@ def has_dicom_magic(path: Path) -> bool:
 
 
 def progress_over(items: list, progress: bool, description: str, unit: str = "file") -> Iterable:
-    """``items`` wrapped in a tqdm bar when ``progress`` is on and there are more than a few of them."""
+    """``items`` wrapped in a progress bar (``medgan.progress``) when ``progress`` is on and there are more than a few of them."""
     if progress and len(items) > 4:
-        from tqdm.auto import tqdm
+        from medgan.progress import progress_bar
 
-        return tqdm(items, desc=description, unit=unit, leave=False)
+        return progress_bar(items, desc=description, unit=unit, leave=False)
     return items
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from medgan.progress import progress_bar
 
 from medgan.data import split_by_subject
 from medgan.errors import ConfigError, DataError
@@ -274,7 +274,7 @@ def run_utility(
     # Same optimizer steps for every arm, set by the real training set: arms then differ in data, not training time.
     steps = training_steps(len(prepared.train_labels), config)
     runs: dict[str, list[dict[str, Any]]] = {arm: [] for arm in ARMS}
-    bar = tqdm(total=len(ARMS) * config.seeds, desc="utility", unit="run", disable=not progress)
+    bar = progress_bar(total=len(ARMS) * config.seeds, desc="utility", unit="run", disable=not progress)
     for offset in range(config.seeds):
         seed = config.seed + offset
         drawn = _draw_synthetic(prepared, counts, seed)
