@@ -1,6 +1,7 @@
 """``medgan translate``: apply a trained image-to-image model to a user's images, in physical units.
 
-A PNG/TIFF picture, a NIfTI volume or a DICOM file/series goes in; the same kind comes out:
+A PNG/TIFF picture, a NumPy array, a NIfTI volume or a DICOM file/series goes in, or a folder of them (each
+translated on its own, named after its file); the same kind comes out:
 
 * volumes are reoriented to RAS and sliced along the run's axis exactly as in training, translated in batches
   of slices (memory stays bounded by the volume itself), and put back in the input's own voxel order, so a
@@ -21,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from medgan.data.intensity import IntensityMapping, mri_mapping
 from medgan.data.pairs import one_hot, region_mask
@@ -30,6 +30,7 @@ from medgan.data.slicing import upright_view
 from medgan.errors import ConfigError, DataError
 from medgan.export.common import all_or_nothing
 from medgan.export.derived import series_files, write_derived_dicom
+from medgan.progress import progress_bar
 from medgan.inference import Translator
 from medgan.inference.translate import slices_per_batch
 
@@ -72,7 +73,7 @@ def translate_volume(model: Translator, volumes: dict[str, Volume], progress: bo
     result_slices = upright_view(_canonical(result, ornt), axis)
     batch = slices_per_batch(*result_slices.shape[-2:])
     starts = range(0, result_slices.shape[0], batch)
-    for start in tqdm(starts, desc="translate", unit="batch", disable=not progress, leave=False):
+    for start in progress_bar(starts, desc="translate", unit="batch", disable=not progress, leave=False):
         stop = start + batch
         inputs = model.stack({name: torch.from_numpy(_unit_slices(model, name, mapping, view[start:stop]))
                               for name, mapping, view in zip(names, mappings, views)})
@@ -107,10 +108,11 @@ def translate_path(model: Translator, inputs: dict[str, str | Path], out: str | 
         raise ConfigError(f"no input images: give at least one of {', '.join(model.input_domains)}")
     first = Path(inputs[lead])
     items = _items(first)
+    _check_distinct_outputs(items, fmt)
     out = Path(out)
     written: list[Path] = []
     with all_or_nothing(out) as batch:
-        for item in tqdm(items, desc="volumes", unit="file", disable=not progress or len(items) < 2):
+        for item in progress_bar(items, desc="volumes", unit="file", disable=not progress or len(items) < 2):
             volumes = {name: read_volume(_partner(Path(inputs[name]), item, first)) for name in inputs}
             array = translate_volume(model, volumes, progress=progress)
             written.extend(_write(batch, item, volumes[lead], array, model, fmt))
@@ -174,8 +176,12 @@ def _items(path: Path) -> list[Path]:
 
 
 def _partner(root: Path, item: Path, first_root: Path) -> Path:
-    """The file of another domain that goes with ``item`` (same relative name), or ``root`` itself."""
-    if root.is_file() or root == first_root or not first_root.is_dir():
+    """The input of a domain given as ``root`` that goes with ``item`` (an item found under ``first_root``, the
+    first domain's path): ``item`` itself for the first domain, else the file of the same relative name in a
+    folder, or ``root`` itself (a file, or the inputs are one file or one DICOM series)."""
+    if root == first_root:
+        return item  # a folder of files is read one file at a time, not as one series
+    if root.is_file() or not first_root.is_dir() or item == first_root:
         return root
     partner = root / item.relative_to(first_root)
     if not partner.exists():
@@ -203,6 +209,20 @@ def _write(batch: Any, item: Path, source: Volume, array: np.ndarray, model: Tra
     if array.ndim != 2:
         raise ConfigError("--format png16 needs 2D input; use --format nifti for volumes", item)
     return [_write_png16(batch, f"{stem}.png", array)]
+
+
+SUFFIXES = {"nifti": ".nii.gz", "npy": ".npy", "png16": ".png", "dicom": ""}  # what _write names each kind
+
+
+def _check_distinct_outputs(items: list[Path], fmt: str) -> None:
+    """Refuses inputs that would be written under one name (same file name in two subfolders), before any work."""
+    seen: dict[str, Path] = {}
+    for item in items:
+        name = _stem(item) + SUFFIXES[_kind(item) if fmt == "same" else fmt]
+        if name in seen:
+            raise DataError(f"{seen[name].name} and {item.name} would both be written as {name}; translate the "
+                            "folders one at a time", item)
+        seen[name] = item
 
 
 def _kind(item: Path) -> str:
