@@ -76,8 +76,10 @@ def test_info_reports_mixed_modalities_where_train_stops(tmp_path, capsys, write
     code = main(["train", "--data", str(folder), "--out", str(tmp_path / "run"), "--steps", "2", *TINY])
     assert code == 2 and "b_mr.dcm: mixed modalities" in one_error_line(capsys.readouterr())
     assert listing(tmp_path) == before
-    assert main(["info", str(folder)]) == 0  # one image is readable: info lists the other's error
-    assert "error: mixed modalities (a_ct.dcm is CT, this one is MR)" in capsys.readouterr().out
+    code = main(["info", str(folder)])  # one image is readable: info lists the other's error, and exits 2 as train
+    captured = capsys.readouterr()
+    assert code == 2 and "1 image of 2 could not be read" in one_error_line(captured)
+    assert "error: mixed modalities (a_ct.dcm is CT, this one is MR)" in captured.out
 
 
 def test_info_exits_2_when_no_image_can_be_read(tmp_path, capsys):

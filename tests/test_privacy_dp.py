@@ -186,7 +186,7 @@ def test_batchnorm_discriminator_and_bad_delta_are_refused():
     (["--dp-noise", "0"], "--dp-noise must be a positive number"),
     (["--dp-delta", "1"], "privacy.delta"),
     (["--dp-delta", "1.5"], "privacy.delta"),
-    (["--dp-epsilon", "5"], "model.minibatch_std must be off"),
+    (["--dp-epsilon", "5", "--set", "model.minibatch_std=true"], "model.minibatch_std must be off"),  # the user's
 ])
 def test_cli_bad_privacy_values_are_one_line_errors(tmp_path, capsys, option, fragment):
     code = main(["train", "--data", "ct-lesions", "--task", "conditional", "--out", str(tmp_path / "run"), *option,

@@ -1,4 +1,9 @@
-"""A tiny explicit registry: components register with a decorator and are looked up by name."""
+"""A tiny explicit registry: components register with a decorator and are looked up by name.
+
+A registry may be given a ``load`` function that imports the modules registering its built-in entries; it runs
+once, at the first lookup (not at registration), so a package can declare a registry without importing what fills
+it (``medgan --help`` lists names without importing torch).
+"""
 
 from __future__ import annotations
 
@@ -14,12 +19,25 @@ class Registry(Generic[T]):
 
     Args:
         kind: what the registry holds, used in error messages (e.g. ``"generator"``).
+        load: imports the modules that register the built-in entries; called once, before the first lookup.
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, load: Callable[[], None] | None = None) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
         self._default: str | None = None
+        self._load = load
+
+    def _loaded(self) -> dict[str, T]:
+        """The entries, after the built-in ones were loaded (once; a lookup while loading sees those so far)."""
+        if self._load is not None:
+            load, self._load = self._load, None
+            try:
+                load()
+            except BaseException:
+                self._load = load  # a failed import is retried (and raises again) at the next lookup
+                raise
+        return self._items
 
     def register(self, name: str, default: bool = False) -> Callable[[T], T]:
         """Decorator that registers its target under ``name`` (``default``: the one used when none is named); a
@@ -40,6 +58,7 @@ class Registry(Generic[T]):
     @property
     def default(self) -> str:
         """The name registered with ``default=True``."""
+        self._loaded()
         if self._default is None:
             raise ValueError(f"no default {self.kind} is registered")  # a bug: the package registers one
         return self._default
@@ -47,16 +66,16 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         """Returns the item registered as ``name``; an unknown name raises ConfigError listing valid names."""
         try:
-            return self._items[name]
+            return self._loaded()[name]
         except KeyError:
             raise ConfigError(f"unknown {self.kind} {name!r}; choose one of: {', '.join(self.names())}") from None
 
     def names(self) -> list[str]:
         """Registered names, sorted."""
-        return sorted(self._items)
+        return sorted(self._loaded())
 
     def __contains__(self, name: object) -> bool:
-        return name in self._items
+        return name in self._loaded()
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

@@ -41,6 +41,9 @@ def command_sample(args: argparse.Namespace) -> int:
     from medgan.card import export_card, filter_state
     from medgan.inference.sampling import generate, interpolate, load_generator, privacy_filter, write_samples
 
+    from medgan.zoo import locate
+
+    args.run = str(locate(args.run))  # a zoo model by name (medgan zoo), else the run or bundle path as given
     # Every option is checked before the checkpoint is read and before anything is written.
     check_range(args.n, 1, MAX_SAMPLES, "--n")
     check_range(args.interpolate, 2, MAX_INTERPOLATION_STEPS, "--interpolate")
@@ -80,6 +83,9 @@ def command_translate(args: argparse.Namespace) -> int:
     from medgan.run import check_output_folder
     from medgan.inference.files import translate_path
 
+    from medgan.zoo import locate
+
+    args.run = str(locate(args.run))  # a zoo model by name (medgan zoo), else the run or bundle path as given
     check_output_folder(args.out, "--out")
     model = load_model(args.run, direction=args.direction)
     if not isinstance(model, Translator):
@@ -109,4 +115,11 @@ def command_bundle(args: argparse.Namespace) -> int:
     written = write_bundle(args.run, args.out, args.which, half=args.half)
     print(f"wrote model bundle {args.out}: {', '.join(path.name for path in written)} (no discriminator, optimizer "
           "state or data locations)")
+    return 0
+
+
+def command_zoo(args: argparse.Namespace) -> int:
+    from medgan.zoo import describe
+
+    print(describe())
     return 0

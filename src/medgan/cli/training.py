@@ -5,15 +5,16 @@ from __future__ import annotations
 import argparse
 import math
 import os
-from typing import Any
+import sys
+from typing import Any, Callable
 
 from medgan.errors import ConfigError
 
 
-def _add_budget(parser: argparse.ArgumentParser) -> None:
+def _add_budget(parser: argparse.ArgumentParser, steps: int) -> None:
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--steps", type=int, help="generator steps to train")
-    group.add_argument("--minutes", type=float, help="wall-clock training budget in minutes")
+    group.add_argument("--steps", type=int, help=f"generator steps to train (default: {steps:,})")
+    group.add_argument("--minutes", type=float, help="wall-clock training budget in minutes, instead of --steps")
 
 
 DP_OPTIONS = {"dp_epsilon": "epsilon", "dp_noise": "noise", "dp_delta": "delta", "dp_max_grad_norm": "max_grad_norm"}
@@ -24,7 +25,7 @@ def _task_overrides(args: argparse.Namespace, values: dict[str, Any]) -> dict[st
     with the task they select: ``values["task"]`` (--task, the config file or the recipe) when set, else the one
     task whose selecting options were given. Each option must belong to that task, and two options that set one
     key must agree."""
-    from medgan.training.tasks import TASKS, task_options, tasks_with_option
+    from medgan.training.tasks.declarations import DECLARED, task_options, tasks_with_option
 
     given = [(option, getattr(args, option.dest)) for option in task_options()
              if getattr(args, option.dest, None) is not None]
@@ -35,7 +36,7 @@ def _task_overrides(args: argparse.Namespace, values: dict[str, Any]) -> dict[st
             raise ConfigError(f"these options select different tasks ({', '.join(selected)}); give --task")
         task = selected[0] if selected else None
     overrides: dict[str, Any] = {} if task is None else {"task": task}
-    task = task or TASKS.default
+    task = task or DECLARED.default
     assigned: dict[str, tuple[str, Any]] = {"data.source": ("--data", args.data)} if args.data is not None else {}
     for option, value in given:
         owners = tasks_with_option(option.flag)
@@ -79,10 +80,11 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value != {}}
 
 
-def resolve_train_config(args: argparse.Namespace):
-    """recipe (--model) <- YAML (--config) <- CLI flags <- --set overrides, resolved and checked by the task."""
+def train_values(args: argparse.Namespace) -> tuple[dict[str, Any], str | None]:
+    """The user's config values of ``medgan train`` (YAML (--config) <- CLI flags <- --set overrides, the task
+    options included) and the recipe (--model) they go on."""
     from medgan.config import deep_update, load_yaml, parse_overrides
-    from medgan.training.tasks import RECIPES, resolve_config
+    from medgan.training.tasks.declarations import RECIPES, check_model
 
     values: dict[str, Any] = {}
     if args.config:
@@ -94,12 +96,39 @@ def resolve_train_config(args: argparse.Namespace):
     if "task" not in values and args.model in RECIPES:
         values["task"] = RECIPES.get(args.model).tasks[0]
     values = deep_update(values, _task_overrides(args, values))
-    return resolve_config(values, args.model if args.model in RECIPES else None)
+    check_model(args.model, values.get("task"))
+    return values, args.model if args.model in RECIPES else None
+
+
+def resolve_train_config(args: argparse.Namespace, note: Callable[[str], None] | None = None):
+    """recipe (--model) <- YAML (--config) <- CLI flags <- --set overrides, resolved and checked by the task
+    (``note``: where the task's notes go, e.g. the settings DP switched off; default stderr)."""
+    from medgan.training.tasks import resolve_config
+
+    values, recipe = train_values(args)
+    return resolve_config(values, recipe, note=note)
+
+
+def check_data_given(values: dict[str, Any]) -> None:
+    """Refuses a new run whose values name no training data: a run must not train on a default data set by
+    surprise. The data is given by --data, a task option that sets data.source (--domain-b), --pairs, or the
+    --config file / --set (data.source or data.pairs)."""
+    data = values.get("data")
+    if isinstance(data, dict) and (data.get("source") is not None or data.get("pairs") is not None):
+        return
+    raise ConfigError("--data is required: give the training images (--data PATH: a file, a folder or a prepared "
+                      "cache), an embedded source (--data mni152), or try the worked examples: medgan demo")
+
+
+def _rank_zero_note(text: str) -> None:
+    if os.environ.get("RANK", "0") == "0":  # under torchrun every rank resolves the config; rank 0 speaks
+        print(text, file=sys.stderr)
 
 
 def command_train(args: argparse.Namespace) -> int:
     from medgan.metrics import training_score
     from medgan.training.loop import train
+    from medgan.training.tasks import resolve_config
 
     if args.resume:
         budget = {}
@@ -110,8 +139,13 @@ def command_train(args: argparse.Namespace) -> int:
         result = train(None, args.out, resume=True, progress=not args.quiet, budget=budget, scorer=training_score,
                        timeout_s=args.timeout)
     else:
-        result = train(resolve_train_config(args), args.out, progress=not args.quiet, scorer=training_score,
-                       timeout_s=args.timeout)
+        values, recipe = train_values(args)
+        notes: list[str] = []
+        config = resolve_config(values, recipe, note=notes.append)
+        check_data_given(values)  # after the config's own errors, before anything is printed or written
+        for line in notes:
+            _rank_zero_note(line)
+        result = train(config, args.out, progress=not args.quiet, scorer=training_score, timeout_s=args.timeout)
     if os.environ.get("RANK", "0") == "0":  # under torchrun every rank returns; rank 0 speaks for the run
         print(result.summary())
     return 0
@@ -122,9 +156,10 @@ def command_info(args: argparse.Namespace) -> int:
     from medgan.data.cache import is_cache, open_cache, read_manifest
     from medgan.data.describe import describe_data, render, unreadable
 
-    if is_cache(args.path):  # a prepared cohort: its manifest, checked as training would open it
-        manifest = read_manifest(args.path)
-        data = open_cache(args.path)
+    path = _info_path(args)
+    if is_cache(path):  # a prepared cohort: its manifest, checked as training would open it
+        manifest = read_manifest(path)
+        data = open_cache(path)
         options = manifest["preprocessing"]
         print(f"prepared cohort (medgan {manifest['medgan']}, {manifest['created']}): {len(manifest['subjects'])} "
               f"subjects, {manifest['tiles']} tiles of {options['resolution']} px, mapping {data.mapping.describe()}, "
@@ -132,13 +167,23 @@ def command_info(args: argparse.Namespace) -> int:
               f"({len(manifest['source_files'])} source files unchanged)")
         return 0
 
-    config = from_dict({"data": {"source": args.path, "axis": args.axis, "resolution": args.resolution}}).data
-    facts = describe_data(args.path, config)
+    config = from_dict({"data": {"source": path, "axis": args.axis, "resolution": args.resolution}}).data
+    facts = describe_data(path, config)
     print(render(facts))  # the per-file reasons, also when nothing could be read
     problem = unreadable(facts)
-    if problem is not None:
+    if problem is not None:  # training would stop on it: so does info, with exit status 2
         raise problem
     return 0
+
+
+def _info_path(args: argparse.Namespace) -> str:
+    """``medgan info PATH`` or ``medgan info --data PATH`` (as train takes it); one of the two."""
+    if args.path is not None and args.data_path is not None and args.path != args.data_path:
+        raise ConfigError(f"give the data once: PATH ({args.path}) or --data ({args.data_path})")
+    path = args.path if args.path is not None else args.data_path
+    if path is None:
+        raise ConfigError("give the data to describe: medgan info PATH (or --data PATH, as for medgan train)")
+    return path
 
 
 def command_demo(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ and how many slices survive the foreground filter along the configured axis. Fil
 listed with the reason they were skipped, and unreadable images with their error, so one bad file does not
 hide the others. Every image goes through the checks training runs (``medgan.data.domains.DomainState``: voxels,
 size, mixed modalities, mixed 2D/3D), so ``info`` accepts and refuses what ``train`` does; ``unreadable``
-says when nothing could be read at all (``medgan info`` then exits 2).
+says when training would refuse the source (an image it cannot read, or none at all: ``medgan info`` then exits 2).
 """
 
 from __future__ import annotations
@@ -116,10 +116,17 @@ def render(facts: dict[str, Any]) -> str:
 
 
 def unreadable(facts: dict[str, Any]) -> DataError | None:
-    """The error for a source where not one image could be read (every file failed or was skipped), else None."""
-    if facts["slice_set"] or any(file["error"] is None for file in facts["files"]):
+    """The error for a source that training would refuse, else None: an image that cannot be read (training stops
+    at the first; the count names them all), or no image at all (every file failed or was skipped)."""
+    if facts["slice_set"]:
         return None
-    failed, skipped = len(facts["files"]), len(facts["skipped"])
+    failed = sum(file["error"] is not None for file in facts["files"])
+    readable, skipped = len(facts["files"]) - failed, len(facts["skipped"])
+    if readable and failed:
+        return DataError(f"{_count(failed, 'image')} of {len(facts['files'])} could not be read (see above); training "
+                         "would stop at the first: fix or remove them", facts["source"])
+    if readable:
+        return None
     if failed:
         problem = f"no image could be read ({_count(failed, 'image')} failed"
         problem += f", {_count(skipped, 'other file')} skipped; see above)" if skipped else "; see above)"

@@ -30,6 +30,7 @@ from medgan.errors import ConfigError
 from medgan.inference.translate import Direction
 from medgan.registry import Registry
 from medgan.training.batches import Batch, BatchSampler
+from medgan.training.tasks.declarations import TaskOption, load_tasks
 
 Scorer = Callable[[torch.Tensor, torch.Tensor], dict[str, float]]
 """``scorer(real, fake) -> {name: value}`` on [N, C, R, R] images in [-1, 1]; injected by the caller of the loop
@@ -48,24 +49,6 @@ class ScoreRule:
         if best is None:
             return True
         return value < best if self.lower_is_better else value > best
-
-
-@dataclass(frozen=True)
-class TaskOption:
-    """A ``medgan train`` option that a task adds (the same flag may be declared by several tasks alike)."""
-
-    flag: str  # e.g. "--degrade"
-    key: str  # the config key it sets: "section.key" of a shared section, or a key of the task's own section
-    help: str  # the --help line
-    type: Callable[[str], Any] = str  # argparse's conversion of each value
-    nargs: str | None = None  # argparse nargs ("+" for a list)
-    metavar: str | None = None  # the value's name in --help
-    selects: bool = False  # given without --task, this option selects the task that declares it
-
-    @property
-    def dest(self) -> str:
-        """The argparse attribute of the option."""
-        return self.flag.lstrip("-").replace("-", "_")
 
 
 @dataclass(frozen=True)
@@ -251,8 +234,9 @@ def check_instance(task: Any) -> None:
         raise TypeError(f"task {type(task).__name__} lacks {', '.join(missing)} of the task contract")
 
 
-TASKS: Registry[Any] = Registry("task")
-"""Training tasks by name (``medgan.training.tasks.registry.register_task`` checks the contract)."""
+TASKS: Registry[Any] = Registry("task", load=load_tasks)
+"""Training tasks by name (``medgan.training.tasks.registry.register_task`` checks the contract); the first lookup
+imports the built-in families' task classes."""
 
 Task = TaskBase
 """The contract a task fulfils: the members of ``TaskBase`` (a task need not inherit it, but must have them all)."""

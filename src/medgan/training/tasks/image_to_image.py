@@ -1,40 +1,21 @@
 """What the two image-to-image tasks (paired and unpaired translation) share: the keys of their sections that
-mean the same in both, the ``--domain-a`` option, modality dropout, and the modality-translation evaluation on
+mean the same in both and the ``--domain-a`` option (declared torch-free in ``translation_options``), modality
+dropout, and the modality-translation evaluation on
 held-out true pairs (``medgan.evaluation.translation_eval``), to which each task gives its own domains."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from medgan.config import RunConfig, check
+from medgan.config import RunConfig
 from medgan.losses import get_adversarial
 from medgan.networks.translation import TRANSLATORS
 from medgan.training.augment import POLICIES
-from medgan.training.tasks.base import TASKS, EvaluationRequest, TaskOption
-
-
-@dataclass(frozen=True)
-class TranslationOptions:
-    """Keys of the paired and unpaired sections that mean the same in both."""
-
-    adversarial_weight: float = 1.0  # weight of the adversarial term (0 = pure pixel loss, no D trained)
-    # Several input modalities: each gets an availability channel (1 present, 0 missing: a zero image) and is
-    # dropped with this chance per training image, so one model serves incomplete protocols.
-    modality_dropout: float = 0.2
-
-
-def check_translation_options(options: TranslationOptions, name: str) -> None:
-    """Range checks of the shared keys of section ``name``."""
-    check(options.adversarial_weight >= 0, f"{name}.adversarial_weight", "must be >= 0")
-    check(0.0 <= options.modality_dropout < 1.0, f"{name}.modality_dropout", "must be in [0, 1)")
-
-
-DOMAIN_A = TaskOption("--domain-a", "data.domain_a", "the input modalities (domain A; several are stacked as "
-                      "channels, e.g. T1 T2)",
-                      nargs="+", metavar="PATH", selects=True)
+from medgan.training.tasks.base import TASKS, EvaluationRequest
+from medgan.training.tasks.translation_options import (DOMAIN_A, TranslationOptions,  # noqa: F401  (re-exported)
+                                                       check_translation_options)
 
 
 def check_translation_names(config: RunConfig) -> None:

@@ -1,84 +1,65 @@
-"""What tasks register: themselves (``register_task``), their recipes and their demos; and the one function
-that turns user values into a run's resolved config (``resolve_config``), used by the CLI, the demos and
-the loop alike."""
+"""What tasks register: themselves (``register_task``, checked against the family's declaration), their recipes
+and their demos (declared torch-free in ``declarations``); and the one function that turns user values into a
+run's resolved config (``resolve_config``), used by the CLI, the Python API, the demos and the loop alike."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import sys
+from dataclasses import replace
 from typing import Any, Callable, Mapping
 
-from medgan.config import RunConfig, from_dict, to_dict
+from medgan.config import RunConfig, deep_update, from_dict, to_dict
 from medgan.data.cache import cache_data_values
 from medgan.errors import ConfigError
-from medgan.registry import Registry
-from medgan.training.tasks.base import TASKS, TaskOption, check_contract
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """A named starting configuration (``--model NAME``), registered by the task family it configures."""
-
-    tasks: tuple[str, ...]  # the tasks it configures; the first is the one it selects without --task
-    build: Callable[[], RunConfig]  # the recipe's config (its task's own section as plain values)
-    summary: str  # one line for --help and the manual
-
-
-@dataclass(frozen=True)
-class Demo:
-    """A worked project on embedded data (``medgan demo NAME``): a task's recipe plus the demo's values."""
-
-    task: str  # the registered task it trains
-    source: str  # the embedded data source (data.source)
-    what: str  # what the grid or the evaluation shows, one line
-    values: dict[str, Any] = field(default_factory=dict)  # config values on top of the task's recipe
-    minutes: float = 8.0  # the default training budget
-
-
-RECIPES: Registry[Recipe] = Registry("recipe")
-DEMOS: Registry[Demo] = Registry("demo")
+from medgan.training.tasks.base import TASKS, check_contract
+from medgan.training.tasks.declarations import (DECLARED, DEMOS, RECIPES, Demo, Recipe,  # noqa: F401  (re-exported)
+                                                TaskDeclaration, task_options, tasks_with_option)
 
 
 def register_task(name: str, default: bool = False) -> Callable[[type], type]:
     """Class decorator: checks the task contract (``medgan.training.tasks.base``) and registers the task.
 
-    A ``medgan train`` flag that several tasks declare must mean the same in each (same key, type and nargs).
+    A built-in task must match its family's declaration (``declarations.declare_task``: the same options and
+    default); a task without one (a new family in one module) is declared here from its class, its architecture
+    being its default recipe's. A ``medgan train`` flag that several tasks declare must mean the same in each
+    (same key, type and nargs).
     """
 
     def decorate(task: type) -> type:
         check_contract(task)
-        for option in task.cli_options:
-            for other in task_options():
-                if other.flag == option.flag and (other.key, other.type, other.nargs) != (option.key, option.type,
-                                                                                        option.nargs):
-                    raise TypeError(f"task {name!r} declares {option.flag} unlike another task does")
+        declared = DECLARED.get(name) if name in DECLARED else None
+        if declared is None:
+            for option in task.cli_options:
+                for other in task_options():
+                    if other.flag == option.flag and (other.key, other.type, other.nargs) != (option.key, option.type,
+                                                                                            option.nargs):
+                        raise TypeError(f"task {name!r} declares {option.flag} unlike another task does")
+        elif tuple(task.cli_options) != declared.options or default != (DECLARED.default == name):
+            raise TypeError(f"task {name!r}: its cli_options or default differ from its family's declaration")
         task.name = name
-        return TASKS.register(name, default=default)(task)
+        registered = TASKS.register(name, default=default)(task)
+        if declared is None:
+            recipe = RECIPES.get(task.default_recipe) if task.default_recipe in RECIPES else None
+            architectures = (recipe.build().model.name,) if recipe is not None else ()
+            DECLARED.register(name, default=default)(TaskDeclaration(name, tuple(task.cli_options), architectures))
+        return registered
 
     return decorate
 
 
-def task_options() -> list[TaskOption]:
-    """Every registered task's ``medgan train`` options, each flag once (tasks in name order)."""
-    seen: dict[str, TaskOption] = {}
-    for name in TASKS:
-        for option in TASKS.get(name).cli_options:
-            seen.setdefault(option.flag, option)
-    return list(seen.values())
-
-
-def tasks_with_option(flag: str, selecting: bool = False) -> list[str]:
-    """The tasks that declare ``flag`` (with ``selecting``: only those for which it selects the task)."""
-    return [name for name in TASKS if any(option.flag == flag and (option.selects or not selecting)
-                                          for option in TASKS.get(name).cli_options)]
-
-
-def resolve_config(values: Mapping[str, Any], recipe: str | None = None) -> RunConfig:
+def resolve_config(values: Mapping[str, Any], recipe: str | None = None,
+                   note: Callable[[str], None] | None = None) -> RunConfig:
     """The resolved, checked config of a new run: ``recipe`` (default: the task's own) <- ``values``.
+
+    Asking for DP (``privacy.epsilon`` or ``privacy.noise``) switches off the recipe's settings that DP training
+    cannot honour (``medgan.training.privacy.PRIVATE_SETTINGS``), one note line each; such a setting in ``values``
+    is the user's and is refused instead.
 
     Args:
         values: nested config values (a YAML file, flags and overrides merged); ``values["task"]`` names the task
             (default: the recipe's task, else the default task); the section named after the task is its own.
         recipe: a registered recipe name (``--model``); it must configure the task.
+        note: where the notes go (default: a line on stderr).
 
     Raises:
         ConfigError: an unknown task, recipe, key or value, a recipe for another task, or a config the task
@@ -96,7 +77,21 @@ def resolve_config(values: Mapping[str, Any], recipe: str | None = None) -> RunC
     data = values.get("data")
     if isinstance(data, Mapping):  # a prepared cohort: its preprocessing options are the run's
         values = {**values, "data": cache_data_values(data)}
-    return task.resolve(from_dict({**values, "task": name}, base=base))
+    values = {**values, "task": name}
+    config = from_dict(values, base=base)
+    if task.capabilities.private:
+        from medgan.training.privacy import private_defaults
+
+        switched, notes = private_defaults(config, values)
+        if switched:
+            config = from_dict(deep_update(values, switched), base=base)
+            for line in notes:
+                (note or _stderr_line)(line)
+    return task.resolve(config)
+
+
+def _stderr_line(text: str) -> None:
+    print(text, file=sys.stderr)
 
 
 def recipe(name: str) -> RunConfig:

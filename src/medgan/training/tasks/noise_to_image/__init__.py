@@ -4,8 +4,14 @@
 demos (brain, liver); ``task`` the training; ``evaluation`` what ``medgan evaluate`` and the demos run.
 """
 
-from medgan.training.tasks.noise_to_image.config import ConditionalOptions, NoiseOptions
-from medgan.training.tasks.noise_to_image.task import NoiseToImageTask
-from medgan.training.tasks.noise_to_image.tasks import ConditionalTask, UnconditionalTask
+from medgan.training.tasks.declarations import lazy_attributes
 
 __all__ = ["ConditionalOptions", "ConditionalTask", "NoiseOptions", "NoiseToImageTask", "UnconditionalTask"]
+# Imported at first use (the declarations in ``config`` load without torch; see medgan.training.tasks).
+__getattr__ = lazy_attributes(__name__, {
+    "ConditionalOptions": "config",
+    "NoiseOptions": "config",
+    "NoiseToImageTask": "task",
+    "ConditionalTask": "tasks",
+    "UnconditionalTask": "tasks",
+})

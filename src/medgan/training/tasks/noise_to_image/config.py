@@ -1,4 +1,5 @@
-"""The noise-to-image tasks' own config section, their recipes and their demos."""
+"""The noise-to-image tasks' declarations (torch-free): their names and architectures, their own config section,
+their recipes and their demos."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ from dataclasses import dataclass
 
 from medgan.config import (AugmentConfig, DataConfig, LossConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig,
                            check)
-from medgan.training.tasks.registry import DEMOS, RECIPES, Demo, Recipe
+from medgan.training.tasks.declarations import DEMOS, RECIPES, Demo, Recipe, declare_task
 
 TASK_NAMES = ("unconditional", "conditional")
+ARCHITECTURES = ("dcgan", "resnet")  # medgan.networks: GENERATORS and DISCRIMINATORS
+declare_task(TASK_NAMES[0], architectures=ARCHITECTURES, default=True)  # medgan's default task
+declare_task(TASK_NAMES[1], architectures=ARCHITECTURES)
 
 
 @dataclass(frozen=True)

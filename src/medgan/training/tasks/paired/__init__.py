@@ -6,7 +6,11 @@ input modalities to a target modality with true pairs.
 runs on its runs.
 """
 
-from medgan.training.tasks.paired.config import PairedOptions
-from medgan.training.tasks.paired.task import PairedTask
+from medgan.training.tasks.declarations import lazy_attributes
 
 __all__ = ["PairedOptions", "PairedTask"]
+# Imported at first use (the declarations in ``config`` load without torch; see medgan.training.tasks).
+__getattr__ = lazy_attributes(__name__, {
+    "PairedOptions": "config",
+    "PairedTask": "task",
+})

@@ -1,13 +1,14 @@
-"""The paired task's own config section, its ``medgan train`` options, its recipe (pix2pix) and its demos."""
+"""The paired task's declarations (torch-free: ``medgan --help`` reads them): its ``medgan train`` options and
+architectures, its own config section, its recipe (pix2pix) and its demos."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
 from medgan.config import AugmentConfig, DataConfig, LossConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig, check
-from medgan.training.tasks.base import TaskOption
-from medgan.training.tasks.image_to_image import DOMAIN_A, TranslationOptions, check_translation_options
-from medgan.training.tasks.registry import DEMOS, RECIPES, Demo, Recipe
+from medgan.training.tasks.declarations import DEMOS, RECIPES, Demo, Recipe, TaskOption, declare_task
+from medgan.training.tasks.translation_options import (DOMAIN_A, TRANSLATOR_ARCHITECTURES, TranslationOptions,
+                                                       check_translation_options)
 
 NAME = "paired"
 
@@ -38,6 +39,7 @@ CLI_OPTIONS = (
                "tiles)", type=int, metavar="PX"),
     replace(DOMAIN_A, selects=False),
 )
+declare_task(NAME, CLI_OPTIONS, TRANSLATOR_ARCHITECTURES)
 
 
 def _pix2pix() -> RunConfig:

@@ -5,7 +5,12 @@ and demos (mr2ct, phases); ``task`` the training, its directions and what ``medg
 ``pool`` CycleGAN's image pool.
 """
 
-from medgan.training.tasks.unpaired.config import UnpairedOptions
-from medgan.training.tasks.unpaired.task import UnpairedTask, unpaired_spec
+from medgan.training.tasks.declarations import lazy_attributes
 
 __all__ = ["UnpairedOptions", "UnpairedTask", "unpaired_spec"]
+# Imported at first use (the declarations in ``config`` load without torch; see medgan.training.tasks).
+__getattr__ = lazy_attributes(__name__, {
+    "UnpairedOptions": "config",
+    "UnpairedTask": "task",
+    "unpaired_spec": "task",
+})

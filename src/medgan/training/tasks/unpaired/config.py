@@ -1,4 +1,5 @@
-"""The unpaired task's own config section, its ``medgan train`` options, its recipe (cyclegan) and its demos."""
+"""The unpaired task's declarations (torch-free: ``medgan --help`` reads them): its ``medgan train`` options and
+architectures, its own config section, its recipe (cyclegan) and its demos."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ from dataclasses import dataclass
 
 from medgan.config import (MAX_BATCH_SIZE, AugmentConfig, DataConfig, LossConfig, ModelConfig, OptimConfig,
                            RunConfig, TrainConfig, check)
-from medgan.training.tasks.base import TaskOption
-from medgan.training.tasks.image_to_image import DOMAIN_A, TranslationOptions, check_translation_options
-from medgan.training.tasks.registry import DEMOS, RECIPES, Demo, Recipe
+from medgan.training.tasks.declarations import DEMOS, RECIPES, Demo, Recipe, TaskOption, declare_task
+from medgan.training.tasks.translation_options import (DOMAIN_A, TRANSLATOR_ARCHITECTURES, TranslationOptions,
+                                                       check_translation_options)
 
 NAME = "unpaired"
 
@@ -34,6 +35,7 @@ CLI_OPTIONS = (
     DOMAIN_A,
     TaskOption("--domain-b", "data.source", "domain B (the same as --data)", metavar="PATH"),
 )
+declare_task(NAME, CLI_OPTIONS, TRANSLATOR_ARCHITECTURES)
 
 
 def _cyclegan() -> RunConfig:
