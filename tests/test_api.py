@@ -120,7 +120,7 @@ def test_translate_array_path_and_files_keep_units_and_geometry(paired_run, tmp_
 def test_load_zoo_names_and_errors(tmp_path, monkeypatch):
     from medgan import zoo
 
-    with pytest.raises(ConfigError, match="no zoo model 'no-such-model'"):
+    with pytest.raises(ConfigError, match="no run, bundle or zoo model .no-such-model."):
         medgan.load("no-such-model")
     with pytest.raises(CheckpointError):
         medgan.load(tmp_path / "missing-run")
@@ -129,7 +129,7 @@ def test_load_zoo_names_and_errors(tmp_path, monkeypatch):
         assert zoo.resolve(entry.name) == entry.path
         monkeypatch.chdir(tmp_path)
         (tmp_path / entry.name).mkdir()
-        assert zoo.resolve(entry.name) == tmp_path / entry.name
+        assert zoo.resolve(entry.name).resolve() == tmp_path / entry.name
         break
 
 

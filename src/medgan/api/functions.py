@@ -135,6 +135,7 @@ def train(data: str | Path, out: str | Path, *, task: str | None = None, model: 
     from medgan.metrics import training_score
     from medgan.training.loop import train as train_loop
     from medgan.training.tasks import RECIPES, resolve_config
+    from medgan.training.tasks.declarations import check_model
 
     if steps is not None and minutes is not None:
         raise ConfigError("give steps or minutes, not both")
@@ -157,6 +158,7 @@ def train(data: str | Path, out: str | Path, *, task: str | None = None, model: 
     values = deep_update(deep_update(values, given), _dotted(overrides))
     if "task" not in values and model in RECIPES:
         values["task"] = RECIPES.get(model).tasks[0]
+    check_model(model, values.get("task"), option="model")
     resolved = resolve_config(values, model if model in RECIPES else None)
     result = train_loop(resolved, out, progress=progress, scorer=training_score)
     return Run(Path(out), resolved, result)
@@ -177,11 +179,9 @@ def load(source: str | Path, *, which: str = "best", direction: str | None = Non
         CheckpointError: nothing loadable there (a zoo name that does not exist is reported with the zoo's names).
     """
     from medgan.inference import load_model
-    from medgan.zoo import entry, resolve
+    from medgan.zoo import locate
 
-    path = resolve(source)
-    if not path.exists() and "/" not in str(source) and not str(source).startswith("."):
-        entry(str(source))  # raises ConfigError listing the zoo when the name is not there either
+    path = locate(source)  # a bare name that is no path and no zoo model: ConfigError listing the zoo
     model = load_model(path, which, direction=direction)
     return Model(path, model)
 

@@ -53,14 +53,13 @@ class ZooEntry:
 
     def figures(self) -> str:
         """The entry's measured figure in one line (its best in-training score, or its held-out evaluation)."""
-        best = self.details.get("best") or {}
-        parts = []
-        if best.get("value") is not None:
-            parts.append(f"best {str(best.get('key', 'score')).upper()} {best['value']:.4g} in training")
         headline = self.details.get("headline")
         if headline:
-            parts.append(str(headline))
-        return "; ".join(parts) or "no figures recorded"
+            return str(headline)
+        best = self.details.get("best") or {}
+        if best.get("value") is not None:
+            return f"best in-training {str(best.get('key', 'score')).upper()} {best['value']:.4g}"
+        return "no figures recorded"
 
 
 def _read(folder: Path) -> ZooEntry:
@@ -107,6 +106,17 @@ def resolve(source: str | Path) -> Path:
     return path
 
 
+def locate(source: str | Path) -> Path:
+    """``resolve``, and a ConfigError listing the zoo when ``source`` is a bare name that is neither a path nor a
+    zoo model (``medgan sample --model brain-t11``); a missing path is left to the loader to report."""
+    path = resolve(source)
+    text = str(source)
+    if not path.exists() and text and "/" not in text and "\\" not in text and not text.startswith("."):
+        raise ConfigError(f"no run, bundle or zoo model {text!r} (the zoo has: {', '.join(names()) or 'nothing'}; "
+                          "medgan zoo lists them)", text)
+    return path
+
+
 def describe() -> str:
     """The table ``medgan zoo`` prints."""
     rows = entries()
@@ -123,4 +133,4 @@ def describe() -> str:
     return "\n".join(lines)
 
 
-__all__ = ["MODELS", "ZooEntry", "describe", "entries", "entry", "names", "resolve"]
+__all__ = ["MODELS", "ZooEntry", "describe", "entries", "entry", "locate", "names", "resolve"]
