@@ -23,6 +23,7 @@ TINY_OVERRIDES = {"model.generator_channels": 4, "model.discriminator_channels":
 
 def test_import_is_light_and_the_api_is_lazy():
     code = ("import sys, medgan; assert 'torch' not in sys.modules, 'import medgan loaded torch'; "
+            "assert 'brain-t1' in medgan.zoo.names() and 'torch' not in sys.modules, 'listing the zoo loaded torch'; "
             "assert callable(medgan.load) and 'torch' in sys.modules; print(medgan.__version__)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

@@ -22,11 +22,15 @@ def __getattr__(name: str) -> Any:
         from medgan import api
 
         return getattr(api, name)
+    if name == "zoo":  # ``medgan.zoo.entries()`` without importing medgan.zoo first (it reads JSON only)
+        import importlib
+
+        return importlib.import_module("medgan.zoo")
     raise AttributeError(f"module 'medgan' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_API])
+    return sorted([*globals(), *_API, "zoo"])
 
 
 __all__ = ["__version__", *_API]
