@@ -1,5 +1,8 @@
 """Small builders shared by the training and CLI tests."""
 
+import contextlib
+import io
+import subprocess
 from pathlib import Path
 
 import nibabel as nib
@@ -50,3 +53,19 @@ def assert_one_error_line(code: int, capsys, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
     return lines[0]
+
+
+def cli(*args) -> subprocess.CompletedProcess:
+    """``medgan.cli.main`` in this process, with its exit status and what it printed: the code path of the console
+    script (main turns every user error into one line and exit 2) without the seconds a new interpreter spends
+    importing torch. The contract in a real process is tested once per kind of command (``test_cli``,
+    ``test_cli_surface``, ``test_translate``, ``test_hardening_options``)."""
+    from medgan.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(arg) for arg in args])
+        except SystemExit as stop:  # argparse
+            code = stop.code
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())

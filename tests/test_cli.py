@@ -1,7 +1,5 @@
 """The CLI contract: train and sample through the command line, and one-line errors (exit 2) for bad input."""
 
-import contextlib
-import io
 import os
 import subprocess
 import sys
@@ -12,7 +10,7 @@ import pytest
 
 from medgan.cli import main
 
-from helpers import TINY, write_tiny_brain
+from helpers import TINY, cli, write_tiny_brain
 
 
 def run_cli_process(*args, cwd=None):
@@ -21,17 +19,7 @@ def run_cli_process(*args, cwd=None):
                           cwd=cwd, timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"})
 
 
-def run_cli(*args):
-    """``medgan.cli.main`` in this process, with its exit status and what it printed: the same code path as the
-    console script (main catches every user error) without the 3 s of a new interpreter importing torch. One
-    case per contract runs in a real process too (``run_cli_process``)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main([str(arg) for arg in args])
-        except SystemExit as stop:  # argparse
-            code = stop.code
-    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+run_cli = cli  # in this process; run_cli_process for the real console process
 
 
 def assert_one_line_error(result, *fragments):

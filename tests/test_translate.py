@@ -13,6 +13,7 @@ from medgan.cli import main
 from medgan.data import IntensityMapping, SliceSet
 from medgan.training.loop import train
 
+from helpers import cli
 from test_paired_task import paired_config
 
 HU = IntensityMapping("ct_window", -160.0, 240.0, "HU")
@@ -30,9 +31,13 @@ def paired_run(tmp_path_factory):
     return run
 
 
-def run_cli(*args):
+def run_cli_process(*args):
+    """The real console process (its stderr and exit status), for one case of this module's contract."""
     return subprocess.run([sys.executable, "-m", "medgan.cli", *map(str, args)], capture_output=True, text=True,
                           timeout=300)
+
+
+run_cli = cli  # the other cases, in this process (helpers.cli)
 
 
 def test_translate_keeps_the_nifti_affine_and_writes_hu(paired_run, tmp_path):
@@ -78,7 +83,7 @@ def test_a_real_dicom_ct_becomes_a_derived_series_with_its_geometry(paired_run, 
 
 
 def test_translate_bad_inputs(paired_run, tmp_path):
-    result = run_cli("translate", "--run", paired_run, "--input", tmp_path / "missing.nii", "--out", tmp_path / "o")
+    result = run_cli_process("translate", "--run", paired_run, "--input", tmp_path / "missing.nii", "--out", tmp_path / "o")
     assert result.returncode == 2 and result.stderr.startswith("error: ") and "missing.nii" in result.stderr
     assert not (tmp_path / "o").exists()
     two = np.zeros((2, 8, 8, 3), np.float32)
