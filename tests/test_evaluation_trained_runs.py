@@ -16,7 +16,7 @@ def test_evaluate_orders_a_trained_run_before_an_early_one(tmp_path, monkeypatch
                       "train": {"steps": 5, "log_every": 50, "sample_every": 10**6, "checkpoint_every": 10**6,
                                 "eval_every": 0, "ema_start": 20}}, base=recipe("medgan"))
     train(base, tmp_path / "early", progress=False)
-    train(from_dict({"train": {"steps": 400}}, base=base), tmp_path / "trained", progress=False)
+    train(from_dict({"train": {"steps": 200}}, base=base), tmp_path / "trained", progress=False)
     scores = {}
     for name in ("early", "trained"):
         metrics = evaluate("mni152", str(tmp_path / name), tmp_path / f"report-{name}", progress=False,
