@@ -76,6 +76,11 @@ def half_check(run: Path, bundle: Path) -> dict:
             "unit": mapping.unit}
 
 
+def _without_paths(table: str) -> str:
+    """The evaluation table without the lines naming this machine's files (the report's location)."""
+    return "\n".join(line for line in table.splitlines() if not line.startswith(("wrote ", "held-out evaluation:")))
+
+
 def headline(run: Path, task: str, best: dict | None) -> str:
     """The entry's figure in one line: the held-out evaluation of a translator (its demo's), or the in-training
     FID of a generator (offline features, against the training slices)."""
@@ -123,9 +128,9 @@ def build(name: str, work: Path, steps: int | None, ship: bool) -> dict:
         "name": name, "what": what, "task": config.task, "demo": demo_name, "resolution": config.data.resolution,
         "steps": result.steps, "training_seconds": round(seconds), "machine": f"{cpu_name()}, "
         f"{torch.get_num_threads()} threads, torch {torch.__version__}",
-        "command": f"python3 benchmarks/build_zoo.py --only {name}",
+        "command": f"python3 benchmarks/build_zoo.py --work RUNS --only {name}",
         "best": None if result.best_score is None else {"key": result.score_key, "value": result.best_score},
-        "evaluation": figures[0] if figures and not config.task.startswith(("unconditional", "conditional")) else None,
+        "evaluation": _without_paths(figures[0]) if figures and config.task in ("paired", "unpaired") else None,
         "headline": headline(run, config.task, None if result.best_score is None else
                              {"key": result.score_key, "value": result.best_score}),
         "float16_check": check, "synthetic": "every image it makes is synthetic; its training data is named in "
@@ -152,6 +157,9 @@ def main() -> int:
         for name in args.only or list(ENTRIES):
             entry = json.loads((ROOT / name / "ZOO.json").read_text())
             entry["what"] = ENTRIES[name][3]
+            entry["command"] = f"python3 benchmarks/build_zoo.py --work RUNS --only {name}"
+            if entry.get("evaluation"):
+                entry["evaluation"] = _without_paths(entry["evaluation"])
             entry["headline"] = headline(work / name, entry["task"], entry.get("best"))
             (ROOT / name / "ZOO.json").write_text(json.dumps(entry, indent=2) + "\n")
             print(f"{name}: {entry['headline']}")

@@ -116,6 +116,10 @@ def test_translate_array_path_and_files_keep_units_and_geometry(paired_run, tmp_
     np.testing.assert_array_equal(api_out.get_fdata(), nib.load(str(tmp_path / "cli" / files[0].name)).get_fdata())
     with pytest.raises(ConfigError, match="use .translate"):
         model.sample(2)
+    default = from_path.save(tmp_path / "default")  # a translated image saves as NIfTI by default
+    assert default[0].name == "translated.nii.gz"
+    with pytest.raises(ConfigError, match="nifti or npy"):
+        from_path.save(tmp_path / "png", format="png")
 
 
 def test_load_zoo_names_and_errors(tmp_path, monkeypatch):
@@ -153,3 +157,20 @@ def test_the_api_leaves_process_state_alone(tiny_run):
     medgan.load(tiny_run).sample(2)
     assert torch.get_num_threads() == threads
     assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_a_translated_volume_keeps_its_orientation_when_translated_again(paired_run, tmp_path):  # noqa: F811
+    model = medgan.load(paired_run, which="latest")
+    hu = np.random.default_rng(2).normal(40, 60, (3, 32, 32)).astype(np.float32)
+    permuted = np.array([[0, 0, 2.5, 0], [0.7, 0, 0, 0], [0, -0.7, 0, 0], [0, 0, 0, 1]])  # slices on axis 0
+    nib.save(nib.Nifti1Image(hu, permuted), str(tmp_path / "p.nii.gz"))
+    once = model.translate(tmp_path / "p.nii.gz")
+    nib.save(nib.Nifti1Image(once.array, once.affine), str(tmp_path / "once.nii.gz"))
+    np.testing.assert_allclose(model.translate(once).array, model.translate(tmp_path / "once.nii.gz").array,
+                               atol=1e-4)
+    assert model.which == "latest"
+
+
+def test_images_compare_by_identity_not_by_array(tiny_run):
+    images = medgan.load(tiny_run).sample(2)
+    assert images == images and images != medgan.load(tiny_run).sample(2)

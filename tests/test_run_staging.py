@@ -82,3 +82,35 @@ def test_sigterm_and_kill_9_before_the_first_checkpoint_leave_no_run_folder(tmp_
     assert main(["train", "--data", str(tiny_brain), "--out", str(out), "--steps", "2", *TINY]) == 0
     assert RunDir.is_run(out) and listing(out.parent) == sorted(
         ["run", *(f"run/{path}" for path in listing(out))])  # the leftover was taken over
+
+
+def test_a_failed_rename_keeps_the_checkpointed_run_and_says_where(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.create()
+    (tmp_path / "run").mkdir()  # something made the folder meanwhile
+    (tmp_path / "run" / "theirs.txt").write_text("x")
+    with pytest.raises(ConfigError, match="the run is kept in .*run.partial"):
+        run.save_checkpoint("latest", {"step": 1})
+    run.discard_unfinished()  # the checkpoint is written: nothing is removed
+    assert (RunDir.staging_path(tmp_path / "run") / "checkpoints" / "latest.pt").is_file()
+    assert (tmp_path / "run" / "theirs.txt").is_file()
+
+
+def test_a_file_system_without_flock_still_stages_runs(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    def no_locks(descriptor, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    run = RunDir(tmp_path / "run")
+    run.create()  # not "another medgan train is starting a run here"
+    run.save_checkpoint("latest", {"step": 1})
+    assert run.latest == tmp_path / "run" / "checkpoints" / "latest.pt" and run.latest.is_file()
+
+
+def test_a_dangling_symlink_out_is_one_line(tmp_path):
+    (tmp_path / "run").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(ConfigError, match="symbolic link to nothing"):
+        RunDir(tmp_path / "run").create()

@@ -53,3 +53,18 @@ def test_two_inputs_that_would_share_an_output_name_are_refused_before_any_work(
                  str(tmp_path / "out"), "--quiet"])
     assert_one_error_line(code, capsys, "would both be written as slice_translated.png")
     assert not (tmp_path / "out").exists()
+
+
+def test_npz_inputs_stay_arrays_and_pictures_never_clip_physical_units(paired_run, tmp_path, capsys):  # noqa: F811
+    folder = tmp_path / "arrays"
+    folder.mkdir()
+    hu = np.full((32, 32), -1000.0, np.float32)
+    hu[8:24, 8:24] = 40.0
+    np.savez(folder / "s1.npz", hu)
+    assert translate(paired_run, folder, tmp_path / "out") == ["s1_translated.npy"]
+    assert np.load(tmp_path / "out" / "s1_translated.npy").min() == pytest.approx(-1000.0)  # air passed through
+    # A 16-bit PNG holds 0..65535: HU below 0 are refused, not clipped.
+    code = main(["translate", "--run", str(paired_run), "--input", str(folder / "s1.npz"), "--format", "png16",
+                 "--out", str(tmp_path / "png"), "--quiet"])
+    assert_one_error_line(code, capsys, "16-bit PNG", "--format npy")
+    assert not (tmp_path / "png").exists()

@@ -7,6 +7,7 @@ it (``medgan --help`` lists names without importing torch).
 
 from __future__ import annotations
 
+import threading
 from typing import Callable, Generic, Iterator, TypeVar
 
 from medgan.errors import ConfigError
@@ -27,16 +28,22 @@ class Registry(Generic[T]):
         self._items: dict[str, T] = {}
         self._default: str | None = None
         self._load = load
+        self._loading = threading.RLock()  # another thread's first lookup waits for the load to finish
+        self._complete = load is None
 
     def _loaded(self) -> dict[str, T]:
-        """The entries, after the built-in ones were loaded (once; a lookup while loading sees those so far)."""
-        if self._load is not None:
-            load, self._load = self._load, None
-            try:
-                load()
-            except BaseException:
-                self._load = load  # a failed import is retried (and raises again) at the next lookup
-                raise
+        """The entries, after the built-in ones were loaded (once; a lookup while loading, from the loading
+        thread, sees those so far)."""
+        if not self._complete:
+            with self._loading:  # another thread waits here until the load is done
+                if self._load is not None:
+                    load, self._load = self._load, None
+                    try:
+                        load()
+                    except BaseException:
+                        self._load = load  # a failed import is retried (and raises again) at the next lookup
+                        raise
+                    self._complete = True
         return self._items
 
     def register(self, name: str, default: bool = False) -> Callable[[T], T]:

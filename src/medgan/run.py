@@ -129,6 +129,8 @@ class RunDir:
         self.check_writable()
         self._created = [folder for folder in (self.path, *self.path.parents) if not folder.exists()]
         self._existing = set(os.listdir(self.path)) if self.path.is_dir() else set()
+        if self.path.is_symlink() and not self.path.exists():
+            raise ConfigError("--out is a symbolic link to nothing; give a folder", self.path)
         if not self.path.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
             staging = self.staging_path(self.path)
@@ -144,10 +146,13 @@ class RunDir:
         assert staging is not None
         try:
             os.rename(staging, self.path)
-        except OSError:
-            self._staging = staging  # discard_unfinished removes it
-            raise ConfigError("the run directory appeared while this run was starting (another run?); this run "
-                              "is not kept", self.path) from None
+        except OSError as error:
+            # The checkpoint is written: keep the run where it is (discard_unfinished must not remove it).
+            self._created = None
+            self._release()
+            raise ConfigError(f"could not move the run from {staging.name} to its name ({os.strerror(error.errno)}: "
+                              f"did something create {self.path.name} meanwhile?); the run is kept in {staging}: "
+                              "rename it and continue with --resume", self.path) from None
         self._place(self.path)
         (self.path / STAGING_LOCK).unlink(missing_ok=True)
         self._release()
@@ -165,7 +170,8 @@ class RunDir:
         ``create`` stay.
         """
         created = self._created
-        if created is None or (self._staging is None and self.latest.exists()):
+        # The run's own latest.pt (not ``self.latest``, which points into the staging folder until the rename).
+        if created is None or (self._staging is None and (self.path / "checkpoints" / "latest.pt").exists()):
             return
         if self._staging is not None:
             shutil.rmtree(self._staging, ignore_errors=True)
@@ -339,10 +345,13 @@ def _claim_staging(staging: Path, run: Path) -> int | None:
         descriptor = os.open(staging / STAGING_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:
             os.close(descriptor)
             raise ConfigError(f"another medgan train is starting a run here (it builds it in {staging.name} until "
                               "its first checkpoint); choose another --out", run) from None
+        except OSError:  # a file system without flock (Lustre -o noflock, NFS without a lock daemon): go on unlocked
+            os.close(descriptor)
+            descriptor = None
     for entry in staging.iterdir():  # what a killed run left
         if entry.name == STAGING_LOCK:
             continue

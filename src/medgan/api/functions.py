@@ -176,14 +176,15 @@ def load(source: str | Path, *, which: str = "best", direction: str | None = Non
         A ``Model``: ``.sample(n)`` for noise-to-image models, ``.translate(image)`` for translators.
 
     Raises:
-        CheckpointError: nothing loadable there (a zoo name that does not exist is reported with the zoo's names).
+        ConfigError: a bare name that is neither a path nor a zoo model (the message lists the zoo).
+        CheckpointError: a path with no run or bundle, or a corrupt one.
     """
     from medgan.inference import load_model
     from medgan.zoo import locate
 
     path = locate(source)  # a bare name that is no path and no zoo model: ConfigError listing the zoo
     model = load_model(path, which, direction=direction)
-    return Model(path, model)
+    return Model(path, model, which)
 
 
 def evaluate(real: str | Path, fake: str | Path, *, out: str | Path | None = None, features: str = "offline",

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq=False: arrays have no single truth value (compare .array yourself)
 class Images:
     """Images in physical units (HU for CT, arbitrary units for MR) with their geometry.
 
@@ -44,7 +44,7 @@ class Images:
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         return self.array if dtype is None else self.array.astype(dtype)
 
-    def save(self, out: str | Path, format: str = "png") -> list[Path]:  # noqa: A002 (the CLI's --format)
+    def save(self, out: str | Path, format: str | None = None) -> list[Path]:  # noqa: A002 (the CLI's --format)
         """Writes the images as ``medgan sample --format`` (samples) or ``medgan translate`` would.
 
         Samples take any export format (png, png16, nifti, npy, dicom); each file is marked synthetic and a
@@ -53,14 +53,14 @@ class Images:
 
         Args:
             out: the output folder (for single-file formats a folder gets one file, see ``medgan.export``).
-            format: the export format.
+            format: the export format (default: png for samples, nifti for a translated image).
 
         Returns:
             Every path written (all or nothing).
         """
         if self._writer is not None:
-            return self._writer(Path(out), format)
-        return _save_derived(self, Path(out), format)
+            return self._writer(Path(out), format or "png")
+        return _save_derived(self, Path(out), format or "nifti")
 
 
 def _save_derived(images: Images, out: Path, fmt: str) -> list[Path]:
@@ -83,7 +83,8 @@ def _save_derived(images: Images, out: Path, fmt: str) -> list[Path]:
                 np.save(temporary, images.array)
             return [out / "translated.npy", out / CARD_NAME]
         array = images.array if images.array.ndim == 3 else images.array[:, :, None]
-        affine = images.affine if images.affine is not None else np.diag([*images.spacing[:2], 1.0, 1.0])
+        spacing = (*images.spacing[:3], 1.0, 1.0)[:3]
+        affine = images.affine if images.affine is not None else np.diag([*spacing, 1.0])
         image = nib.Nifti1Image(np.asarray(array, dtype=np.float32), affine)
         image.header["descrip"] = b"derived by medgan (translated; not for diagnostic use)"
         image.header.set_xyzt_units("mm")

@@ -22,9 +22,11 @@ class Model:
         inference: the underlying inference model (``medgan.inference.NoiseToImage`` or ``Translator``).
     """
 
-    def __init__(self, source: Path, inference: Any) -> None:
+    def __init__(self, source: Path, inference: Any, which: str = "best") -> None:
         self.source = source
         self.inference = inference
+        self.which = which
+        self._directions: dict[str, Any] = {}  # other directions of an unpaired run, loaded once each
 
     def __repr__(self) -> str:
         return f"medgan.Model({self.kind}, task {self.task}, {self.resolution} px, from {self.source})"
@@ -177,7 +179,9 @@ class Model:
                               self.source)
         if direction is None or direction == getattr(self.inference, "direction", None):
             return self.inference
-        return load_model(self.source, direction=direction)
+        if direction not in self._directions:
+            self._directions[direction] = load_model(self.source, self.which, direction=direction)
+        return self._directions[direction]
 
 
 def _volume(value: Any, spacing: tuple[float, ...] | None, name: str) -> Any:
@@ -189,6 +193,10 @@ def _volume(value: Any, spacing: tuple[float, ...] | None, name: str) -> Any:
     if isinstance(value, (str, Path)):
         return read_volume(Path(value))
     if isinstance(value, Images):
+        if value.affine is not None and value.array.ndim in (2, 3) and spacing is None:
+            # A translated image keeps its orientation: the same slicing as the file it came from.
+            array = np.asarray(value.array, dtype=np.float32)
+            return Volume(array, value.affine, tuple(value.spacing), None, Path(f"<array {name}>"), "array")
         spacing = spacing or value.spacing
         value = value.array
     array = np.asarray(value.numpy() if isinstance(value, torch.Tensor) else value, dtype=np.float32)

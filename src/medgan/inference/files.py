@@ -26,6 +26,7 @@ import torch
 from medgan.data.intensity import IntensityMapping, mri_mapping
 from medgan.data.pairs import one_hot, region_mask
 from medgan.data.readers import Volume, discovered_items, file_kind, read_volume
+from medgan.data.readers.base import suffix_of
 from medgan.data.slicing import upright_view
 from medgan.errors import ConfigError, DataError
 from medgan.export.common import all_or_nothing
@@ -52,7 +53,8 @@ def translate_volume(model: Translator, volumes: dict[str, Volume], progress: bo
     """
     missing = [name for name in model.input_domains if name not in volumes and name not in model.optional]
     if missing:
-        raise ConfigError(f"this run needs the input domain {missing[0]!r} too (--domain {missing[0]}=PATH)")
+        raise ConfigError(f"this run needs the input domain {missing[0]!r} too (medgan translate --domain "
+                          f"{missing[0]}=PATH; in Python, domains={{{missing[0]!r}: image}})")
     names = tuple(name for name in model.input_domains if name in volumes)
     if not names:
         raise ConfigError(f"no input images: give at least one of {', '.join(model.input_domains)}")
@@ -208,6 +210,10 @@ def _write(batch: Any, item: Path, source: Volume, array: np.ndarray, model: Tra
         return [batch.folder / f"{stem}.npy"]
     if array.ndim != 2:
         raise ConfigError("--format png16 needs 2D input; use --format nifti for volumes", item)
+    if np.rint(np.min(array)) < 0:  # e.g. air in HU: a 16-bit PNG holds 0..65535 only, so units would be lost
+        raise ConfigError(f"the translation goes down to {float(np.min(array)):.0f} "
+                          f"{model.spec.domain(model.target).mapping.unit}, below what a 16-bit PNG holds; use "
+                          "--format npy or nifti", item)
     return [_write_png16(batch, f"{stem}.png", array)]
 
 
@@ -228,20 +234,22 @@ def _check_distinct_outputs(items: list[Path], fmt: str) -> None:
 def _kind(item: Path) -> str:
     if item.is_dir() or file_kind(item) == "dicom":
         return "dicom"
-    name = item.name.lower()
-    if name.endswith((".nii", ".nii.gz")):
+    suffix = suffix_of(item)
+    if suffix in (".nii", ".nii.gz"):
         return "nifti"
-    if name.endswith(".npy"):
+    if suffix in (".npy", ".npz"):
         return "npy"
     return "png16"
 
 
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".dcm", ".dicom", ".ima", ".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp",
+                  ".npy", ".npz")  # stripped from output names; others (DICOM files named by UID: 1.2.840.3) stay
+
+
 def _stem(item: Path) -> str:
-    name = item.name
-    for suffix in (".nii.gz", ".nii", ".dcm", ".png", ".tif", ".tiff", ".npy"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)] + "_translated"
-    return name + "_translated"
+    suffix = suffix_of(item)
+    kept = item.name if item.is_dir() or suffix not in IMAGE_SUFFIXES else item.name[: len(item.name) - len(suffix)]
+    return kept + "_translated"
 
 
 def _frames(array: np.ndarray, source: Volume) -> np.ndarray:
