@@ -22,6 +22,8 @@ class Images:
         affine: 4x4 voxel -> RAS+ mm matrix of a translated volume (the input's), else None.
         classes: the class of each sample (conditional models), else None.
         source: what made them (the model's path or zoo name).
+        uneven: for a translated DICOM series with a missing slice, what is wrong with its spacing (its ``affine``
+            then places slices at the mean spacing: ``save`` refuses NIfTI, npy keeps the values).
     """
 
     array: np.ndarray
@@ -31,6 +33,7 @@ class Images:
     affine: np.ndarray | None = None
     classes: tuple[str, ...] | None = None
     source: str = ""
+    uneven: str | None = None
     _writer: Any = field(default=None, repr=False, compare=False)  # samples: (model, unit tensor, seed, class)
 
     @property
@@ -67,13 +70,17 @@ def _save_derived(images: Images, out: Path, fmt: str) -> list[Path]:
     import nibabel as nib
 
     from medgan.card import CARD_NAME, card_text, export_card, sealed
-    from medgan.errors import ConfigError
+    from medgan.errors import ConfigError, DataError
     from medgan.export.common import all_or_nothing
     from medgan.run import check_output_folder
 
     if fmt not in ("nifti", "npy"):
         raise ConfigError(f"a translated image is saved as nifti or npy, not {fmt!r}")
     check_output_folder(out, "out")
+    if fmt == "nifti" and images.uneven is not None:
+        raise DataError(f"{images.uneven}; NIfTI cannot hold a gap (one affine places every slice evenly): save as "
+                        "npy, or write a derived DICOM series with Model.translate_files(..., format='dicom')",
+                        images.source)
     card = export_card(images.source, {"command": "medgan.Images.save", "format": fmt, "files": 1,
                                        "note": "derived from the input images: as private as they are"})
     with all_or_nothing(out) as batch:

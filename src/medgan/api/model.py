@@ -111,7 +111,7 @@ class Model:
 
         array = physical[:, 0] if physical.shape[1] == 1 else physical
         return Images(array, tuple(float(s) for s in model.spacing), model.mapping.unit, True, None, classes,
-                      str(self.source), write)
+                      str(self.source), _writer=write)
 
     def translate(self, image: Any, direction: str | None = None,
                   domains: Mapping[str, Any] | None = None, spacing: tuple[float, ...] | None = None) -> Images:
@@ -141,7 +141,8 @@ class Model:
         lead = volumes[model.input_domains[0]]
         array = translate_volume(model, volumes)
         unit = model.spec.domain(model.target).mapping.unit
-        return Images(array, tuple(float(s) for s in lead.spacing), unit, False, lead.affine, None, str(self.source))
+        return Images(array, tuple(float(s) for s in lead.spacing), unit, False, lead.affine, None, str(self.source),
+                      getattr(lead, "uneven", None))
 
     def translate_files(self, inputs: str | Path | Mapping[str, str | Path], out: str | Path, format: str = "same",
                         direction: str | None = None, progress: bool = False) -> list[Path]:  # noqa: A002

@@ -148,7 +148,7 @@ def _file_facts(item: Path, root: Path | None, config: DataConfig, state: Domain
             mapping = volume_mapping(volume.array, modality, config)
             _, kept, _ = kept_slices(volume, mapping, config)
         except DataError as error:
-            facts["error"] = error.message
+            facts["error"] = _strip_path(error.one_line(), item)  # one line, naming a series' failing file
             return facts
         finally:
             facts["notes"] = [_strip_path(str(w.message), item) for w in caught]

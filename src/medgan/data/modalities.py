@@ -26,6 +26,9 @@ from medgan.data.sources import SOURCES
 from medgan.errors import ConfigError, DataError
 
 LOG = logging.getLogger(__name__)
+# An unpaired domain smaller than this is warned about (``_warn_small_domain``).
+MIN_DOMAIN_IMAGES = 8
+MIN_DOMAIN_SUBJECTS = 2
 Loader = Callable[[DataConfig, bool], SliceSet]
 """``pipeline.load_slices``, passed in by the caller (the pipeline routes paired modalities here, so this module
 cannot import it back)."""
@@ -67,6 +70,9 @@ def load_domain_a(config: DataConfig, load: Loader, progress: bool = True) -> Sl
 def load_unpaired(config: DataConfig, load: Loader, progress: bool = True) -> tuple[SliceSet, SliceSet, str]:
     """Domains A and B of an unpaired run and a note on how their subjects were kept apart ("" when disjoint).
 
+    A domain with fewer than ``MIN_DOMAIN_IMAGES`` images or ``MIN_DOMAIN_SUBJECTS`` subjects (after keeping
+    shared subjects apart) is accepted with a one-line warning.
+
     Raises:
         ConfigError: no domain A.
         DataError: an empty domain or unreadable files (the path named); A and B left with no subjects after
@@ -77,6 +83,24 @@ def load_unpaired(config: DataConfig, load: Loader, progress: bool = True) -> tu
                     config.source)
     domain_a = load_domain_a(config, load, progress)
     domain_b = load(_single(config, config.source), progress)
+    domain_a, domain_b, note = _kept_apart(domain_a, domain_b, config)
+    for name, domain, source in (("A", domain_a, ", ".join(config.domain_a)), ("B", domain_b, config.source)):
+        _warn_small_domain(name, domain, source)
+    return domain_a, domain_b, note
+
+
+def _warn_small_domain(name: str, domain: SliceSet, source: str) -> None:
+    """Warns (one line) about a domain too small to learn from: unpaired translation learns what a domain looks
+    like from its own images alone, so from one image (or one subject) it learns that image and reproduces it."""
+    images, subjects = len(domain), len(set(domain.subjects))
+    if images < MIN_DOMAIN_IMAGES or subjects < MIN_DOMAIN_SUBJECTS:
+        LOG.warning("domain %s (%s) has only %d image(s) of %d subject(s): too few to learn a domain from (unpaired "
+                    "translation will mostly reproduce them); give at least %d images of %d or more subjects",
+                    name, source, images, subjects, MIN_DOMAIN_IMAGES, MIN_DOMAIN_SUBJECTS)
+
+
+def _kept_apart(domain_a: SliceSet, domain_b: SliceSet, config: DataConfig) -> tuple[SliceSet, SliceSet, str]:
+    """The two domains on disjoint subjects when ``data.disjoint`` (``load_unpaired``), and the note saying so."""
     shared = sorted(set(domain_a.subjects) & set(domain_b.subjects))
     if not shared:
         return domain_a, domain_b, ""

@@ -5,10 +5,13 @@ are alternatives; ``pipeline.load_slices`` routes here when one is set):
 
 * ``data.input``: a folder (or file) of inputs matched to ``data.source``, the targets, by name: the path
   below the folder without image suffixes (``.nii.gz``, ``.dcm``, ``.png``, ...), a DICOM series by its
-  folder's name; two single files pair as they are. Every name must be matched on both sides.
+  folder's name; two single files pair as they are. Every name must be matched on both sides. Inputs that are
+  the targets' own files (``--input`` equal to ``--data``) are accepted with a one-line warning.
 * ``data.pairs``: a CSV with ``input,target[,mask]`` columns (paths relative to the CSV's folder, or
-  absolute); ``data.source`` is not read. A ``mask`` column is a region mask (e.g. an inpainting hole):
-  resampled nearest-neighbour, it becomes the ``"mask"`` domain, +1 where non-zero and -1 elsewhere.
+  absolute); ``data.source`` is not read. Each input and each target is on one row only (a repeated row, or a
+  target paired with two inputs, is refused naming the CSV and the row). A ``mask`` column is a region mask
+  (e.g. an inpainting hole): resampled nearest-neighbour, it becomes the ``"mask"`` domain, +1 where non-zero
+  and -1 elsewhere.
 * ``data.degrade``: the input is derived from each target of ``data.source`` (``medgan.data.degrade``); the
   CT phantom renders true pairs instead; sources and splits in ``medgan.data.paired_sources``.
 
@@ -26,6 +29,7 @@ the target tiles with the hole at -1, on the target's mapping (``finish_pairs``)
 from __future__ import annotations
 
 import csv
+import logging
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -43,6 +47,7 @@ from medgan.data.readers.nifti import read_nifti
 from medgan.data.readers.numpy import read_numpy
 from medgan.errors import ConfigError, DataError
 
+LOG = logging.getLogger(__name__)
 CSV_COLUMNS = (INPUT, TARGET, MASK)
 HELD_OUT_SOURCES = ("ct-phantom", "mni152")  # sources whose derived pairs have a "test" split (paired_sources)
 
@@ -128,6 +133,8 @@ def pairs_from_folders(targets: Path, inputs: Path | Sequence[Path], config: Dat
                 raise DataError(f"nothing of the same name in {other} ({len(unmatched)} unmatched file(s) in all; "
                                 "inputs and targets are matched by file name without image suffixes)", path)
         matched = [(by_target[key], *(by_input[key] for by_input in by_inputs)) for key in sorted(by_target)]
+    for index, folder in enumerate(folders, start=1):
+        _warn_identity_pairs([(group[0], group[index]) for group in matched], folder)
 
     def groups() -> Iterable[dict[str, Volume]]:
         for target, *sources in progress_over(matched, progress, "reading pairs"):
@@ -190,7 +197,8 @@ def read_pair_table(table: Path) -> list[dict[str, Path]]:
 
     Raises:
         DataError: naming the CSV (and the row): missing or unreadable, no ``input``/``target`` column, no rows,
-            an empty cell, a file that does not exist.
+            an empty cell, a file that does not exist, a repeated row, an input or target already used on an
+            earlier row (``_check_used_once``).
     """
     if not table.is_file():
         raise DataError("pairs CSV not found (data.pairs)", table)
@@ -207,8 +215,9 @@ def read_pair_table(table: Path) -> list[dict[str, Path]]:
         raise DataError("pairs CSV has no rows below its header", table)
     columns = {name: header.index(name) for name in CSV_COLUMNS if name in header}
     pairs = []
+    first_rows: dict[tuple[str, Path], int] = {}  # (column, resolved file) -> the row that used it first
     for number, row in enumerate(rows[1:], start=2):
-        entry = {}
+        entry, cells = {}, {}
         for name, column in columns.items():
             cell = row[column].strip() if column < len(row) else ""
             if not cell:
@@ -217,9 +226,59 @@ def read_pair_table(table: Path) -> list[dict[str, Path]]:
             path = path if path.is_absolute() else table.parent / path
             if not path.exists():
                 raise DataError(f"row {number}: {name} file {cell!r} does not exist (looked in {path.parent})", table)
-            entry[name] = path
+            entry[name], cells[name] = path, cell
+        _check_used_once(entry, cells, number, first_rows, table)
         pairs.append(entry)
+    _warn_identity_pairs([(entry[TARGET], entry[INPUT]) for entry in pairs], table)
     return pairs
+
+
+def _check_used_once(entry: Mapping[str, Path], cells: Mapping[str, str], number: int,
+                     first_rows: dict[tuple[str, Path], int], table: Path) -> None:
+    """Refuses a row that repeats an earlier pair, or whose target or input an earlier row already used.
+
+    Each input and each target appears on one row only (as the labels CSV lists each file once): a repeated row
+    is trained on twice as often, and a target paired with several inputs (or an input with several targets)
+    asks the model for two answers to one question; a fill-down error in a spreadsheet (every input mapped to one
+    target) is the usual cause. Masks may repeat: one hole can serve every pair. Files are compared resolved, so
+    ``./a.nii`` and ``a.nii`` are one file.
+    """
+    keys = {name: (name, entry[name].resolve()) for name in (INPUT, TARGET)}
+    earlier = {name: first_rows.get(key) for name, key in keys.items()}
+    if earlier[INPUT] is not None and earlier[INPUT] == earlier[TARGET]:
+        raise DataError(f"row {number} repeats row {earlier[INPUT]} (input {cells[INPUT]!r}, target "
+                        f"{cells[TARGET]!r}); list each pair once", table)
+    for name, other in ((TARGET, INPUT), (INPUT, TARGET)):
+        if earlier[name] is not None:
+            raise DataError(f"row {number}: {name} {cells[name]!r} is already paired on row {earlier[name]}; each "
+                            f"{name} belongs to one pair (one {other} per {name})", table)
+    for key in keys.values():
+        first_rows[key] = number
+
+
+def _warn_identity_pairs(pairs: Sequence[tuple[Path, Path]], where: Path) -> None:
+    """Warns (one line) when pairs have the same file as target and input: the model can only learn the identity.
+
+    A warning, not an error, even when every pair is the identity: unpaired translation warns alike when domain A
+    is domain B, and an identity run is a deliberate check of a pipeline (the model must give its input back);
+    refusing would stop that use, while the warning makes an accidental ``--input`` equal to ``--data`` visible.
+    """
+    same = [target for target, source in pairs if _same_file(target, source)]
+    if not same:
+        return
+    if len(same) == len(pairs):
+        LOG.warning("%s: every pair has the same file as input and target (is --input the same as --data?): the "
+                    "model can only learn the identity", where)
+    else:
+        LOG.warning("%s: %d of %d pairs have the same file as input and target (first: %s): those pairs teach the "
+                    "identity", where, len(same), len(pairs), same[0].name)
+
+
+def _same_file(first: Path, second: Path) -> bool:
+    try:
+        return first == second or first.resolve() == second.resolve()
+    except OSError:
+        return False
 
 
 def read_label_volume(path: Path) -> Volume:

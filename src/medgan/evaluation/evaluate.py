@@ -14,7 +14,8 @@ metric history and a latent interpolation strip are added to the report.
 
 Outputs: ``out/metrics.json``, ``out/report.html`` (self-contained) and ``out/DATA_CARD.json`` (``medgan.card``),
 written together: either all are new or none changed (a full disk leaves the previous files, or nothing). The
-report shows real images unless ``real_images=False``; a banner at its top says which.
+report shows real images unless ``real_images=False``; a banner at its top says which. With ``real_images=False``
+the outputs are the copy to share: they name no user path either (``medgan.evaluation.shareable``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import torch
 from medgan.card import CARD_NAME, card_text, evaluation_card
 from medgan.errors import ConfigError, MedganError
 from medgan.evaluation.inputs import resolve_inputs
+from medgan.evaluation.shareable import scrub, shared_name
 from medgan.metrics.catalog import METRICS, lookup
 from medgan.metrics.features import DEFAULT_FEATURES, get_extractor
 from medgan.metrics.suite import SAMPLE_SEED, Artefacts, compute_metrics
@@ -57,7 +59,8 @@ def evaluate(real: str | Path, fake: str | Path, out: str | Path, features: str 
             config, or defaults at the synthetic images' resolution.
         progress: progress bars.
         max_images: use at most this many images per set (random subset) and generate this many from a run.
-        real_images: show real (patient) images in the report; False leaves every one out, the metrics stay.
+        real_images: show real (patient) images in the report; False leaves every one out, the metrics stay,
+            and every user path in metrics.json and report.html becomes a label and a short hash.
         members, non_members: images of the run's training patients and of other patients: adds the
             membership-inference audit (``medgan.evaluation.audit``) of the run ``fake`` on its generated images.
 
@@ -95,9 +98,41 @@ def evaluate(real: str | Path, fake: str | Path, out: str | Path, features: str 
         metrics["membership_inference"] = membership_section(fake_set.run_dir, str(members), str(non_members),
                                                              fake_set.images, features, progress)
     _add_run_extras(artefacts, fake_set.run_dir or real_set.run_dir, fake_set.run_dir)
+    if not real_images:
+        shareable_inputs(metrics, (real_set, fake_set, train_set), input_notes,
+                         {"real set": real, "synthetic set": fake, "training set": train, "member set": members,
+                          "non-member set": non_members})
     metrics["timings_s"]["total"] = time.perf_counter() - started
     write_outputs(out, metrics, artefacts, real_images, card=evaluation_card(fake, metrics))
     return metrics
+
+
+def shareable_inputs(metrics: dict, sets: tuple[Any, ...], input_notes: list[str],
+                     sources: dict[str, str | Path | None]) -> None:
+    """Replaces every user path of the evaluated sets in ``metrics`` by its label and digest, in place: the
+    metrics of a report to share (``real_images=False``; ``medgan.evaluation.shareable``).
+
+    Args:
+        metrics: the metrics with their ``inputs`` section (and the membership audit's, if any).
+        sets: the real, synthetic and training ``ImageSet`` (the last may be None).
+        input_notes: the notes the sets gave while loading; replaced by their shared versions (counts only).
+        sources: label -> the path or source name as given (None when not given).
+    """
+    real_set, fake_set, train_set = sets
+    inputs = metrics["inputs"]
+    inputs["real"], inputs["synthetic"] = real_set.shared, fake_set.shared
+    inputs["train"] = train_set.shared if train_set else real_set.shared + " (leave-one-out)"
+    membership = metrics.get("membership_inference")
+    if membership:
+        for side, label in (("members", "member set"), ("non_members", "non-member set")):
+            membership[side]["source"] = shared_name(sources[label], label)
+    shared_notes = [note for image_set in sets if image_set for note in image_set.shared_notes]
+    metrics["notes"] = [note for note in metrics.get("notes", []) if note not in input_notes] + shared_notes
+    paths: dict[str, str] = {}
+    for label, source in sources.items():  # one folder given twice (--real and --members) keeps its first label
+        if source is not None and shared_name(source, label) != str(source):
+            paths.setdefault(str(source), shared_name(source, label))
+    metrics.update(scrub(dict(metrics), paths))
 
 
 def format_metrics(metrics: dict, written: str) -> str:

@@ -30,6 +30,7 @@ from medgan.data.readers.image import grey_picture
 from medgan.data.readers.numpy import load_array
 from medgan.data.slicing import fit_slices, to_canonical, upright_slices
 from medgan.errors import DataError
+from medgan.evaluation.shareable import shared_name
 from medgan.metrics.suite import SAMPLE_SEED
 from medgan.run import RunDir
 
@@ -46,6 +47,8 @@ class ImageSet:
     run_dir: Path | None = None
     notes: list[str] = field(default_factory=list)  # what was left out while loading, for the user and report
     skipped: int = 0  # images left out as blank
+    shared: str = ""  # the description without user paths, for the shareable report (``evaluation.shareable``)
+    shared_notes: list[str] = field(default_factory=list)  # the notes without paths or file names, likewise
 
 
 def resolve_inputs(real: str, fake: str, train: str | None, data_config: Any, max_images: int | None,
@@ -63,7 +66,7 @@ def resolve_inputs(real: str, fake: str, train: str | None, data_config: Any, ma
         fake_set = _generate(fake_path, max_images or GENERATED_IMAGES, resolution)
     else:
         fake_set = ImageSet(to_unit_stack(raw_fake, real_set.mapping, resolution, fake_path), real_set.mapping,
-                            str(fake_path))
+                            str(fake_path), shared=shared_name(str(fake), "synthetic set"))
     train_set = None
     if train is not None:
         train_set = _load_real(train, config, progress, role="training")
@@ -92,18 +95,21 @@ def _data_config(real: str, data_config: Any, fake_run: Path | None, raw_fake: l
 
 def _load_real(source: str, config: Any, progress: bool, role: str = "real") -> ImageSet:
     """A real (or training, per ``role``) set; blank images are left out with a note."""
+    label = f"{role} set"
     if RunDir.is_run(source):
         run = RunDir(source)
         slices = load_slices(run.read_config().data, progress=progress, skip_blank=True)
-        image_set = ImageSet(slices.images, slices.mapping, f"{run.path} (training data)", run.path)
+        image_set = ImageSet(slices.images, slices.mapping, f"{run.path} (training data)", run.path,
+                             shared=f"{shared_name(source, label)} (a run's training data)")
     else:
         slices = load_slices(replace(config, source=str(source)), progress=progress, skip_blank=True)
-        image_set = ImageSet(slices.images, slices.mapping, str(source))
+        image_set = ImageSet(slices.images, slices.mapping, str(source), shared=shared_name(source, label))
     if slices.skipped:
         files = [file for file, _ in slices.skipped]
         shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
         noun = "image" if len(files) == 1 else "images"
         image_set.notes.append(f"left out {len(files)} blank (constant) {role} {noun} of {source}: {shown}")
+        image_set.shared_notes.append(f"left out {len(files)} blank (constant) {role} {noun} of the {label}")
         image_set.skipped = len(files)
     return image_set
 
@@ -119,7 +125,9 @@ def _generate(run_dir: Path, count: int, resolution: int) -> ImageSet:
         raise DataError(f"the run generates {tuple(images.shape[1:])} images; evaluation needs one channel", run_dir)
     if images.shape[-1] != resolution:
         raise DataError(f"the run generates {images.shape[-1]} px images but real images are {resolution} px", run_dir)
-    return ImageSet(images.clamp(-1.0, 1.0), mapping, f"{run_dir} ({count} generated, seed {SAMPLE_SEED})", run_dir)
+    generated = f"({count} generated, seed {SAMPLE_SEED})"
+    return ImageSet(images.clamp(-1.0, 1.0), mapping, f"{run_dir} {generated}", run_dir,
+                    shared=f"{shared_name(run_dir, 'synthetic set')} {generated}")
 
 
 def _subset(images: torch.Tensor, count: int) -> torch.Tensor:

@@ -112,7 +112,8 @@ def write_bundle(run_dir: str | Path, out: str | Path, which: str = "best", half
 
     Args:
         run_dir: a ``medgan train`` run directory.
-        out: the bundle folder (created; files of an earlier bundle there are replaced).
+        out: the bundle folder (created; files of an earlier bundle there are replaced; a folder holding any
+            other file is refused).
         which: "best" or "latest".
         half: store floating-point weights as float16 (half the file; loading casts them back to the model's
             float32). Check that it samples the same before sharing: ``benchmarks/build_zoo.py`` measures it.
@@ -122,13 +123,14 @@ def write_bundle(run_dir: str | Path, out: str | Path, which: str = "best", half
 
     Raises:
         CheckpointError: no run, no checkpoint, a corrupt one, or one without inference weights.
-        ConfigError: ``out`` cannot be written or is the run directory itself.
+        ConfigError: ``out`` cannot be written, is the run directory itself or holds other files.
     """
     run = RunDir.existing(run_dir)
     out = Path(out)
     check_output_folder(out, "--out")
     if out.resolve() == run.path.resolve():
         raise ConfigError("--out must be a new folder, not the run directory", out)
+    _check_bundle_folder(out)
     state, path = run.load_checkpoint(which)
     loaded = RunState.from_checkpoint(dict(state), path)
     tensors, rest = split_inference(loaded.inference, path)
@@ -147,6 +149,19 @@ def write_bundle(run_dir: str | Path, out: str | Path, which: str = "best", half
     files: dict[Path, bytes | str] = {out / name: data for name, data in contents.items()}
     files[out / CARD_NAME] = card_text(sealed(card))
     return atomic_write_files(files)
+
+
+def _check_bundle_folder(out: Path) -> None:
+    """Refuses an ``out`` that holds anything but an earlier bundle's files: a bundle is shared as its folder, so
+    other files there (notes, images, a run) would travel with it, mixed with the bundle's own."""
+    if not out.is_dir():
+        return
+    own = {*BUNDLE_FILES, CARD_NAME}
+    others = sorted(entry.name for entry in out.iterdir() if entry.name not in own)
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise ConfigError(f"--out holds other files ({shown}); a bundle goes into a new or empty folder, or replaces "
+                          "an earlier bundle", out)
 
 
 def read_bundle(folder: str | Path) -> RunState:

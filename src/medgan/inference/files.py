@@ -10,7 +10,9 @@ translated on its own, named after its file); the same kind comes out:
   normalization (fitted like in training) for MR domains, and back to the target's physical units;
 * where the input and the target share one CT window, values outside it (air, dense bone) are passed through
   from the input: the model was trained inside the window and cannot represent them;
-* DICOM output is a new *derived* series (see ``medgan.export.derived``).
+* DICOM output is a new *derived* series (see ``medgan.export.derived``): each file keeps its source file's
+  position, so a series with a missing slice is written exactly; NIfTI output of such a series is refused
+  (one affine cannot place the slices after a gap where they were acquired; ``check_writable_geometry``).
 
 Every output is written through one all-or-nothing batch: a failure leaves nothing behind.
 """
@@ -26,7 +28,7 @@ import torch
 from medgan.data.intensity import IntensityMapping, mri_mapping
 from medgan.data.pairs import one_hot, region_mask
 from medgan.data.readers import Volume, discovered_items, file_kind, read_volume
-from medgan.data.readers.base import suffix_of
+from medgan.data.readers.base import check_writable_geometry, suffix_of
 from medgan.data.slicing import upright_view
 from medgan.errors import ConfigError, DataError
 from medgan.export.common import all_or_nothing
@@ -116,6 +118,8 @@ def translate_path(model: Translator, inputs: dict[str, str | Path], out: str | 
     with all_or_nothing(out) as batch:
         for item in progress_bar(items, desc="volumes", unit="file", disable=not progress or len(items) < 2):
             volumes = {name: read_volume(_partner(Path(inputs[name]), item, first)) for name in inputs}
+            if _chosen(item, fmt) == "nifti":  # before the work: one affine cannot place slices after a gap
+                check_writable_geometry(volumes[lead])
             array = translate_volume(model, volumes, progress=progress)
             written.extend(_write(batch, item, volumes[lead], array, model, fmt))
     return written
@@ -191,9 +195,14 @@ def _partner(root: Path, item: Path, first_root: Path) -> Path:
     return partner
 
 
+def _chosen(item: Path, fmt: str) -> str:
+    """The output kind of ``item`` for ``--format fmt``: its own kind for "same"."""
+    return _kind(item) if fmt == "same" else fmt
+
+
 def _write(batch: Any, item: Path, source: Volume, array: np.ndarray, model: Translator, fmt: str) -> list[Path]:
     kind = _kind(item)
-    chosen = kind if fmt == "same" else fmt
+    chosen = _chosen(item, fmt)
     stem = _stem(item)
     note = f"derived by medgan translate from {item.name} ({model.config.task} run; not for diagnostic use)"
     if chosen == "nifti":
@@ -260,8 +269,10 @@ def _frames(array: np.ndarray, source: Volume) -> np.ndarray:
 
 
 def _write_nifti(batch: Any, name: str, source: Volume, array: np.ndarray, note: str) -> Path:
-    """The translated volume with the input's affine (float32; HU stay HU)."""
+    """The translated volume with the input's affine (float32; HU stay HU); a series with a gap is refused."""
     import nibabel as nib
+
+    check_writable_geometry(source)
 
     affine = source.affine if source.array.ndim == 3 else np.diag([*source.spacing, 1.0, 1.0])
     image = nib.Nifti1Image(array.astype(np.float32, copy=False), affine)

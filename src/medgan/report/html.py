@@ -149,8 +149,8 @@ def _privacy_banner(real_images: bool) -> str:
                 "them, run medgan evaluate with --no-real-images.")
     else:
         text = ("Real images are left out of this report (--no-real-images), and so are synthetic images that the "
-                "memorization audit flags as near copies of a training image. It still names the data locations "
-                "in the summary.")
+                "memorization audit flags as near copies of a training image. Data locations are not named either: "
+                "each set is shown as what it is with a short SHA-256 of its path (embedded sources by name).")
     level = "warn" if real_images else "info"
     return f'<p class="privacy {level}" data-real-images="{"yes" if real_images else "no"}">{html.escape(text)}</p>'
 

@@ -30,7 +30,7 @@ from typing import Iterable
 
 import numpy as np
 
-from medgan.errors import DataError
+from medgan.errors import DataError, first_meaningful_line
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
@@ -56,6 +56,9 @@ class Volume:
         modality: ``"CT"``, ``"MR"`` or None when the file does not say (NIfTI, PNG, NPY).
         path: the file, or the folder of a DICOM series.
         subject: grouping key for patient-level splits (file stem, DICOM PatientID...); never exported.
+        uneven: None when ``affine`` puts every slice where it was acquired; else why it cannot (a DICOM series
+            with a missing slice: ``"slices 11 and 12 are 5.0 mm apart, the others 2.5 mm: a missing slice"``).
+            The affine then uses the mean spacing; ``check_writable_geometry`` refuses to write it out.
     """
 
     array: np.ndarray
@@ -64,6 +67,7 @@ class Volume:
     modality: str | None
     path: Path
     subject: str
+    uneven: str | None = None
 
 
 @dataclass
@@ -159,6 +163,23 @@ def check_geometry(volume: Volume) -> Volume:
     return volume
 
 
+def check_writable_geometry(volume: Volume, output: str = "NIfTI") -> None:
+    """Refuses to write ``volume`` with one affine (``output``: NIfTI) when its slices are unevenly spaced.
+
+    One affine places slice k at ``origin + k * step``: after a missing slice every later slice would sit
+    millimetres away from where it was acquired. Outputs that keep each slice's own position (a derived DICOM
+    series copies every source file's ImagePositionPatient) are not affected.
+
+    Raises:
+        DataError: naming the series and the gap, e.g. ``slices 11 and 12 are 5.0 mm apart, the others 2.5 mm:
+            a missing slice; NIfTI cannot hold a gap``.
+    """
+    if volume.uneven is not None:
+        raise DataError(f"{volume.uneven}; {output} cannot hold a gap (one affine places every slice evenly): "
+                        "write a derived DICOM series (--format dicom), which keeps each slice's position, or npy",
+                        volume.path)
+
+
 def is_singular(affine: np.ndarray) -> bool:
     """True when the 3x3 part of ``affine`` cannot orient a volume (a zero or dependent column)."""
     values = np.linalg.svd(np.asarray(affine, dtype=np.float64)[:3, :3], compute_uv=False)
@@ -243,6 +264,9 @@ def suffix_of(path: Path) -> str:
 
 
 def first_line(error: BaseException) -> str:
-    """``"ErrorType: first line of the message"``, for one-line error reports."""
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+    """``"ErrorType: first meaningful line of the message"``, for one-line error reports: never a line of a
+    traceback that the library put into its message (``medgan.errors.first_meaningful_line``)."""
+    name, text = type(error).__name__, first_meaningful_line(str(error))
+    if not text:
+        return name
+    return text if text.startswith(f"{name}:") else f"{name}: {text}"  # a traceback's last line names the type

@@ -7,7 +7,9 @@ become RAS (see ``medgan.data.readers.base``).
 Geometry: NaN/Inf in ImageOrientationPatient, ImagePositionPatient or a frame position is an error naming the
 file. An orientation whose directions span no plane (zeros, or parallel rows and columns) is treated as
 missing, with a warning: slices are then ordered by InstanceNumber and laid out axially. Rows x Columns x frames
-is checked against the pixel data before it is decoded (``_check_pixel_claim``).
+is checked against the pixel data before it is decoded (``_check_pixel_claim``). Slices unevenly spaced along the
+normal (a missing slice) are read as acquired with a warning; the affine uses the mean spacing, and the volume
+records why (``Volume.uneven``), so that writers that need one affine refuse it (``base.check_writable_geometry``).
 """
 
 from __future__ import annotations
@@ -317,16 +319,18 @@ def _dicom_stack(frames: np.ndarray, positions: list[np.ndarray] | None, referen
     row_spacing, column_spacing = _pixel_spacing(reference)
     orientation = _orientation(reference)
     count = frames.shape[0]
+    uneven = None  # without positions, slices are laid out at the slice thickness: nothing to check
     if positions is not None and orientation is not None:
         normal = np.cross(orientation[0], orientation[1])
         order = np.argsort([float(p @ normal) for p in positions], kind="stable")
         frames, positions = frames[order], [positions[i] for i in order]
         step = (positions[-1] - positions[0]) / (count - 1)
-        gaps = np.diff([float(p @ normal) for p in positions])
-        if gaps.size and (gaps.max() - gaps.min()) > 0.1 * max(abs(float(np.median(gaps))), 1e-6):
-            uneven = f"uneven slice spacing ({gaps.min():.3g}..{gaps.max():.3g} mm); using the mean"
-            warnings.warn(f"{path}: {uneven}", stacklevel=3)
+        uneven = uneven_slices(np.diff([float(p @ normal) for p in positions]))
         slice_spacing = float(np.linalg.norm(step))
+        if uneven is not None:
+            warnings.warn(f"{path}: uneven slice spacing ({uneven}); using the mean, {slice_spacing:.3g} mm, where "
+                          "one spacing is needed; slices stay as acquired, but the series cannot be written as "
+                          "NIfTI", stacklevel=3)
         origin = positions[0]
     else:
         orientation = orientation if orientation is not None else np.array([[1.0, 0, 0], [0, 1.0, 0]])
@@ -341,7 +345,34 @@ def _dicom_stack(frames: np.ndarray, positions: list[np.ndarray] | None, referen
     # (frame, row, column) -> (column, row, frame): the NIfTI voxel order, so slicing rules are shared.
     array = np.ascontiguousarray(np.transpose(frames, (2, 1, 0)))
     spacing = (column_spacing, row_spacing, slice_spacing)
-    return Volume(array, _lps_to_ras(affine), spacing, _modality(reference), path, _dicom_subject(reference, path))
+    return Volume(array, _lps_to_ras(affine), spacing, _modality(reference), path, _dicom_subject(reference, path),
+                  uneven)
+
+
+def uneven_slices(gaps: np.ndarray) -> str | None:
+    """What is uneven about the distances between neighbouring slices (mm, in slice order), or None when even.
+
+    Uneven: a gap more than 10% off the median gap (DICOM positions are rounded to 0.01-0.001 mm, far less). Named
+    by its slices (1-based, in slice order): ``"slices 11 and 12 are 5.0 mm apart, the others 2.5 mm: a missing
+    slice"``; a gap of about two or more median gaps is called a missing slice.
+    """
+    if gaps.size < 2:
+        return None
+    median = abs(float(np.median(gaps)))
+    off = np.abs(np.abs(gaps) - median)
+    irregular = int(np.count_nonzero(off > 0.1 * max(median, 1e-6)))
+    if not irregular:
+        return None
+    worst = int(np.argmax(off))
+    gap = abs(float(gaps[worst]))
+    text = f"slices {worst + 1} and {worst + 2} are {_mm(gap)} mm apart, the others {_mm(median)} mm"
+    text += ": a missing slice" if gap > 1.5 * median else ""
+    return text + (f" ({irregular} uneven gaps in all)" if irregular > 1 else "")
+
+
+def _mm(value: float) -> str:
+    """A distance for messages: ``5.0``, ``2.5``, ``0.625``."""
+    return f"{value:.1f}" if abs(value * 10 - round(value * 10)) < 1e-6 else f"{value:.3g}"
 
 
 def _modality(dataset) -> str | None:
