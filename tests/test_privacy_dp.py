@@ -184,8 +184,8 @@ def test_batchnorm_discriminator_and_bad_delta_are_refused():
     (["--dp-epsilon", "0"], "--dp-epsilon must be a positive number"),
     (["--dp-epsilon", "-3"], "--dp-epsilon must be a positive number"),
     (["--dp-noise", "0"], "--dp-noise must be a positive number"),
-    (["--dp-delta", "1"], "privacy.delta"),
-    (["--dp-delta", "1.5"], "privacy.delta"),
+    (["--dp-noise", "1", "--dp-delta", "1"], "privacy.delta"),  # without --dp-noise: "--dp-delta needs ..."
+    (["--dp-noise", "1", "--dp-delta", "1.5"], "privacy.delta"),
     (["--dp-epsilon", "5", "--set", "model.minibatch_std=true"], "model.minibatch_std must be off"),  # the user's
 ])
 def test_cli_bad_privacy_values_are_one_line_errors(tmp_path, capsys, option, fragment):

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from medgan.checkpoint import load_checkpoint, save_checkpoint
-from medgan.config import RunConfig, from_dict, load_yaml, save_yaml
+from medgan.config import RunConfig, first_difference, from_dict, load_yaml, save_yaml, to_dict
 from medgan.data.spec import DataSpec
 from medgan.errors import CheckpointError, ConfigError, DataError, MedganError
 from medgan.utils import atomic_write_text
@@ -107,10 +107,12 @@ class RunDir:
     def check_writable(self) -> None:
         """Raises a one-line MedganError when the run directory cannot be created or written.
 
-        Checked before anything is created: an existing file, a path below a file, or a folder without
-        write permission.
+        Checked before anything is created: an existing file, a path below a file, a folder without write
+        permission, or a symbolic link to nothing.
         """
         check_output_folder(self.path, "--out")
+        if self.path.is_symlink() and not self.path.exists():
+            raise ConfigError("--out is a symbolic link to nothing; give a folder", self.path)
 
     def check_new(self) -> None:
         """Refuses to start a new run over an existing one."""
@@ -129,8 +131,6 @@ class RunDir:
         self.check_writable()
         self._created = [folder for folder in (self.path, *self.path.parents) if not folder.exists()]
         self._existing = set(os.listdir(self.path)) if self.path.is_dir() else set()
-        if self.path.is_symlink() and not self.path.exists():
-            raise ConfigError("--out is a symbolic link to nothing; give a folder", self.path)
         if not self.path.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
             staging = self.staging_path(self.path)
@@ -204,6 +204,28 @@ class RunDir:
             return from_dict(load_yaml(self.config_file))
         except ConfigError as error:
             raise ConfigError(error.message, error.path or self.config_file) from None
+
+    def check_checkpoint(self, config: dict[str, Any], spec: dict[str, Any], path: Path) -> None:
+        """Refuses a checkpoint (``path``, with its saved ``config`` and data ``spec``) that does not belong to this
+        run, e.g. one copied in from another run: its config must be config.yaml's (the budget aside, which every
+        resume sets anew) and its data spec data.json's. A missing file is not compared (the resume writes it)."""
+        compared = []
+        if self.config_file.is_file():
+            compared.append(("config.yaml", to_dict(from_dict(config)), to_dict(self.read_config())))
+        if self.data_file.is_file():
+            try:
+                ours = json.loads(self.data_file.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as error:
+                raise ConfigError(f"unreadable data spec ({type(error).__name__}); delete it and --resume writes it "
+                                  "again", self.data_file) from None
+            compared.append(("data.json", json.loads(json.dumps(spec, default=repr)), ours))
+        for name, theirs, ours in compared:
+            difference = first_difference(theirs, ours, skip=("train.steps", "train.minutes", "train.cpu_minutes"))
+            if difference is not None:
+                key, value, own = difference
+                raise CheckpointError(f"trained with {key} {value!r}, but this run's {name} has {own!r}: a checkpoint "
+                                      "of another run? Resume the run it belongs to, or put this run's own checkpoint "
+                                      "back", path)
 
     def write_data_spec(self, spec: DataSpec) -> None:
         """A readable copy of the data spec (``data.json``); the checkpoint holds the one read back."""

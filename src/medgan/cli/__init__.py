@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import functools
 import os
 import signal
 import sys
@@ -21,7 +22,7 @@ from typing import Callable, Iterator, Sequence
 from medgan.errors import MedganError
 
 from medgan.cli.parser import build_parser
-from medgan.cli.training import resolve_train_config
+from medgan.cli.training import launch_train, resolve_train_config
 
 EXIT_USER_ERROR = 2
 # Write failures the user's machine causes (a full disk, a quota, a read-only or forbidden folder): printed as one
@@ -64,12 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "train" and args.nproc > 1 and "LOCAL_RANK" not in os.environ:
-        from medgan.training.distributed import torchrun_command
-
-        command = torchrun_command(list(sys.argv[1:] if argv is None else argv), args.nproc)
-        os.execv(command[0], command)  # torchrun replaces this process; its exit status is the job's
     handler: Callable[[argparse.Namespace], int] = args.handler
+    if args.command == "train" and args.nproc > 1 and "LOCAL_RANK" not in os.environ:
+        arguments = list(sys.argv[1:] if argv is None else argv)
+        handler = functools.partial(launch_train, argv=arguments)  # checks, then execs torchrun
     try:
         with _sigterm_raises():
             return handler(args)

@@ -80,11 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dp-noise", type=float, metavar="SIGMA", help="DP with a fixed noise multiplier instead")
     train.add_argument("--dp-delta", type=float, metavar="D", help="DP delta (default: min(1e-5, 0.1 / patients))")
     train.add_argument("--dp-max-grad-norm", type=float, metavar="C", help="DP per-patient clipping bound (default 1)")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint, "
+                       "with the run's own config (--steps or --minutes set a new budget; other options may only "
+                       "repeat the run's values)")
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, e.g. optim.d_steps=2")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument("--nproc", type=int, default=1, help="data-parallel processes on this machine (one per "
-                       "GPU; on CPU, gloo): starts torchrun --standalone --nproc-per-node N -m medgan train ...")
+                       "GPU; on CPU, gloo; 1: one process, no torchrun): N > 1 checks the options, config, data "
+                       "paths and --out, then starts torchrun --standalone --nproc-per-node N -m medgan train ...")
     train.add_argument("--timeout", type=float, default=600.0, help="data-parallel runs: seconds a process waits "
                        "for the others in one collective before the job fails")
     train.set_defaults(handler=command_train)

@@ -84,11 +84,12 @@ def train_values(args: argparse.Namespace) -> tuple[dict[str, Any], str | None]:
     """The user's config values of ``medgan train`` (YAML (--config) <- CLI flags <- --set overrides, the task
     options included) and the recipe (--model) they go on."""
     from medgan.config import deep_update, load_yaml, parse_overrides
+    from medgan.training.tasks import check_values
     from medgan.training.tasks.declarations import RECIPES, check_model
 
-    values: dict[str, Any] = {}
-    if args.config:
-        values = deep_update(values, load_yaml(args.config))
+    recipe = args.model if args.model in RECIPES else None
+    file_values = load_yaml(args.config) if args.config else {}
+    values = dict(file_values)
     if args.model is not None and args.model not in RECIPES:
         values = deep_update(values, {"model": {"name": args.model}})  # an architecture, not a recipe
     values = deep_update(values, _train_overrides(args))
@@ -97,7 +98,30 @@ def train_values(args: argparse.Namespace) -> tuple[dict[str, Any], str | None]:
         values["task"] = RECIPES.get(args.model).tasks[0]
     values = deep_update(values, _task_overrides(args, values))
     check_model(args.model, values.get("task"))
-    return values, args.model if args.model in RECIPES else None
+    if args.config:  # the file on its own first: a bad value in it is an error even where a flag replaces it
+        task = values.get("task")
+        check_values(file_values, recipe, task if isinstance(task, str) else None, path=args.config)
+    _check_dp_flags(args, values)
+    return values, recipe
+
+
+def _check_dp_flags(args: argparse.Namespace, values: dict[str, Any]) -> None:
+    """DP options are all or nothing: --dp-delta or --dp-max-grad-norm without a target epsilon or a noise
+    multiplier (a flag, or privacy.epsilon / privacy.noise in the config) would train without any privacy."""
+    privacy = values.get("privacy") if isinstance(values.get("privacy"), dict) else {}
+    if any(_nonzero(privacy.get(key)) for key in ("epsilon", "noise")):
+        return
+    for flag in ("dp_delta", "dp_max_grad_norm"):
+        if getattr(args, flag, None) is not None:
+            raise ConfigError(f"--{flag.replace('_', '-')} needs --dp-epsilon or --dp-noise: without one, training "
+                              "is not differentially private")
+
+
+def _nonzero(value: Any) -> bool:
+    try:
+        return float(value) != 0.0
+    except (TypeError, ValueError):
+        return value is not None  # a malformed value: the config's own check names it
 
 
 def resolve_train_config(args: argparse.Namespace, note: Callable[[str], None] | None = None):
@@ -128,27 +152,111 @@ def _rank_zero_note(text: str) -> None:
 def command_train(args: argparse.Namespace) -> int:
     from medgan.metrics import training_score
     from medgan.training.loop import train
-    from medgan.training.tasks import resolve_config
 
+    check_process_options(args)
     if args.resume:
-        budget = {}
-        if args.steps is not None:
-            budget = {"steps": args.steps, "minutes": 0.0}
-        if args.minutes is not None:
-            budget = {"minutes": args.minutes, "steps": 0}
-        result = train(None, args.out, resume=True, progress=not args.quiet, budget=budget, scorer=training_score,
-                       timeout_s=args.timeout)
+        check_resume_options(args)
+        result = train(None, args.out, resume=True, progress=not args.quiet, budget=resume_budget(args),
+                       scorer=training_score, timeout_s=args.timeout)
     else:
-        values, recipe = train_values(args)
         notes: list[str] = []
-        config = resolve_config(values, recipe, note=notes.append)
-        check_data_given(values)  # after the config's own errors, before anything is printed or written
-        for line in notes:
+        config = new_run_config(args, notes.append)
+        for line in notes:  # after the config's own errors, before anything is written
             _rank_zero_note(line)
         result = train(config, args.out, progress=not args.quiet, scorer=training_score, timeout_s=args.timeout)
     if os.environ.get("RANK", "0") == "0":  # under torchrun every rank returns; rank 0 speaks for the run
         print(result.summary())
     return 0
+
+
+def new_run_config(args: argparse.Namespace, note: Callable[[str], None]):
+    """The resolved config of a new run from ``medgan train``'s options, which must name training data."""
+    from medgan.training.tasks import resolve_config
+
+    values, recipe = train_values(args)
+    config = resolve_config(values, recipe, note=note)
+    check_data_given(values)
+    return config
+
+
+def resume_budget(args: argparse.Namespace) -> dict[str, Any]:
+    """The budget --steps or --minutes gives a resumed run (empty: the run's own)."""
+    if args.steps is not None:
+        return {"steps": args.steps, "minutes": 0.0}
+    if args.minutes is not None:
+        return {"minutes": args.minutes, "steps": 0}
+    return {}
+
+
+def check_process_options(args: argparse.Namespace) -> None:
+    """--nproc and --timeout, whatever the run."""
+    from medgan.training.distributed import check_timeout
+
+    if args.nproc < 1:
+        raise ConfigError(f"--nproc must be 1 or more (1: one process, no torchrun), got {args.nproc}")
+    check_timeout(args.timeout, "--timeout")
+
+
+def check_resume_options(args: argparse.Namespace) -> None:
+    """--resume continues the run's own config.yaml: the options that set config values (--set, --config, --data,
+    --resolution, ...) are checked as for a new run and may only repeat the run's values (the same command run
+    again with --resume); one that would change a value is refused. The budget is --steps or --minutes."""
+    from medgan.config import first_difference, from_dict, to_dict
+    from medgan.run import RunDir
+
+    values, _ = train_values(argparse.Namespace(**{**vars(args), "steps": None, "minutes": None}))
+    run = RunDir(args.out)
+    if not values or not run.config_file.is_file():
+        return  # nothing to compare (a missing run is the loop's error)
+    ours = run.read_config()
+    given = from_dict(values, base=ours)
+    difference = first_difference(to_dict(given), to_dict(ours))
+    if difference is not None:
+        key, value, own = difference
+        raise ConfigError(f"--resume continues this run's config, where {key} is {own!r}; the options given make it "
+                          f"{value!r}. A resume takes --steps or --minutes; start a new --out for other settings",
+                          run.config_file)
+
+
+def launch_train(args: argparse.Namespace, argv: list[str]) -> int:
+    """``medgan train --nproc N`` (N > 1): everything that can be checked in this process is checked before
+    torchrun starts N processes that would each fail on it (and torchrun add its own traceback): the options, the
+    config, the data paths, --out and, on resume, the run's checkpoint. Then torchrun replaces this process."""
+    from medgan.training.distributed import check_world, torchrun_command
+    from medgan.training.loop import check_start
+
+    check_process_options(args)
+    if args.resume:
+        check_resume_options(args)
+        config = check_start(None, args.out, resume=True, budget=resume_budget(args))
+    else:
+        config = check_start(new_run_config(args, note=lambda line: None), args.out)  # the ranks print the notes
+    check_world(config, args.nproc)
+    check_data_paths(config.data)
+    command = torchrun_command(argv, args.nproc)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(command[0], command)  # torchrun replaces this process; its exit status is the job's
+    return 0  # not reached
+
+
+def check_data_paths(data: Any) -> None:
+    """The cheap part of reading the training data (a DataConfig): every path it names exists and can be read,
+    or is an embedded source name."""
+    from pathlib import Path
+
+    from medgan.data.sources import SOURCES
+    from medgan.errors import DataError
+
+    named = [data.input, data.pairs, data.labels, *data.domain_a] + ([] if data.pairs else [data.source])
+    for value in named:
+        if value is None or value in SOURCES:
+            continue
+        path = Path(value).expanduser()
+        if not path.exists():
+            raise DataError(f"no such file or folder (embedded sources: {', '.join(SOURCES.names())})", path)
+        if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
+            raise DataError("no permission to read it", path)
 
 
 def command_info(args: argparse.Namespace) -> int:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from medgan.config.sections import (MAX_BATCH_SIZE, MAX_CHANNELS, MAX_LATENT_DIM, MAX_ROI_SIZE, MAX_THREADS,
-                                    RESOLUTIONS, RunConfig)
+from medgan.config.sections import (MAX_BATCH_SIZE, MAX_CHANNELS, MAX_EPSILON, MAX_LATENT_DIM, MAX_ROI_SIZE,
+                                    MAX_THREADS, RESOLUTIONS, RunConfig)
 from medgan.errors import ConfigError
 
 
@@ -75,6 +75,8 @@ def validate(config: RunConfig) -> None:
            "and data.input, data.pairs or data.degrade are alternatives: give one")
     privacy = config.privacy
     check(privacy.epsilon >= 0, "privacy.epsilon", "must be > 0 (0 = off)")
+    check(privacy.epsilon <= MAX_EPSILON, "privacy.epsilon", f"must be at most {MAX_EPSILON:g}, got "
+          f"{privacy.epsilon:g} (a larger target promises no privacy: leave privacy off instead)")
     check(privacy.noise >= 0, "privacy.noise", "must be > 0 (0 = off)")
     check(not (privacy.epsilon > 0 and privacy.noise > 0), "privacy.epsilon",
            "and privacy.noise are alternatives: give one")

@@ -8,7 +8,7 @@ import types
 import typing
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 import yaml
 
@@ -218,6 +218,20 @@ def deep_update(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, An
         else:
             merged[key] = value
     return merged
+
+
+def first_difference(first: Any, second: Any, skip: Collection[str] = (), key: str = ""
+                     ) -> tuple[str, Any, Any] | None:
+    """The first dotted key (not in ``skip``) whose value differs between two nested mappings, with its value in
+    each (a missing key's is None); None when they agree."""
+    if isinstance(first, Mapping) and isinstance(second, Mapping):
+        for name in [*first, *(name for name in second if name not in first)]:
+            inner = f"{key}.{name}" if key else str(name)
+            found = None if inner in skip else first_difference(first.get(name), second.get(name), skip, inner)
+            if found is not None:
+                return found
+        return None
+    return None if first == second else (key, first, second)
 
 
 def save_yaml(config: RunConfig, path: str | Path) -> None:

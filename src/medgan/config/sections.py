@@ -14,6 +14,9 @@ MAX_CHANNELS = 512
 MAX_BATCH_SIZE = 4096
 MAX_ROI_SIZE = 1024
 MAX_THREADS = 1024
+# A DP target above this promises nothing (the guarantee bounds likelihood ratios by e^epsilon), and solving the noise
+# for it is slow or never ends (the accountant's search cannot resolve such targets): leave privacy off instead.
+MAX_EPSILON = 1000.0
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from medgan.config import RunConfig
 from medgan.errors import ConfigError, MedganError, TrainingError
 
 DEFAULT_TIMEOUT_S = 600.0  # seconds a rank waits for the others in one collective before the job fails
+MAX_TIMEOUT_S = 7 * 24 * 3600.0  # a week: any longer wait is a typo (and past ~1e14 s Python's timedelta overflows)
 SEED_MASK = (1 << 63) - 1  # torch.Generator.manual_seed takes any 64-bit value; stay in the signed range
 
 T = TypeVar("T")
@@ -161,9 +163,7 @@ class World:
     # batches
 
     def check_batch(self, batch_size: int) -> None:
-        if batch_size % self.size:
-            raise ConfigError(f"config key 'train.batch_size' ({batch_size}) must be a multiple of the number of "
-                              f"processes ({self.size}): every rank takes an equal shard of each batch")
+        check_batch(batch_size, self.size)
 
     def shard(self, index: torch.Tensor, groups: int) -> torch.Tensor:
         """This rank's disjoint share of a global batch's indices.
@@ -316,6 +316,32 @@ def check_digests(states: list[dict[str, Any]], step: int) -> str | None:
             raise TrainingError(f"rank {rank}'s weights differ from rank 0's at step {step}: the data-parallel "
                                 "replicas went out of sync")
     return digests[0]
+
+
+def check_timeout(seconds: float, name: str = "timeout_s") -> None:
+    """Raises ConfigError unless ``seconds`` (the collective timeout, option ``name``) is in (0, a week]."""
+    number = isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
+    if not (number and 0 < seconds <= MAX_TIMEOUT_S):  # NaN fails both comparisons
+        got = f"{seconds:g}" if number else repr(seconds)
+        raise ConfigError(f"{name} must be a number of seconds in (0, {MAX_TIMEOUT_S:g}], got {got}")
+
+
+def check_batch(batch_size: int, processes: int) -> None:
+    """Raises ConfigError unless every one of ``processes`` ranks can take an equal shard of each batch."""
+    if batch_size % processes:
+        raise ConfigError(f"config key 'train.batch_size' ({batch_size}) must be a multiple of the number of "
+                          f"processes ({processes}): every rank takes an equal shard of each batch")
+
+
+def check_world(config: RunConfig, processes: int) -> None:
+    """What a run of ``processes`` data-parallel ranks needs of its config; each rank checks it, and
+    ``medgan train --nproc`` before it starts them."""
+    if processes <= 1:
+        return
+    check_batch(config.train.batch_size, processes)
+    if config.privacy.epsilon > 0 or config.privacy.noise > 0:
+        raise ConfigError("differentially private training (privacy.*) runs in one process; start it without "
+                          "torchrun / --nproc")
 
 
 def torchrun_command(argv: list[str], nproc: int) -> list[str]:

@@ -18,14 +18,15 @@ from typing import Any
 import torch
 
 from medgan.checkpoint import load_checkpoint
-from medgan.config import RunConfig, to_dict
+from medgan.config import RunConfig, to_dict, validate
 from medgan.data import SliceSet
 from medgan.errors import CheckpointError, ConfigError, MedganError, TrainingError
 from medgan.progress import progress_bar, write as progress_write
 from medgan.run import RunDir
 from medgan.training.batches import BatchSampler
-from medgan.training.distributed import (DEFAULT_TIMEOUT_S, TrainingModules, World, check_digests, quiet_run,
-                                         rank_seed, rank_state, restore_rank, shard_task_samplers, weights_digest)
+from medgan.training.distributed import (DEFAULT_TIMEOUT_S, TrainingModules, World, check_digests, check_timeout,
+                                         check_world, quiet_run, rank_seed, rank_state, restore_rank,
+                                         shard_task_samplers, weights_digest)
 from medgan.training.guard import first_nonfinite_log, first_nonfinite_tensor
 from medgan.training.precision import resolve_device
 from medgan.training.privacy import privacy_section
@@ -126,6 +127,7 @@ def train(config: RunConfig | None, run_dir: str | Path, resume: bool = False, p
     Raises:
         MedganError subclasses for bad data, bad config, bad checkpoints and non-finite losses or weights.
     """
+    check_timeout(timeout_s)
     world = World.from_environment(timeout_s)
     try:
         run = RunDir(run_dir)
@@ -145,6 +147,14 @@ def train(config: RunConfig | None, run_dir: str | Path, resume: bool = False, p
         world.close()
 
 
+def check_start(config: RunConfig | None, run_dir: str | Path, resume: bool = False,
+                budget: dict[str, Any] | None = None) -> RunConfig:
+    """What ``train`` checks before it reads data or writes anything (the run directory; on resume, the checkpoint
+    against the run's own files, and the new budget), for a caller that starts training elsewhere (``medgan train
+    --nproc``). Returns the config the run would train. Raises MedganError subclasses, as ``train`` does."""
+    return _open(RunDir(run_dir), config, resume, budget)[0]
+
+
 def _open(run: RunDir, config: RunConfig | None, resume: bool,
           budget: dict[str, Any] | None) -> tuple[RunConfig, dict[str, Any] | None]:
     """The checked config and, on resume, the checkpoint, before anything is written (rank 0's work)."""
@@ -156,8 +166,10 @@ def _open(run: RunDir, config: RunConfig | None, resume: bool,
             config = reload_config(state["config"])
         except (ConfigError, KeyError, TypeError) as error:
             raise CheckpointError(f"checkpoint config is incompatible ({error})", run.latest) from None
+        run.check_checkpoint(state["config"], state["data_spec"], run.latest)  # not one from another run
         if budget:
             config = replace(config, train=replace(config.train, **budget))
+            validate(config)
     else:
         if config is None:
             raise ConfigError("a new run needs a config")
@@ -168,10 +180,7 @@ def _open(run: RunDir, config: RunConfig | None, resume: bool,
 def _train(config: RunConfig, run: RunDir, state: dict[str, Any] | None, progress: bool, data: SliceSet | None,
            scorer: Scorer | None, world: World, threads: TrainingThreads | None = None) -> TrainResult:
     seed = config.train.seed
-    world.check_batch(config.train.batch_size)
-    if world.distributed and (config.privacy.epsilon > 0 or config.privacy.noise > 0):
-        raise ConfigError("differentially private training (privacy.*) runs in one process; start it without "
-                          "torchrun / --nproc")
+    check_world(config, world.size)
     family = TASKS.get(config.task)
     if data is None:
         data = family.load_data(config, progress)  # a task may read its data its own way (two domains)

@@ -34,8 +34,7 @@ so a resume continues exactly), not a cryptographically secure one (Opacus's ``s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -45,11 +44,10 @@ from medgan.config import RunConfig
 from medgan.data import SliceSet
 from medgan.data.transforms import aligned_augment, flips
 from medgan.errors import ConfigError
+from medgan.training.accounting import ACCOUNTANT, automatic_delta, epsilon_spent, solve_noise
 from medgan.training.batches import PRIMARY, Batch
 from medgan.training.precision import autocast_context
 
-ACCOUNTANT = "rdp"  # Opacus's Renyi-DP accountant of the Poisson-subsampled Gaussian mechanism
-AUTO_DELTA_FLOOR = 1e-5  # automatic delta: min(1e-5, 1 / (10 * units)), well below 1 / units
 MECHANISMS = {
     "subject": "DP-SGD on D: Poisson-sampled subjects (probability q per step), one uniformly drawn slice per "
                "sampled subject, per-subject clipping of D's real-image gradient to max_grad_norm, Gaussian noise "
@@ -59,84 +57,6 @@ MECHANISMS = {
              "fake-image gradient and G are post-processing. Slice-level: a patient with k slices is protected "
              "only at about k x epsilon",
 }
-
-
-def is_private(config: RunConfig) -> bool:
-    """True when the config asks for DP training (a target epsilon or a noise multiplier)."""
-    return config.privacy.epsilon > 0 or config.privacy.noise > 0
-
-
-@dataclass(frozen=True)
-class PrivateSetting:
-    """A config value DP-SGD on D cannot honour, the value it can, and why."""
-
-    key: str  # "section.name" of a shared config section
-    honoured: Any  # the value DP training needs
-    why: str  # the reason, for the note and the error
-    applies: Callable[[RunConfig], bool] = lambda config: True  # only configs where the value matters
-
-    def value(self, config: RunConfig) -> Any:
-        section, name = self.key.split(".")
-        return getattr(getattr(config, section), name)
-
-    def conflicts(self, config: RunConfig) -> bool:
-        return self.applies(config) and self.value(config) != self.honoured
-
-    def wording(self) -> str:
-        """How the honoured value is said: "off", "on", "0", "1"."""
-        if isinstance(self.honoured, bool):
-            return "on" if self.honoured else "off"
-        return f"{self.honoured:g}"
-
-
-# What DP training needs of the shared sections. A recipe's value is switched by ``private_defaults`` (with a note);
-# a value the user set is refused by ``check_private_config``.
-PRIVATE_SETTINGS = (
-    PrivateSetting("model.minibatch_std", False, "it mixes samples across patients"),
-    PrivateSetting("model.spectral_norm", True, "without it the dcgan discriminator has BatchNorm, which mixes "
-                   "samples across patients", applies=lambda config: config.model.name == "dcgan"),
-    PrivateSetting("loss.r1_gamma", 0.0, "R1's double backward has no per-sample gradients here"),
-    PrivateSetting("loss.gradient_penalty", 0.0, "it mixes real and fake samples"),
-    PrivateSetting("augment.adaptive", False, "ADA tunes itself on real logits outside the mechanism"),
-    PrivateSetting("optim.d_steps", 1, "each D step is one Poisson-sampled batch"),
-    PrivateSetting("train.compile", False, "per-sample gradients need the eager discriminator"),
-)
-
-
-def private_defaults(config: RunConfig, given: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """For a config that asks for DP, the values that switch off what DP-SGD cannot honour, for each key that
-    ``given`` (the user's own values: YAML, flags, overrides) leaves to the recipe; and one note each, e.g.
-    ``dp: model.minibatch_std switched off (it mixes samples across patients)``. Nothing without DP.
-
-    Args:
-        config: the config as resolved without these switches.
-        given: the user's nested values; a key set there is the user's choice and is left to
-            ``check_private_config``.
-    """
-    values: dict[str, dict[str, Any]] = {}
-    notes: list[str] = []
-    if not is_private(config):
-        return values, notes
-    for setting in PRIVATE_SETTINGS:
-        section, name = setting.key.split(".")
-        chosen = given.get(section)
-        if (isinstance(chosen, Mapping) and name in chosen) or not setting.conflicts(config):
-            continue
-        values.setdefault(section, {})[name] = setting.honoured
-        notes.append(f"dp: {setting.key} switched {setting.wording()} ({setting.why})")
-    return values, notes
-
-
-def check_private_config(config: RunConfig) -> None:
-    """Raises a one-line ConfigError naming the first option that DP-SGD on D cannot honour (no-op without DP)."""
-    if not is_private(config):
-        return
-    for setting in PRIVATE_SETTINGS:
-        if setting.conflicts(config):
-            raise ConfigError(f"privacy: {setting.key} must be {setting.wording()} ({setting.why})")
-    if config.privacy.epsilon > 0 and config.train.steps <= 0:
-        raise ConfigError("privacy: privacy.epsilon needs a step budget (train.steps) to solve the noise for; use "
-                          "privacy.noise with a time budget")
 
 
 def privacy_section(privacy: "DiscriminatorPrivacy | None") -> dict[str, Any]:
@@ -150,34 +70,6 @@ def check_discriminator(discriminator: nn.Module) -> None:
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             raise ConfigError(f"privacy: the discriminator has BatchNorm ({name}), which mixes samples across "
                               "patients; turn model.spectral_norm on (the dcgan D then drops BatchNorm)")
-
-
-def automatic_delta(units: int) -> float:
-    """delta = min(1e-5, 1 / (10 * units)): well below 1 / units, the chance of one unit's full exposure."""
-    return min(AUTO_DELTA_FLOOR, 1.0 / (10.0 * units))
-
-
-def epsilon_spent(history: list[tuple[float, float, int]], delta: float) -> float:
-    """Epsilon by Opacus's RDP accountant for a history of ``(noise multiplier, sample rate, steps)`` runs of the
-    Poisson-subsampled Gaussian mechanism (0 before any step)."""
-    if sum(steps for _, _, steps in history) <= 0:
-        return 0.0
-    from opacus.accountants import RDPAccountant  # opacus is imported only by DP runs: it takes seconds to load
-
-    accountant = RDPAccountant()
-    accountant.history = list(history)
-    return float(accountant.get_epsilon(delta))
-
-
-def solve_noise(target_epsilon: float, delta: float, sample_rate: float, steps: int) -> float:
-    """The noise multiplier that spends ``target_epsilon`` in ``steps`` steps (Opacus's binary search)."""
-    from opacus.accountants.utils import get_noise_multiplier
-
-    try:
-        return float(get_noise_multiplier(target_epsilon=target_epsilon, target_delta=delta, sample_rate=sample_rate,
-                                          steps=steps, accountant=ACCOUNTANT, epsilon_tolerance=0.01))
-    except ValueError as error:
-        raise ConfigError(f"privacy: cannot reach epsilon {target_epsilon:g} in {steps} steps ({error})") from None
 
 
 def clip_per_unit(gradients: dict[str, torch.Tensor], max_norm: float) -> tuple[dict[str, torch.Tensor], torch.Tensor]:

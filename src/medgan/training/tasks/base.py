@@ -147,8 +147,14 @@ class TaskBase:
 
     @classmethod
     def check_config(cls, config: RunConfig) -> None:
-        """Raises ConfigError for anything the task cannot train: registered names it uses, its section, DP."""
+        """Raises ConfigError for anything the task cannot train: registered names it uses, its section, DP, labels
+        given to a task without classes."""
         cls.section(config)
+        if config.data.labels and not cls.capabilities.conditional:  # it would be ignored without a word
+            conditional = [name for name in TASKS if TASKS.get(name).capabilities.conditional] or ["conditional"]
+            raise ConfigError(f"--labels (data.labels) is for the {' or '.join(conditional)} task; task {cls.name!r} "
+                              f"does not use labels: add --task {conditional[0]}, or leave --labels out",
+                              config.data.labels)
         if (config.privacy.epsilon > 0 or config.privacy.noise > 0) and not cls.capabilities.private:
             private = [name for name in TASKS if TASKS.get(name).capabilities.private]
             raise ConfigError(f"config key 'privacy.epsilon': DP training covers the tasks {', '.join(private)}, "

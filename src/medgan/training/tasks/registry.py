@@ -52,7 +52,7 @@ def resolve_config(values: Mapping[str, Any], recipe: str | None = None,
     """The resolved, checked config of a new run: ``recipe`` (default: the task's own) <- ``values``.
 
     Asking for DP (``privacy.epsilon`` or ``privacy.noise``) switches off the recipe's settings that DP training
-    cannot honour (``medgan.training.privacy.PRIVATE_SETTINGS``), one note line each; such a setting in ``values``
+    cannot honour (``medgan.training.private_settings.PRIVATE_SETTINGS``), one note line each; such a setting in ``values``
     is the user's and is refused instead.
 
     Args:
@@ -62,9 +62,50 @@ def resolve_config(values: Mapping[str, Any], recipe: str | None = None,
         note: where the notes go (default: a line on stderr).
 
     Raises:
-        ConfigError: an unknown task, recipe, key or value, a recipe for another task, or a config the task
-            cannot train (its ``check_config``).
+        ConfigError: an unknown task, recipe, key or value, a recipe for another task, a DP setting without DP
+            (privacy.delta, max_grad_norm or unit given while privacy.epsilon and privacy.noise are 0), or a config
+            the task cannot train (its ``check_config``).
     """
+    task, name, base = _task_and_base(values, recipe)
+    data = values.get("data")
+    if isinstance(data, Mapping):  # a prepared cohort: its preprocessing options are the run's
+        values = {**values, "data": cache_data_values(data)}
+    values = {**values, "task": name}
+    config = from_dict(values, base=base)
+    _check_privacy_given(values, config)
+    if task.capabilities.private:
+        from medgan.training.private_settings import private_defaults
+
+        switched, notes = private_defaults(config, values)
+        if switched:
+            config = from_dict(deep_update(values, switched), base=base)
+            for line in notes:
+                (note or _stderr_line)(line)
+    return task.resolve(config)
+
+
+def check_values(values: Mapping[str, Any], recipe: str | None = None, task: str | None = None,
+                 path: str | None = None) -> None:
+    """Checks one source of a run's values on its own, before later sources override any of its keys: every key
+    known and typed and every value in range over ``recipe`` (the task's own section included), so that a bad
+    value in a ``--config`` file is reported even where a flag or ``--set`` replaces it.
+
+    Args:
+        values: the source's nested values (e.g. a YAML file's).
+        recipe: the recipe the run starts from (``--model``), as for ``resolve_config``.
+        task: the run's task when later sources choose it (default: ``values["task"]``, else the recipe's).
+        path: the file the values come from, named by the errors about them.
+    """
+    values = {**values, "task": task} if task else values
+    task_class, name, base = _task_and_base(values, recipe)
+    try:
+        task_class.section(from_dict({**values, "task": name}, base=base))
+    except ConfigError as error:
+        raise ConfigError(error.message, error.path or path) from None
+
+
+def _task_and_base(values: Mapping[str, Any], recipe: str | None) -> tuple[type, str, RunConfig]:
+    """The task class that ``values`` (or the recipe) names, its name, and the recipe's config the values go on."""
     chosen = RECIPES.get(recipe) if recipe is not None else None
     name = values.get("task") or (chosen.tasks[0] if chosen is not None else TASKS.default)
     if not isinstance(name, str):
@@ -73,21 +114,19 @@ def resolve_config(values: Mapping[str, Any], recipe: str | None = None,
     chosen = chosen or RECIPES.get(task.default_recipe)
     if name not in chosen.tasks:
         raise ConfigError(f"recipe {recipe!r} configures task {' or '.join(chosen.tasks)}, not {name!r}")
-    base = replace(chosen.build(), task=name)
-    data = values.get("data")
-    if isinstance(data, Mapping):  # a prepared cohort: its preprocessing options are the run's
-        values = {**values, "data": cache_data_values(data)}
-    values = {**values, "task": name}
-    config = from_dict(values, base=base)
-    if task.capabilities.private:
-        from medgan.training.privacy import private_defaults
+    return task, name, replace(chosen.build(), task=name)
 
-        switched, notes = private_defaults(config, values)
-        if switched:
-            config = from_dict(deep_update(values, switched), base=base)
-            for line in notes:
-                (note or _stderr_line)(line)
-    return task.resolve(config)
+
+def _check_privacy_given(values: Mapping[str, Any], config: RunConfig) -> None:
+    """DP settings are all or nothing: a privacy key the user gave (privacy.delta, privacy.max_grad_norm,
+    privacy.unit) while privacy.epsilon and privacy.noise are both 0 would train without any privacy."""
+    given = values.get("privacy")
+    if not isinstance(given, Mapping) or config.privacy.epsilon > 0 or config.privacy.noise > 0:
+        return
+    extra = sorted(set(given) - {"epsilon", "noise"})
+    if extra:
+        raise ConfigError(f"config key 'privacy.{extra[0]}' needs privacy.epsilon or privacy.noise: without one, "
+                          "training is not differentially private")
 
 
 def _stderr_line(text: str) -> None:

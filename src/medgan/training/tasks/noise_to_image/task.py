@@ -31,7 +31,8 @@ from medgan.training.batches import reference_indices
 from medgan.training.augment import POLICIES, AdaptiveProbability, DiffAugment
 from medgan.training.ema import EMA, standing_statistics
 from medgan.training.precision import autocast_context, use_bf16
-from medgan.training.privacy import DiscriminatorPrivacy, check_private_config, is_private
+from medgan.training.privacy import DiscriminatorPrivacy
+from medgan.training.private_settings import check_private_config, is_private
 from medgan.training.schedule import annealed, lr_factor, set_learning_rates
 from medgan.training.tasks.base import Batch, Capabilities, ScoreRule, Scorer, TaskBase
 from medgan.training.tasks.gan_state import STATE_ERRORS, GanState
@@ -81,9 +82,6 @@ class NoiseToImageTask(GanState, TaskBase):
         if conditional and not exists(data.labels):
             raise ConfigError("task 'conditional' needs labelled data (a labels CSV, a labelled layout or source)",
                               config.data.source)
-        if not conditional and config.data.labels:
-            raise ConfigError("--labels (data.labels) is set, but task 'unconditional' ignores labels; add --task "
-                              "conditional", config.data.labels)
         if not conditional and config.model.auxiliary_classifier:
             raise ConfigError("config key 'model.auxiliary_classifier' needs task: conditional (it predicts class "
                               "labels)")
