@@ -15,27 +15,7 @@ from medgan.errors import ConfigError
 from medgan.training import privacy as dp
 
 from helpers import TINY, cli, listing, write_tiny_brain
-
-
-def assert_clean_error(result, *fragments):
-    lines = result.stderr.strip().splitlines()
-    assert result.returncode == 2, result.stderr
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr, result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
-
-@pytest.fixture(scope="module")
-def brain(tmp_path_factory):
-    return write_tiny_brain(tmp_path_factory.mktemp("data") / "brain.nii.gz")
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, brain):
-    run = tmp_path_factory.mktemp("runs") / "run"
-    result = cli("train", "--data", brain, "--out", run, "--steps", "2", *TINY)
-    assert result.returncode == 0, result.stderr
-    return run
+from test_hardening_options import assert_clean_error, brain, trained  # noqa: F401  (module fixtures)
 
 
 @pytest.fixture
