@@ -67,20 +67,16 @@ class Images:
 
 
 def _save_derived(images: Images, out: Path, fmt: str) -> list[Path]:
-    import nibabel as nib
-
     from medgan.card import CARD_NAME, card_text, export_card, sealed
-    from medgan.errors import ConfigError, DataError
+    from medgan.data.readers.base import Volume
+    from medgan.errors import ConfigError
     from medgan.export.common import all_or_nothing
+    from medgan.inference.files import write_nifti
     from medgan.run import check_output_folder
 
     if fmt not in ("nifti", "npy"):
         raise ConfigError(f"a translated image is saved as nifti or npy, not {fmt!r}")
     check_output_folder(out, "out")
-    if fmt == "nifti" and images.uneven is not None:
-        raise DataError(f"{images.uneven}; NIfTI cannot hold a gap (one affine places every slice evenly): save as "
-                        "npy, or write a derived DICOM series with Model.translate_files(..., format='dicom')",
-                        images.source)
     card = export_card(images.source, {"command": "medgan.Images.save", "format": fmt, "files": 1,
                                        "note": "derived from the input images: as private as they are"})
     with all_or_nothing(out) as batch:
@@ -89,12 +85,10 @@ def _save_derived(images: Images, out: Path, fmt: str) -> list[Path]:
             with batch.file("translated.npy") as temporary:
                 np.save(temporary, images.array)
             return [out / "translated.npy", out / CARD_NAME]
-        array = images.array if images.array.ndim == 3 else images.array[:, :, None]
-        spacing = (*images.spacing[:3], 1.0, 1.0)[:3]
-        affine = images.affine if images.affine is not None else np.diag([*spacing, 1.0])
-        image = nib.Nifti1Image(np.asarray(array, dtype=np.float32), affine)
-        image.header["descrip"] = b"derived by medgan (translated; not for diagnostic use)"
-        image.header.set_xyzt_units("mm")
-        with batch.file("translated.nii.gz") as temporary:
-            nib.save(image, str(temporary))
-        return [out / "translated.nii.gz", out / CARD_NAME]
+        spacing = tuple(images.spacing[: images.array.ndim])
+        affine = images.affine if images.affine is not None else np.diag([*spacing, *(1.0,) * (4 - len(spacing))])
+        # The input's geometry as the translate writer takes it (a gapped series is refused there).
+        source = Volume(images.array, affine, spacing, None, Path(images.source), "array", uneven=images.uneven)
+        written = write_nifti(batch, "translated.nii.gz", source, np.asarray(images.array),
+                              "derived by medgan (translated; not for diagnostic use)")
+        return [written, out / CARD_NAME]

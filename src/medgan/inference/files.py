@@ -206,7 +206,7 @@ def _write(batch: Any, item: Path, source: Volume, array: np.ndarray, model: Tra
     stem = _stem(item)
     note = f"derived by medgan translate from {item.name} ({model.config.task} run; not for diagnostic use)"
     if chosen == "nifti":
-        return [_write_nifti(batch, f"{stem}.nii.gz", source, array, note)]
+        return [write_nifti(batch, f"{stem}.nii.gz", source, array, note)]
     if chosen == "dicom":
         if kind != "dicom":
             raise ConfigError("--format dicom needs DICOM input (a derived series copies the input's geometry); "
@@ -268,8 +268,9 @@ def _frames(array: np.ndarray, source: Volume) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(array, (2, 1, 0)))
 
 
-def _write_nifti(batch: Any, name: str, source: Volume, array: np.ndarray, note: str) -> Path:
-    """The translated volume with the input's affine (float32; HU stay HU); a series with a gap is refused."""
+def write_nifti(batch: Any, name: str, source: Volume, array: np.ndarray, note: str) -> Path:
+    """Writes ``name`` into ``batch``: the translated volume with the input's affine (float32; HU stay HU); a
+    series with a gap is refused. Also ``medgan.Images.save`` for a translated image."""
     import nibabel as nib
 
     check_writable_geometry(source)
