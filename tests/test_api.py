@@ -174,3 +174,14 @@ def test_a_translated_volume_keeps_its_orientation_when_translated_again(paired_
 def test_images_compare_by_identity_not_by_array(tiny_run):
     images = medgan.load(tiny_run).sample(2)
     assert images == images and images != medgan.load(tiny_run).sample(2)
+
+
+def test_train_checks_a_config_file_like_the_cli(tmp_path):
+    """The same assembly of values as ``medgan train``: a bad value in the file is refused even where an argument
+    replaces it, naming the file."""
+    config = tmp_path / "bad.yaml"
+    config.write_text("train:\n  steps: ten\n")
+    with pytest.raises(ConfigError, match="train.steps") as refused:
+        medgan.train("mni152", tmp_path / "run", steps=2, config=config, progress=False)
+    assert refused.value.path is not None and "bad.yaml" in str(refused.value.path)
+    assert not (tmp_path / "run").exists()

@@ -131,17 +131,13 @@ def train(data: str | Path, out: str | Path, *, task: str | None = None, model: 
     Raises:
         MedganError: bad data, bad config (the message names the key), or a non-finite loss.
     """
-    from medgan.config import deep_update, load_yaml
+    from medgan.config import deep_update
     from medgan.metrics import training_score
     from medgan.training.loop import train as train_loop
-    from medgan.training.tasks import RECIPES, resolve_config
-    from medgan.training.tasks.declarations import check_model
+    from medgan.training.tasks import check_user_values, resolve_config, user_values
 
     if steps is not None and minutes is not None:
         raise ConfigError("give steps or minutes, not both")
-    values: dict[str, Any] = load_yaml(config) if config is not None else {}
-    if model is not None and model not in RECIPES:
-        values = deep_update(values, {"model": {"name": model}})  # an architecture, not a recipe
     given: dict[str, Any] = {"data": {"source": str(data)}}
     if resolution is not None:
         given["data"]["resolution"] = resolution
@@ -155,11 +151,10 @@ def train(data: str | Path, out: str | Path, *, task: str | None = None, model: 
         given.setdefault("train", {})["seed"] = seed
     if task is not None:
         given["task"] = task
-    values = deep_update(deep_update(values, given), _dotted(overrides))
-    if "task" not in values and model in RECIPES:
-        values["task"] = RECIPES.get(model).tasks[0]
-    check_model(model, values.get("task"), option="model")
-    resolved = resolve_config(values, model if model in RECIPES else None)
+    config_file = None if config is None else str(config)
+    values, recipe, file_values = user_values(config_file, model, deep_update(given, _dotted(overrides)))
+    check_user_values(values, file_values, model, recipe, config_file, option="model")
+    resolved = resolve_config(values, recipe)
     result = train_loop(resolved, out, progress=progress, scorer=training_score)
     return Run(Path(out), resolved, result)
 

@@ -83,24 +83,13 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def train_values(args: argparse.Namespace) -> tuple[dict[str, Any], str | None]:
     """The user's config values of ``medgan train`` (YAML (--config) <- CLI flags <- --set overrides, the task
     options included) and the recipe (--model) they go on."""
-    from medgan.config import deep_update, load_yaml, parse_overrides
-    from medgan.training.tasks import check_values
-    from medgan.training.tasks.declarations import RECIPES, check_model
+    from medgan.config import deep_update, parse_overrides
+    from medgan.training.tasks import check_user_values, user_values
 
-    recipe = args.model if args.model in RECIPES else None
-    file_values = load_yaml(args.config) if args.config else {}
-    values = dict(file_values)
-    if args.model is not None and args.model not in RECIPES:
-        values = deep_update(values, {"model": {"name": args.model}})  # an architecture, not a recipe
-    values = deep_update(values, _train_overrides(args))
-    values = deep_update(values, parse_overrides(args.set or []))
-    if "task" not in values and args.model in RECIPES:
-        values["task"] = RECIPES.get(args.model).tasks[0]
+    given = deep_update(_train_overrides(args), parse_overrides(args.set or []))
+    values, recipe, file_values = user_values(args.config, args.model, given)
     values = deep_update(values, _task_overrides(args, values))
-    check_model(args.model, values.get("task"))
-    if args.config:  # the file on its own first: a bad value in it is an error even where a flag replaces it
-        task = values.get("task")
-        check_values(file_values, recipe, task if isinstance(task, str) else None, path=args.config)
+    check_user_values(values, file_values, args.model, recipe, args.config)
     _check_dp_flags(args, values)
     return values, recipe
 

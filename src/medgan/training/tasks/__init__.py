@@ -14,11 +14,13 @@ from medgan.training.tasks.declarations import (DEMOS, RECIPES, Demo, Recipe, Ta
                                                 lazy_attributes, model_names, task_options, tasks_with_option)
 
 __all__ = ["DEMOS", "RECIPES", "TASKS", "Batch", "Capabilities", "Demo", "EvaluationRequest", "NoOptions", "Recipe",
-           "ScoreRule", "Scorer", "Task", "TaskBase", "TaskOption", "check_values", "describe_model_names",
+           "ScoreRule", "Scorer", "Task", "TaskBase", "TaskOption", "check_user_values", "check_values",
+           "describe_model_names",
            "model_names", "recipe", "register_task", "reload_config", "resolve_config", "task_options",
-           "tasks_with_option"]
+           "tasks_with_option", "user_values"]
 __getattr__ = lazy_attributes(__name__, {  # name -> the submodule defining it, imported at first use
     **dict.fromkeys(("TASKS", "Batch", "Capabilities", "EvaluationRequest", "NoOptions", "ScoreRule", "Scorer",
                      "Task", "TaskBase"), "base"),
-    **dict.fromkeys(("check_values", "recipe", "register_task", "reload_config", "resolve_config"), "registry"),
+    **dict.fromkeys(("check_user_values", "check_values", "recipe", "register_task", "reload_config",
+                     "resolve_config", "user_values"), "registry"),
 })

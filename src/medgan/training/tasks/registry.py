@@ -104,6 +104,40 @@ def check_values(values: Mapping[str, Any], recipe: str | None = None, task: str
         raise ConfigError(error.message, error.path or path) from None
 
 
+def user_values(config_file: str | None, model: str | None,
+                given: Mapping[str, Any]) -> tuple[dict[str, Any], str | None, dict[str, Any]]:
+    """The user's values of a new run, as ``medgan train`` and ``medgan.train`` assemble them: the YAML file
+    (``--config``), ``model`` when it names an architecture rather than a recipe, then ``given`` (flags and
+    overrides), and the recipe's task when none was chosen.
+
+    Returns:
+        (the values, the recipe they go on or None, the file's own values for ``check_user_values``).
+    """
+    from medgan.config import load_yaml
+
+    recipe = model if model in RECIPES else None
+    file_values = load_yaml(config_file) if config_file else {}
+    values = dict(file_values)
+    if model is not None and recipe is None:
+        values = deep_update(values, {"model": {"name": model}})  # an architecture, not a recipe
+    values = deep_update(values, dict(given))
+    if "task" not in values and recipe is not None:
+        values["task"] = RECIPES.get(recipe).tasks[0]
+    return values, recipe, file_values
+
+
+def check_user_values(values: Mapping[str, Any], file_values: Mapping[str, Any], model: str | None,
+                      recipe: str | None, config_file: str | None, option: str = "--model") -> None:
+    """Refuses a ``model`` the run's task does not train (``option`` names it in the message) and, when there is a
+    config file, a bad value in the file on its own, even where a flag or override replaces it."""
+    from medgan.training.tasks.declarations import check_model
+
+    check_model(model, values.get("task"), option)
+    if config_file:
+        task = values.get("task")
+        check_values(file_values, recipe, task if isinstance(task, str) else None, path=str(config_file))
+
+
 def _task_and_base(values: Mapping[str, Any], recipe: str | None) -> tuple[type, str, RunConfig]:
     """The task class that ``values`` (or the recipe) names, its name, and the recipe's config the values go on."""
     chosen = RECIPES.get(recipe) if recipe is not None else None
