@@ -8,12 +8,16 @@ Metrics take *features*, not images, so the feature space is a choice made here,
 * ``"inception"`` or ``"inception:/path/weights.pth"``: the FID-Inception v3 pool features (2048-D) of
   pytorch-fid, loaded from a local file (the path, or ``$MEDGAN_INCEPTION_WEIGHTS``); see
   ``medgan.metrics.inception``.
+* ``"swav:/path/swav_800ep_pretrain.pth.tar"`` and ``"radimagenet:/path/RadImageNet-ResNet50_notop.pth"`` (or
+  ``$MEDGAN_SWAV_WEIGHTS`` / ``$MEDGAN_RADIMAGENET_WEIGHTS``): 2048-D ResNet-50 pool features, ImageNet SwAV
+  (closest to radiologists in Woodland et al. 2024) or RadImageNet, from a local file; see ``medgan.metrics.resnet``.
 * ``"torchscript:/path/model.pt"`` (options ``,channels=3,size=224``), or just a ``.pt``/``.pts`` path: any
   user-supplied TorchScript model that maps ``[N, C, S, S]`` images in [-1, 1] to ``[N, D]`` features.
 
 Greyscale and size handling is explicit in each extractor's ``prepare``: images arrive as ``[N, 1, H, W]`` in
 [-1, 1]. The offline extractor resizes them to 64 x 64; Inception repeats the grey channel three times and
-resizes to 299 x 299 (bilinear, as pytorch-fid); a TorchScript model gets the channels and size it asks for.
+resizes to 299 x 299 (bilinear, as pytorch-fid); SwAV and RadImageNet resize to 224 x 224 and normalise as their
+training did; a TorchScript model gets the channels and size it asks for.
 
 Reference-set features are cached on disk by ``medgan.metrics.feature_cache``.
 """
@@ -228,6 +232,20 @@ def _inception(argument: str | None) -> FeatureExtractor:
     return InceptionFeatures(path)
 
 
+@EXTRACTORS.register("swav")
+def _swav(argument: str | None) -> FeatureExtractor:
+    from medgan.metrics.resnet import swav_features
+
+    return swav_features(argument)
+
+
+@EXTRACTORS.register("radimagenet")
+def _radimagenet(argument: str | None) -> FeatureExtractor:
+    from medgan.metrics.resnet import radimagenet_features
+
+    return radimagenet_features(argument)
+
+
 class TorchScriptFeatures(FeatureExtractor):
     """A user TorchScript model mapping ``[N, channels, size, size]`` images in [-1, 1] to ``[N, D]`` features.
 
@@ -296,8 +314,9 @@ def get_extractor(spec: str = DEFAULT_FEATURES) -> FeatureExtractor:
     """Builds the feature extractor named by ``spec``.
 
     Args:
-        spec: ``"offline"``, ``"inception"``, ``"inception:/path/weights.pth"``,
-            ``"torchscript:/path/model.pt[,channels=3,size=224]"``, or a path to a ``.pt``/``.pts`` TorchScript file.
+        spec: ``"offline"``, ``"inception"``, ``"inception:/path/weights.pth"``, ``"swav[:/path]"``,
+            ``"radimagenet[:/path]"``, ``"torchscript:/path/model.pt[,channels=3,size=224]"``, or a path to a
+            ``.pt``/``.pts`` TorchScript file.
 
     Returns:
         The extractor in eval mode.
