@@ -82,3 +82,26 @@ def test_auxiliary_classifier_head_returns_class_logits(name):
     with pytest.raises(ValueError, match="no auxiliary classifier"):
         plain(images, labels, return_classes=True)
 
+
+
+@pytest.mark.parametrize("upsample", ["transposed", "bilinear", "nearest", "bilinear-output", "nearest-output"])
+def test_generator_upsampling_choices_keep_shapes_and_say_what_they_build(upsample):
+    generator = build_generator(ModelConfig(upsample=upsample), resolution=32, channels=1)
+    assert generator(torch.randn(2, 128)).shape == (2, 1, 32, 32)
+    transposed = [m for m in generator.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    resizes = [m for m in generator.modules() if isinstance(m, torch.nn.Upsample)]
+    mode, _, only_output = upsample.partition("-")
+    # 32 px: a 4x4 transposed stem, then two inner x2 steps and the output step
+    expected_resizes = 0 if mode == "transposed" else 1 if only_output else 3
+    assert len(resizes) == expected_resizes and len(transposed) == 4 - expected_resizes
+    assert all(m.mode == mode for m in resizes)
+
+
+def test_upsampling_is_checked_by_name():
+    from medgan.errors import ConfigError
+    from medgan.training.tasks import resolve_config
+
+    with pytest.raises(ConfigError, match="model.upsample"):
+        resolve_config({"data": {"source": "mni152"}, "model": {"upsample": "cubic"}}, "medgan")
+    with pytest.raises(ConfigError, match="model.upsample"):
+        resolve_config({"data": {"source": "mni152"}, "model": {"name": "resnet", "upsample": "bilinear"}}, "medgan")

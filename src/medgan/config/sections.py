@@ -17,6 +17,7 @@ MAX_THREADS = 1024
 # A DP target above this promises nothing (the guarantee bounds likelihood ratios by e^epsilon), and solving the noise
 # for it is slow or never ends (the accountant's search cannot resolve such targets): leave privacy off instead.
 MAX_EPSILON = 1000.0
+UPSAMPLING = ("transposed", "bilinear", "nearest", "bilinear-output", "nearest-output")  # model.upsample: how the dcgan generator doubles its maps
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ class ModelConfig:
     minibatch_std: bool = True  # minibatch standard-deviation feature in D (StyleGAN's guard against collapse)
     auxiliary_classifier: bool = False  # class-conditional D also predicts the class (AC-GAN head)
     conditional_norm: bool = False  # conditional, dcgan G: per-class BatchNorm scale and shift (conditional BN)
+    upsample: str = "transposed"  # dcgan G's x2 steps: "transposed" (4x4 stride 2), "bilinear"/"nearest" + 3x3 conv, or
+    # "bilinear-output"/"nearest-output" (transposed inside, resize-convolution into the image)
     depth: int = 4  # image-to-image U-Net: stride-2 levels (inputs are padded to a multiple of 2**depth)
     residual: bool = True  # image-to-image U-Net: predict a correction of the first input channel
 

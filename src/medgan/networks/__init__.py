@@ -22,6 +22,8 @@ def build_generator(model_config, resolution: int, channels: int, num_classes: i
         num_attributes: continuous attributes to condition on (0: none), from the DataSpec.
     """
     options = {"conditional_norm": True} if model_config.conditional_norm else {}  # dcgan only (config check)
+    if model_config.upsample != "transposed":
+        options["upsample"] = model_config.upsample  # dcgan only (config check)
     return GENERATORS.get(model_config.name)(
         resolution=resolution,
         latent_dim=model_config.latent_dim,

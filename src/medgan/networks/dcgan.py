@@ -44,6 +44,24 @@ def dcgan_init(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
+def doubling(in_channels: int, out_channels: int, upsample: str) -> list[nn.Module]:
+    """Layers that double the side of a feature map: a 4x4 stride-2 transposed convolution, or interpolation
+    (``"bilinear"``, ``"nearest"``) followed by a 3x3 convolution."""
+    if upsample == "transposed":
+        return [nn.ConvTranspose2d(in_channels, out_channels, 4, 2, 1, bias=False)]
+    if upsample not in ("bilinear", "nearest"):
+        raise ValueError(f"upsample must be transposed, bilinear or nearest, got {upsample!r}")
+    resize = nn.Upsample(scale_factor=2, mode=upsample, **({"align_corners": False} if upsample == "bilinear" else {}))
+    return [resize, nn.Conv2d(in_channels, out_channels, 3, 1, 1, bias=False)]
+
+
+def _split_upsample(upsample: str) -> tuple[str, str]:
+    """(inner steps, output step) of a generator's ``upsample`` choice."""
+    if upsample.endswith("-output"):
+        return "transposed", upsample.removesuffix("-output")
+    return upsample, upsample
+
+
 @GENERATORS.register("dcgan")
 class DCGANGenerator(nn.Module):
     """z (optionally with a class) -> image in [-1, 1].
@@ -57,10 +75,17 @@ class DCGANGenerator(nn.Module):
         num_attributes: >0 concatenates a learned linear embedding of continuous attributes to z.
         conditional_norm: with classes, every BatchNorm takes its scale and shift from the class
             (``ConditionalBatchNorm2d``) besides the class embedding in z.
+        upsample: how each x2 step is made: ``"transposed"`` (the paper's 4x4 stride-2 transposed convolution) or
+            a resize-convolution, ``"bilinear"``/``"nearest"`` interpolation then a 3x3 convolution (Odena et al.
+            2016): a transposed convolution whose kernel does not divide evenly by its stride paints a
+            checkerboard of uneven overlap, which shows as grain in the highest frequencies. ``"bilinear-output"``
+            and ``"nearest-output"`` keep transposed convolutions inside and resize only into the output image,
+            where the checkerboard would sit at the image's own Nyquist frequency.
     """
 
     def __init__(self, resolution: int = 64, latent_dim: int = 100, channels: int = 64, out_channels: int = 1,
-                 num_classes: int = 0, num_attributes: int = 0, conditional_norm: bool = False) -> None:
+                 num_classes: int = 0, num_attributes: int = 0, conditional_norm: bool = False,
+                 upsample: str = "transposed") -> None:
         super().__init__()
         steps = num_doublings(resolution)
         self.latent_dim = latent_dim
@@ -77,14 +102,15 @@ class DCGANGenerator(nn.Module):
             norm(widths[0]),
             nn.ReLU(True),
         ]
+        inner, output = _split_upsample(upsample)
         for i in range(1, steps):
             layers += [
-                nn.ConvTranspose2d(widths[i - 1], widths[i], 4, 2, 1, bias=False),  # widths[i] x 2^(i+2) x 2^(i+2)
+                *doubling(widths[i - 1], widths[i], inner),  # widths[i] x 2^(i+2) x 2^(i+2)
                 norm(widths[i]),
                 nn.ReLU(True),
             ]
         layers += [
-            nn.ConvTranspose2d(widths[-1], out_channels, 4, 2, 1, bias=False),  # out_channels x R x R
+            *doubling(widths[-1], out_channels, output),  # out_channels x R x R
             nn.Tanh(),
         ]
         self.main = nn.Sequential(*layers)
