@@ -142,3 +142,13 @@ def test_train_options_belong_to_the_tasks_that_declare_them(argv, task, message
     else:
         with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
             resolve_train_config(args)
+
+
+def test_a_saved_config_without_a_later_key_keeps_what_it_was_trained_with():
+    from medgan.config import saved_config, to_dict
+
+    values = to_dict(from_dict({"model": {"upsample": "nearest-output"}}))
+    assert saved_config(values).model.upsample == "nearest-output"
+    del values["model"]["upsample"]  # a run saved before the key existed
+    assert saved_config(values).model.upsample == "transposed"
+    assert "upsample" not in values["model"]  # the caller's mapping is left alone

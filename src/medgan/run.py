@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from medgan.checkpoint import load_checkpoint, save_checkpoint
-from medgan.config import RunConfig, first_difference, from_dict, load_yaml, save_yaml, to_dict
+from medgan.config import RunConfig, first_difference, load_yaml, save_yaml, saved_config, to_dict
 from medgan.data.spec import DataSpec
 from medgan.errors import CheckpointError, ConfigError, DataError, MedganError
 from medgan.utils import atomic_write_text
@@ -201,7 +201,7 @@ class RunDir:
     def read_config(self) -> RunConfig:
         """The run's config.yaml, validated; a bad file raises ConfigError naming it."""
         try:
-            return from_dict(load_yaml(self.config_file))
+            return saved_config(load_yaml(self.config_file))
         except ConfigError as error:
             raise ConfigError(error.message, error.path or self.config_file) from None
 
@@ -211,7 +211,7 @@ class RunDir:
         resume sets anew) and its data spec data.json's. A missing file is not compared (the resume writes it)."""
         compared = []
         if self.config_file.is_file():
-            compared.append(("config.yaml", to_dict(from_dict(config)), to_dict(self.read_config())))
+            compared.append(("config.yaml", to_dict(saved_config(config)), to_dict(self.read_config())))
         if self.data_file.is_file():
             try:
                 ours = json.loads(self.data_file.read_text(encoding="utf-8"))
@@ -322,7 +322,7 @@ class RunState:
     def from_checkpoint(cls, state: dict[str, Any], path: Path) -> "RunState":
         """Validates the config, spec and inference sections; anything malformed raises CheckpointError."""
         try:
-            config = from_dict(state["config"])
+            config = saved_config(state["config"])
             spec = DataSpec.from_dict(state["data_spec"])
             inference = state["inference"]
             if not isinstance(inference, dict) or not isinstance(inference.get("kind"), str):

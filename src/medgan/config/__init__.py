@@ -8,7 +8,7 @@ overrides (``io``). Unknown keys and bad values raise ``ConfigError`` naming the
 
 from medgan.config.checks import check, validate
 from medgan.config.io import (deep_update, first_difference, from_dict, load_yaml, merge_section, parse_overrides,
-                              save_yaml, to_dict)
+                              save_yaml, saved_config, to_dict)
 from medgan.config.sections import (MAX_BATCH_SIZE, MAX_CHANNELS, MAX_EPSILON, MAX_LATENT_DIM, MAX_ROI_SIZE,
                                     MAX_THREADS, RESOLUTIONS, AugmentConfig, DataConfig, LossConfig, ModelConfig,
                                     OptimConfig, PrivacyConfig, RunConfig, TrainConfig)
@@ -17,5 +17,5 @@ __all__ = [
     "AugmentConfig", "DataConfig", "LossConfig", "MAX_BATCH_SIZE", "MAX_CHANNELS", "MAX_EPSILON", "MAX_LATENT_DIM",
     "MAX_ROI_SIZE", "MAX_THREADS", "ModelConfig", "OptimConfig", "PrivacyConfig", "RESOLUTIONS", "RunConfig",
     "TrainConfig", "check", "deep_update", "first_difference", "from_dict", "load_yaml", "merge_section",
-    "parse_overrides", "save_yaml", "to_dict", "validate",
+    "parse_overrides", "save_yaml", "saved_config", "to_dict", "validate",
 ]

@@ -167,6 +167,23 @@ def from_dict(values: Mapping[str, Any], base: RunConfig | None = None) -> RunCo
     return config
 
 
+# Keys added after runs were saved, with the value that a saved config without the key was trained with: a default
+# may change (a new run gets the new one), but a saved run must rebuild the networks its weights belong to.
+SAVED_BEFORE = {("model", "upsample"): "transposed"}  # the default until issue 25
+
+
+def saved_config(values: Mapping[str, Any]) -> RunConfig:
+    """``from_dict`` for a config a run, checkpoint or bundle saved (every key written out): a key it lacks because
+    it was saved before the key existed takes the value it was trained with (``SAVED_BEFORE``), not today's default."""
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"a config must be a mapping of sections, got {values!r}")
+    filled = {key: dict(value) if isinstance(value, Mapping) else value for key, value in values.items()}
+    for (section, key), value in SAVED_BEFORE.items():
+        if isinstance(filled.get(section), dict):
+            filled[section].setdefault(key, value)
+    return from_dict(filled)
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Reads a YAML config file into a mapping; a missing or malformed file raises ConfigError."""
     path = Path(path)

@@ -39,7 +39,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from medgan.card import CARD_NAME, card_from_checkpoint, card_text, read_card, sealed, shareable_config
-from medgan.config import from_dict
+from medgan.config import saved_config
 from medgan.data.spec import DataSpec
 from medgan.errors import CheckpointError, ConfigError, DataError
 from medgan.run import RunDir, RunState, check_output_folder
@@ -188,7 +188,7 @@ def read_bundle(folder: str | Path) -> RunState:
                                   "modified)", folder / name)
     try:
         tensors = load_safetensors(contents[WEIGHTS])
-        config = from_dict(json.loads(contents[CONFIG]))
+        config = saved_config(json.loads(contents[CONFIG]))
         spec = DataSpec.from_dict(json.loads(contents[SPEC]))
         rest = json.loads(contents[INFERENCE_FILE])
         if not isinstance(rest, dict) or not isinstance(rest.get("kind"), str):

@@ -8,7 +8,7 @@ import sys
 from dataclasses import replace
 from typing import Any, Callable, Mapping
 
-from medgan.config import RunConfig, deep_update, from_dict, to_dict
+from medgan.config import RunConfig, deep_update, from_dict, saved_config, to_dict
 from medgan.data.cache import cache_data_values
 from medgan.errors import ConfigError
 from medgan.training.tasks.base import TASKS, check_contract
@@ -176,5 +176,5 @@ def recipe(name: str) -> RunConfig:
 
 def reload_config(values: Mapping[str, Any]) -> RunConfig:
     """A saved run's config (config.yaml or a checkpoint's ``config``), checked by its task again."""
-    config = from_dict(values)
+    config = saved_config(values)
     return TASKS.get(config.task or TASKS.default).resolve(config)
