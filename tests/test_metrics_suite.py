@@ -26,7 +26,8 @@ suite_module = importlib.import_module("medgan.metrics.suite")
 @pytest.fixture(autouse=True)
 def quick_settings(monkeypatch, tmp_path):
     """Fewer random pairs and KID subsets keep each suite run to a few seconds; the cache goes to tmp."""
-    for name, value in (("SIMILARITY_PAIRS", 60), ("DIVERSITY_PAIRS", 100), ("KID_SUBSETS", 10)):
+    for name, value in (("SIMILARITY_PAIRS", 60), ("DIVERSITY_PAIRS", 100), ("KID_SUBSETS", 10),
+                        ("INTERVAL_RESAMPLES", 30)):
         monkeypatch.setattr(suite_module, name, value)
     monkeypatch.setenv("MEDGAN_CACHE_DIR", str(tmp_path / "cache"))
 
@@ -67,3 +68,10 @@ def test_held_out_real_images_are_the_memorization_baseline(mni):
     assert any("FID not computed" in note for note in metrics["notes"])
     assert metrics["distribution"]["kid_mean"] is not None
     assert metrics["intensity"]["unit"] == "model units"
+    # Without subjects images are resampled; the audit's rates get intervals, FID none (it was not computed).
+    assert metrics["resampling"]["real_resampled"] == "images" and "unknown" in metrics["resampling"]["note"]
+    copies = metrics["memorization"]["near_copy_fraction_interval"]
+    assert copies["low"] <= 0.25 <= copies["high"] and copies["n_fake"] == 40
+    assert "fid_interval" not in metrics["distribution"] and metrics["distribution"]["kid_subset_size"] == 20
+    assert metrics["small_n"]["flagged"] and "at or below the feature dimension" in metrics["small_n"]["message"]
+    assert metrics["frd"]["value_interval"]["n_fake"] == 40 and metrics["spectrum"]["bands"][0]["ratio"] > 0

@@ -9,16 +9,20 @@ Public API:
 * features: ``EXTRACTORS``, ``get_extractor``, ``extract_features``, ``cached_features``, ``OfflineFeatures``.
 * scores: ``fid``, ``frechet_distance``, ``feature_statistics``, ``kid``, ``prdc``, ``ssim``, ``ms_ssim``,
   ``psnr``, ``snr``, ``rms_contrast``, ``cnr``, ``diversity``, ``intensity_fidelity``, ``memorization_audit``.
+* intervals and small N: ``bootstrap``, ``paired_bootstrap`` (``medgan.metrics.intervals`` says which resampling
+  each headline metric gets), ``fid_infinity``, ``small_n_warning``.
 """
 
 from __future__ import annotations
 
+from medgan.metrics.bootstrap import bootstrap, paired_bootstrap
 from medgan.metrics.catalog import METRICS
 from medgan.metrics.diversity import diversity, pairwise_ms_ssim
 from medgan.metrics.feature_cache import cached_features
 from medgan.metrics.features import (DEFAULT_FEATURES, EXTRACTORS, FeatureExtractor, OfflineFeatures,
                                      extract_features, get_extractor)
 from medgan.metrics.fid import feature_statistics, fid, frechet_distance
+from medgan.metrics.fid_infinity import fid_infinity, small_n_warning
 from medgan.metrics.image import cnr, ms_ssim, paired_quality, psnr, rms_contrast, snr, ssim, random_pair_similarity
 from medgan.metrics.intensity import intensity_fidelity
 from medgan.metrics.kid import kid
@@ -33,6 +37,7 @@ __all__ = [
     "METRICS",
     "NEAR_COPY_SSIM",
     "OfflineFeatures",
+    "bootstrap",
     "cached_features",
     "cnr",
     "compute_metrics",
@@ -40,17 +45,20 @@ __all__ = [
     "extract_features",
     "feature_statistics",
     "fid",
+    "fid_infinity",
     "frechet_distance",
     "get_extractor",
     "intensity_fidelity",
     "kid",
     "memorization_audit",
     "ms_ssim",
+    "paired_bootstrap",
     "paired_quality",
     "pairwise_ms_ssim",
     "prdc",
     "psnr",
     "rms_contrast",
+    "small_n_warning",
     "snr",
     "ssim",
     "training_score",

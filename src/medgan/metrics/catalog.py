@@ -3,10 +3,26 @@
 ``METRICS`` lists the rows (a dotted key into the metrics dict, a label, which direction is better, a definition
 and the numbers to read it against); ``lookup`` reads a dotted key and ``headline`` flattens the rows' values.
 The metric suite (``medgan.metrics.suite``) and the report (``medgan.report.html``) both read it.
+
+Intervals (metrics.json): a number keeps its key and stays a number; its 95% interval is a sibling with the same
+parent and the leaf name plus ``_interval`` (``interval_key``), so old readers see nothing change and a dotted key
+reads both::
+
+    "distribution": {"fid": 41.2,
+                     "fid_interval": {"low": 37.9, "high": 45.0, "confidence": 0.95, "method": "centred percentile",
+                                      "scheme": "bootstrap", "resamples": 200, "resampled": "images",
+                                      "n_real": 112, "n_fake": 500}, ...}
+    "diversity": {"synthetic_ms_ssim": {"mean": 0.21, "mean_interval": {...}, ...}, ...}
+
+``scheme`` is "bootstrap" (with replacement) or "half" (half-sampling without replacement); ``method`` is
+"percentile", "centred percentile" or "normal" (few resamples); ``resampled`` says whether real subjects or real
+images were drawn (``medgan.metrics.bootstrap``, ``medgan.metrics.intervals``). The evaluation-wide settings
+(resamples, seed, why images rather than subjects) are the top-level ``resampling`` section.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +45,9 @@ METRICS: tuple[MetricInfo, ...] = (
     MetricInfo("distribution.fid", "FID", "lower",
                "Fréchet distance between Gaussians fitted to real and synthetic features (means and covariances)."),
     MetricInfo("distribution.kid_mean", "KID", "lower",
-               "Unbiased MMD² with kernel (x·y/D + 1)³, mean over random subsets; about 0 when distributions match.",
-               (("± std", "distribution.kid_std"),)),
+               "Unbiased MMD² with kernel (x·y/D + 1)³, mean over random subsets of min(1000, N/2) images; about 0 "
+               "when distributions match.",
+               (("± std over subsets", "distribution.kid_std"), ("subset size", "distribution.kid_subset_size"))),
     MetricInfo("distribution.precision", "Precision", "higher",
                "Fraction of synthetic features inside the real k-NN manifold (k = 5): fidelity."),
     MetricInfo("distribution.recall", "Recall", "higher",
@@ -87,7 +104,40 @@ METRICS: tuple[MetricInfo, ...] = (
                "≈ baseline (lower = copying)",
                "Median over synthetic images of the feature distance to the nearest training image.",
                (("baseline", "memorization.baseline_nearest_feature_distance.median"),)),
+    MetricInfo("frd.value", "FRD (radiomics)", "lower",
+               "Fréchet Radiomics Distance: log of the Fréchet distance between Gaussian fits of 31 radiomic "
+               "features (first order, GLCM, GLRLM, GLSZM, ROI area), z-scored with the real set's statistics; no "
+               "network weights. Comparable between medgan runs only, not with published FRD values."),
+    MetricInfo("spectrum.high_frequency_ratio", "Spectrum ratio, top band", "≈ 1 (> 1.15 grain, < 0.85 blur)",
+               "Synthetic / real mean power in the highest radial frequency band (up to Nyquist, with the corners "
+               "beyond it): excess fine-scale energy (grain, checkerboard) above 1, blur below."),
+    MetricInfo("spectrum.max_deviation", "Spectrum ratio, largest band deviation", "lower (≤ 0.15 matches)",
+               "Largest |synthetic / real power − 1| over the 8 radial frequency bands.",
+               (("worst band", "spectrum.worst_band"),)),
 )
+
+
+def interval_key(key: str) -> str:
+    """The dotted key of the interval of the number at ``key``: ``distribution.fid`` -> ``distribution.fid_interval``."""
+    return key + "_interval"
+
+
+def interval(metrics: dict, key: str) -> dict | None:
+    """The interval entry of the number at ``key``, or None when it has none."""
+    found = lookup(metrics, interval_key(key))
+    if not isinstance(found, dict):
+        return None
+    bounds = found.get("low"), found.get("high")
+    return found if all(isinstance(bound, (int, float)) and math.isfinite(bound) for bound in bounds) else None
+
+
+def set_interval(metrics: dict, key: str, entry: dict) -> None:
+    """Stores ``entry`` as the interval of the number at ``key`` (its parent must exist)."""
+    *parents, leaf = interval_key(key).split(".")
+    node = metrics
+    for part in parents:
+        node = node[part]
+    node[leaf] = entry
 
 
 def lookup(metrics: dict, key: str) -> Any:

@@ -16,6 +16,9 @@ figures depend on the data (adjacent slices of one volume are much alike), which
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 
 from medgan.errors import DataError
@@ -28,18 +31,41 @@ DUPLICATE_EXCESS = 0.1  # duplicate-pair share above the real one by more than t
 DEFAULT_PAIRS = 500  # random pairs per set
 
 
+@dataclass(frozen=True)
+class PairValues:
+    """MS-SSIM of random pairs of distinct images of one set: ``values[p]`` for images ``first[p]``, ``second[p]``.
+
+    Kept so that intervals (``medgan.metrics.intervals``) resample images and re-weight their pairs instead of
+    scoring new pairs.
+    """
+
+    first: np.ndarray  # [P] image index
+    second: np.ndarray  # [P] image index, never equal to first
+    values: np.ndarray  # [P] MS-SSIM
+    count: int  # images in the set
+
+    def summary(self) -> dict[str, float]:
+        """Summary (mean, std, count) plus ``duplicate_fraction``: the share of pairs with MS-SSIM >= 0.95."""
+        return {**summarize(self.values), "duplicate_fraction": float((self.values >= DUPLICATE_MS_SSIM).mean())}
+
+
+def pair_values(images: torch.Tensor, pairs: int = DEFAULT_PAIRS, seed: int = 0) -> PairValues:
+    """MS-SSIM of ``pairs`` random pairs of distinct images of one set ([N, 1, H, W], N >= 2)."""
+    check_images(images)
+    if images.shape[0] < 2:
+        raise DataError(f"diversity needs at least 2 images, got {images.shape[0]}")
+    first, second = random_pairs(images.shape[0], images.shape[0], pairs, seed, same_set=True)
+    values = ms_ssim(images[first], images[second])
+    return PairValues(first.numpy(), second.numpy(), values.detach().cpu().numpy(), int(images.shape[0]))
+
+
 def pairwise_ms_ssim(images: torch.Tensor, pairs: int = DEFAULT_PAIRS, seed: int = 0) -> dict[str, float]:
     """MS-SSIM over random pairs of distinct images of one set ([N, 1, H, W], N >= 2).
 
     Returns:
         Summary (mean, std, count) plus ``duplicate_fraction``: the share of pairs with MS-SSIM >= 0.95.
     """
-    check_images(images)
-    if images.shape[0] < 2:
-        raise DataError(f"diversity needs at least 2 images, got {images.shape[0]}")
-    first, second = random_pairs(images.shape[0], images.shape[0], pairs, seed, same_set=True)
-    values = ms_ssim(images[first], images[second])
-    return {**summarize(values), "duplicate_fraction": float((values >= DUPLICATE_MS_SSIM).double().mean())}
+    return pair_values(images, pairs, seed).summary()
 
 
 def diversity(real: torch.Tensor, fake: torch.Tensor, pairs: int = DEFAULT_PAIRS, seed: int = 0) -> dict:
@@ -49,14 +75,18 @@ def diversity(real: torch.Tensor, fake: torch.Tensor, pairs: int = DEFAULT_PAIRS
         real: [N_r, 1, R, R] in [-1, 1].
         fake: [N_f, 1, R, R] in [-1, 1].
         pairs: random pairs per set.
-        seed: pair sampling seed.
+        seed: pair sampling seed (the synthetic set's pairs use ``seed + 1``).
 
     Returns:
         ``{"real_ms_ssim", "synthetic_ms_ssim"`` (summaries with duplicate fractions),
         ``"relative_diversity", "duplicate_excess", "collapse", ...}``.
     """
-    real_summary = pairwise_ms_ssim(real, pairs, seed)
-    fake_summary = pairwise_ms_ssim(fake, pairs, seed + 1)
+    return diversity_of_pairs(pair_values(real, pairs, seed), pair_values(fake, pairs, seed + 1))
+
+
+def diversity_of_pairs(real_pairs: PairValues, fake_pairs: PairValues) -> dict:
+    """``diversity`` from already scored pairs of each set."""
+    real_summary, fake_summary = real_pairs.summary(), fake_pairs.summary()
     real_spread = max(1.0 - real_summary["mean"], 1e-6)  # a real set of identical images leaves nothing to compare
     relative = (1.0 - fake_summary["mean"]) / real_spread
     excess = fake_summary["duplicate_fraction"] - real_summary["duplicate_fraction"]

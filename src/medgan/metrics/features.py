@@ -24,18 +24,16 @@ Reference-set features are cached on disk by ``medgan.metrics.feature_cache``.
 
 from __future__ import annotations
 
-import abc
-import hashlib
 import math
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from medgan.errors import CheckpointError, ConfigError, DataError
+from medgan.metrics.extractor import FeatureExtractor, file_digest
 from medgan.registry import Registry
 
 DEFAULT_FEATURES = "offline"
@@ -53,32 +51,6 @@ SPECTRUM_FLOOR = 1e-4  # power floor (white noise of std 0.01, 0.5% of the range
 SPECTRUM_WEIGHT = 0.25  # scale of the log10 band powers relative to the network responses
 LEVELS_WEIGHT = 2.0  # scale of the exceedance fractions relative to the network responses
 OFFLINE_SCALE = 10.0  # overall scale: per-dimension spread on real slices is then about 1
-
-
-class FeatureExtractor(nn.Module, metaclass=abc.ABCMeta):
-    """Base class: ``prepare`` images (channels, size), then ``embed`` them into ``[N, dim]`` features.
-
-    Subclasses set ``name`` (registry name), ``dim`` (feature length) and implement ``prepare``/``embed`` and
-    ``fingerprint`` (a string that changes whenever the feature space changes; it keys the feature cache).
-    """
-
-    name: str = "base"
-    dim: int = 0
-
-    @abc.abstractmethod
-    def prepare(self, images: torch.Tensor) -> torch.Tensor:
-        """[N, 1, H, W] in [-1, 1] -> the input the embedding expects."""
-
-    @abc.abstractmethod
-    def embed(self, prepared: torch.Tensor) -> torch.Tensor:
-        """Prepared images -> [N, dim] features."""
-
-    @abc.abstractmethod
-    def fingerprint(self) -> str:
-        """Identifies the feature space (name, version, weights)."""
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.embed(self.prepare(images))
 
 
 EXTRACTORS: Registry[Callable[[str | None], FeatureExtractor]] = Registry("feature extractor")
@@ -375,12 +347,3 @@ def extract_features(images: torch.Tensor, extractor: FeatureExtractor, batch_si
         starts = progress_bar(starts, desc=f"features ({what})", unit="batch", leave=False)
     chunks = [extractor(images[start : start + batch_size].float().to(device)).cpu() for start in starts]
     return torch.cat(chunks).float()
-
-
-def file_digest(path: Path) -> str:
-    """SHA-256 of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -161,6 +161,42 @@ def random_pairs(count_a: int, count_b: int, pairs: int, seed: int,
     return first, (first + offset) % count_a
 
 
+def random_pair_scores(real: torch.Tensor, fake: torch.Tensor, pairs: int = 500,
+                       seed: int = 0) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    """The scored pairs behind ``random_pair_similarity``, kept for intervals (``medgan.metrics.image_intervals``).
+
+    Returns:
+        ``{metric: {"real_real": (real index, real index, values), "real_synthetic": (real index, synthetic index,
+        values)}}`` for ssim, ms_ssim and psnr.
+    """
+    check_images(real, "real images")
+    check_images(fake, "synthetic images")
+    if real.shape[1:] != fake.shape[1:]:
+        raise DataError(f"real and synthetic images differ in shape: {tuple(real.shape[1:])} vs "
+                        f"{tuple(fake.shape[1:])}")
+    within = random_pairs(len(real), len(real), pairs, seed, same_set=True)
+    across = random_pairs(len(real), len(fake), pairs, seed + 1, same_set=False)
+    scores = {}
+    for name, function in (("ssim", ssim), ("ms_ssim", ms_ssim), ("psnr", psnr)):
+        scores[name] = {
+            "real_real": (within[0].numpy(), within[1].numpy(),
+                          function(real[within[0]], real[within[1]]).detach().cpu().numpy()),
+            "real_synthetic": (across[0].numpy(), across[1].numpy(),
+                               function(real[across[0]], fake[across[1]]).detach().cpu().numpy()),
+        }
+    return scores
+
+
+def summarize_pair_scores(scores: dict[str, dict[str, tuple]]) -> dict[str, dict]:
+    """``random_pair_similarity``'s summaries of ``random_pair_scores``."""
+    results = {}
+    for name, sides in scores.items():
+        real_real, real_fake = summarize(sides["real_real"][2]), summarize(sides["real_synthetic"][2])
+        results[name] = {"real_real": real_real, "real_synthetic": real_fake,
+                         "gap": real_fake["mean"] - real_real["mean"]}
+    return results
+
+
 def random_pair_similarity(real: torch.Tensor, fake: torch.Tensor, pairs: int = 500, seed: int = 0) -> dict[str, dict]:
     """SSIM, MS-SSIM and PSNR of random real-synthetic pairs beside random real-real pairs.
 
@@ -174,20 +210,7 @@ def random_pair_similarity(real: torch.Tensor, fake: torch.Tensor, pairs: int = 
         ``{metric: {"real_real": summary, "real_synthetic": summary, "gap": real_synthetic - real_real}}``;
         a faithful generator has a gap near 0.
     """
-    check_images(real, "real images")
-    check_images(fake, "synthetic images")
-    if real.shape[1:] != fake.shape[1:]:
-        raise DataError(f"real and synthetic images differ in shape: {tuple(real.shape[1:])} vs "
-                        f"{tuple(fake.shape[1:])}")
-    within = random_pairs(len(real), len(real), pairs, seed, same_set=True)
-    across = random_pairs(len(real), len(fake), pairs, seed + 1, same_set=False)
-    results = {}
-    for name, function in (("ssim", ssim), ("ms_ssim", ms_ssim), ("psnr", psnr)):
-        real_real = summarize(function(real[within[0]], real[within[1]]))
-        real_fake = summarize(function(real[across[0]], fake[across[1]]))
-        results[name] = {"real_real": real_real, "real_synthetic": real_fake,
-                         "gap": real_fake["mean"] - real_real["mean"]}
-    return results
+    return summarize_pair_scores(random_pair_scores(real, fake, pairs, seed))
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -278,9 +301,15 @@ def compare_distributions(real_values: torch.Tensor | np.ndarray, fake_values: t
     return {"real": summarize(real), "synthetic": summarize(fake), "wasserstein": distance}
 
 
-def no_reference_comparison(real: torch.Tensor, fake: torch.Tensor) -> dict[str, dict]:
-    """SNR, RMS contrast and CNR of each image, compared as real vs synthetic distributions."""
-    real_moments, fake_moments = region_moments(real), region_moments(fake)
-    measures = (("snr", _snr), ("rms_contrast", lambda moments: moments["all_std"]), ("cnr", _cnr))
-    return {name: compare_distributions(function(real_moments).numpy(), function(fake_moments).numpy())
-            for name, function in measures}
+def no_reference_values(images: torch.Tensor) -> dict[str, np.ndarray]:
+    """Per-image ``{"snr", "rms_contrast", "cnr"}`` ([N] float64; NaN where undefined)."""
+    moments = region_moments(images)
+    return {"snr": _snr(moments).numpy(), "rms_contrast": moments["all_std"].numpy(), "cnr": _cnr(moments).numpy()}
+
+
+def no_reference_comparison(real: torch.Tensor, fake: torch.Tensor,
+                            values: tuple[dict, dict] | None = None) -> dict[str, dict]:
+    """SNR, RMS contrast and CNR of each image, compared as real vs synthetic distributions (``values``: the
+    ``no_reference_values`` of both sets, when already computed)."""
+    real_values, fake_values = values or (no_reference_values(real), no_reference_values(fake))
+    return {name: compare_distributions(real_values[name], fake_values[name]) for name in real_values}

@@ -212,6 +212,7 @@ class MemorizationAudit:
     baseline: NearestNeighbours
     baseline_kind: str  # "held-out real images" or "leave-one-out within the training set"
     threshold: float
+    baseline_queries: np.ndarray | None = None  # [Q] index of each baseline query in the held-out (or training) set
 
     @property
     def near_copies(self) -> np.ndarray:
@@ -286,4 +287,4 @@ def memorization_audit(train: torch.Tensor, train_features: torch.Tensor, fake: 
         pick = torch.randperm(train.shape[0], generator=generator)[:max_baseline].sort().values
         baseline = index.nearest(train[pick], train_features[pick], exclude=pick)
         kind = "leave-one-out within the training set"
-    return MemorizationAudit(synthetic, baseline, kind, threshold)
+    return MemorizationAudit(synthetic, baseline, kind, threshold, pick.numpy())

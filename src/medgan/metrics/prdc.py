@@ -78,3 +78,24 @@ def prdc(real_features: torch.Tensor | np.ndarray, fake_features: torch.Tensor |
         "density": float(inside_count.sum() / (k * fake.shape[0])),
         "coverage": float(covered.double().mean()),
     }
+
+
+def prdc_of_distances(real_real: np.ndarray, fake_fake: np.ndarray, real_fake: np.ndarray,
+                      k: int = 5) -> dict[str, float]:
+    """``prdc`` from precomputed distance matrices ([N_r, N_r], [N_f, N_f], [N_r, N_f]; diagonals 0).
+
+    For resampling (``medgan.metrics.intervals``): the distances of the full sets are computed once and each
+    resample indexes them, which is far cheaper than ``prdc`` per resample for a few thousand images. Rows must
+    not repeat an image (the radius would be 0): resample without replacement.
+    """
+    if min(real_real.shape[0], fake_fake.shape[0]) <= k:
+        raise DataError(f"precision/recall with k={k} needs more than {k} images per set")
+    real_radii = np.partition(real_real, k, axis=1)[:, k]  # column k of the sorted row: self is at 0
+    fake_radii = np.partition(fake_fake, k, axis=1)[:, k]
+    inside = real_fake <= real_radii[:, None]  # [N_r, N_f]: synthetic j inside real ball i
+    return {
+        "precision": float(inside.any(0).mean()),
+        "recall": float((real_fake <= fake_radii[None, :]).any(1).mean()),
+        "density": float(inside.sum() / (k * real_fake.shape[1])),
+        "coverage": float((real_fake.min(1) <= real_radii).mean()),
+    }

@@ -52,7 +52,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from medgan.errors import CheckpointError, ConfigError, DataError
-from medgan.metrics.features import FeatureExtractor, file_digest
+from medgan.metrics.extractor import FeatureExtractor, file_digest
 from medgan.utils import atomic_path
 
 SWAV_ENV = "MEDGAN_SWAV_WEIGHTS"  # path of swav_800ep_pretrain.pth.tar
