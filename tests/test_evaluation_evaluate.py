@@ -15,9 +15,9 @@ from PIL import Image
 
 from medgan.config import DataConfig, RunConfig, save_yaml
 from medgan.errors import ConfigError, DataError
-from medgan.evaluation.evaluate import evaluate
+from medgan.evaluation.evaluate import evaluate, format_metrics
 from medgan.evaluation.inputs import read_image_folder, to_unit_stack
-from medgan.metrics.catalog import METRICS, lookup
+from medgan.metrics.catalog import METRICS, interval, lookup
 
 from helpers import blur
 
@@ -34,6 +34,7 @@ def quick_settings(monkeypatch, tmp_path):
     monkeypatch.setattr(suite_module, "SIMILARITY_PAIRS", 60)
     monkeypatch.setattr(suite_module, "DIVERSITY_PAIRS", 100)
     monkeypatch.setattr(suite_module, "KID_SUBSETS", 10)
+    monkeypatch.setattr(suite_module, "INTERVAL_RESAMPLES", 30)
     monkeypatch.setenv("MEDGAN_CACHE_DIR", str(tmp_path / "cache"))
 
 
@@ -71,10 +72,26 @@ def test_evaluate_a_folder_of_png_and_npy_images(tmp_path, mni):
     for info in METRICS:
         assert lookup(metrics, info.key) is not None, info.key
     assert metrics["distribution"]["fid"] > 0 and 0 <= metrics["distribution"]["precision"] <= 1
+    # Intervals beside the numbers (catalog's <key>_interval scheme), the KID subset rule and small-N honesty.
+    for key in ("distribution.fid", "distribution.kid_mean", "distribution.recall", "diversity.relative_diversity",
+                "memorization.near_copy_fraction", "frd.value", "spectrum.high_frequency_ratio"):
+        found = interval(metrics, key)
+        assert found["low"] <= lookup(metrics, key) <= found["high"] and found["n_real"] == 112, key
+    assert metrics["distribution"]["kid_subset_size"] == 45  # half the smaller set (90 synthetic)
+    assert metrics["resampling"]["real_resampled"] == "images" and "1 subject" in metrics["resampling"]["note"]
+    assert metrics["small_n"]["flagged"] and metrics["notes"][0].startswith("warning: small sets: 112 real")
+    assert metrics["distribution"]["fid_infinity"] is None and "needs N >= 256" in \
+        metrics["distribution"]["fid_infinity_note"]
+    printed = format_metrics(metrics, "wrote")
+    assert printed.startswith("warning: small sets") and "[low, high]: 95% intervals, N real 112" in printed
+    assert any(line.startswith("FID ") and "[" in line for line in printed.splitlines())
     report = (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
     assert report.count("data:image/png;base64,") >= 5
-    for figure in ("real-grid", "synthetic-grid", "intensity-histogram", "nearest-gallery", "nearest-distribution"):
+    for figure in ("real-grid", "synthetic-grid", "intensity-histogram", "nearest-gallery", "nearest-distribution",
+                   "spectrum"):
         assert f'data-figure="{figure}"' in report
+    assert 'data-warning="small-n"' in report and '<span class="interval">[' in report
+    assert 'data-table="texture"' in report
     assert "<script" not in report and "http://" not in report and "https://" not in report  # self-contained
 
 

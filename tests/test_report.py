@@ -45,7 +45,8 @@ def report(tmp_path_factory) -> Path:
             + 0.04 * torch.randn(100, 1, 64, 64, generator=generator)).clamp(-1, 1)
     fake[:3] = slices.images[10:13]  # a few planted copies for the gallery
     with pytest.MonkeyPatch.context() as patch:  # fewer random pairs: a quicker report, same content
-        for name, value in (("SIMILARITY_PAIRS", 60), ("DIVERSITY_PAIRS", 100), ("KID_SUBSETS", 10)):
+        for name, value in (("SIMILARITY_PAIRS", 60), ("DIVERSITY_PAIRS", 100), ("KID_SUBSETS", 10),
+                            ("INTERVAL_RESAMPLES", 30)):
             patch.setattr(suite_module, name, value)
         patch.setenv("MEDGAN_CACHE_DIR", str(out / "cache"))  # never the user's cache
         metrics, artefacts = compute_metrics(slices.images, fake, slices.mapping, OfflineFeatures())
@@ -71,8 +72,10 @@ def test_report_is_self_contained(report):
     assert not re.search(r'src="(?!data:image/png;base64,)', page)  # every image is embedded
     assert "<script" not in page and "<link" not in page
     for figure in ("real-grid", "synthetic-grid", "interpolation", "training-curves", "intensity-histogram",
-                   "nearest-distribution", "nearest-gallery"):
+                   "nearest-distribution", "nearest-gallery", "spectrum"):
         assert f'data-figure="{figure}"' in page, figure
+    assert 'data-warning="small-n"' in page  # 112 real images: the small-N warning box
+    assert re.search(r'<td>FID</td><td class="value">[0-9.]+ <span class="interval">\[[0-9.]+, [0-9.]+\]</span>', page)
     assert "FID" in page and "Better" in page and "How each number is computed" in page
 
 

@@ -1,6 +1,7 @@
 """medgan: generative adversarial networks for medical images.
 
-The Python API (``medgan.train``, ``medgan.load``, ``medgan.evaluate`` and the types they return) lives in
+The Python API (``medgan.train``, ``medgan.load``, ``medgan.evaluate``, ``medgan.compare`` and the types they
+return) lives in
 ``medgan.api`` and is imported on first use, so ``import medgan`` stays light (no torch) and changes nothing in
 the process. ``medgan.zoo.entries()`` lists the pretrained models shipped with the package.
 """
@@ -11,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-_API = ("Images", "Metrics", "Model", "Run", "evaluate", "load", "train")
+_API = ("Images", "Metrics", "Model", "Run", "compare", "evaluate", "load", "train")
 
 if TYPE_CHECKING:  # pragma: no cover
-    from medgan.api import Images, Metrics, Model, Run, evaluate, load, train  # noqa: F401
+    from medgan.api import Images, Metrics, Model, Run, compare, evaluate, load, train  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

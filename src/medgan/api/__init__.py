@@ -6,14 +6,15 @@
     images.save("synthetic", format="nifti")    # marked synthetic, with DATA_CARD.json
     run = medgan.train("my_t1_folder", "runs/t1", minutes=10)
     metrics = medgan.evaluate("my_t1_folder", run.path, out="report")
-    metrics["distribution.fid"]
+    metrics["distribution.fid"], metrics["distribution.fid_interval"]
+    medgan.compare("runs/a", "runs/b", real="my_t1_folder")   # A - B per metric with paired 95% intervals
 
 Every function returns arrays in physical units (HU for CT) with their spacing; nothing here changes process
 state (threads, environment, RNG of the caller).
 """
 
-from medgan.api.functions import Metrics, Run, evaluate, load, train
+from medgan.api.functions import Metrics, Run, compare, evaluate, load, train
 from medgan.api.images import Images
 from medgan.api.model import Model
 
-__all__ = ["Images", "Metrics", "Model", "Run", "evaluate", "load", "train"]
+__all__ = ["Images", "Metrics", "Model", "Run", "compare", "evaluate", "load", "train"]

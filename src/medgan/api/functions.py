@@ -1,4 +1,5 @@
-"""``medgan.train``, ``medgan.load`` and ``medgan.evaluate``: the CLI's commands for notebooks, with its defaults."""
+"""``medgan.train``, ``medgan.load``, ``medgan.evaluate`` and ``medgan.compare``: the CLI's commands for notebooks,
+with its defaults."""
 
 from __future__ import annotations
 
@@ -227,3 +228,34 @@ def evaluate(real: str | Path, fake: str | Path, *, out: str | Path | None = Non
         if out is None:
             shutil.rmtree(folder.parent, ignore_errors=True)
     return Metrics(values, None if out is None else folder, table)
+
+
+def compare(run_a: str | Path, run_b: str | Path, *, real: str | Path, out: str | Path | None = None,
+            features: str = "offline", max_images: int | None = None, progress: bool = True) -> Metrics:
+    """Compares two noise-to-image runs against one real set, as ``medgan evaluate --compare RUN_A RUN_B`` does.
+
+    Both runs generate ``max_images`` images (default 1000) with the same seed; for each headline metric (FID, KID,
+    precision, recall, density, coverage, pairwise MS-SSIM, FRD, spectrum top-band ratio) the result holds A, B,
+    A - B with its paired 95% interval and a verdict ("A better", "B better" or "not separated at 95%").
+
+    Args:
+        run_a, run_b: run directories of noise-to-image runs.
+        real: real images: a data path, an embedded source or a run directory (its training data).
+        out: the report folder; None writes to a temporary folder that is removed after reading ``metrics.json``.
+        features: ``offline`` (default), ``inception[:weights.pth]`` or ``torchscript:model.pt``.
+        max_images: images generated per run (and at most this many real images).
+        progress: progress bars.
+
+    Returns:
+        ``Metrics``; ``metrics["comparison"]`` is the list of rows.
+    """
+    from medgan.evaluation.compare import compare_runs, format_comparison
+
+    folder = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="medgan-compare-")) / "report"
+    try:
+        values = compare_runs(run_a, run_b, real, folder, features=features, max_images=max_images,
+                              progress=progress)
+    finally:
+        if out is None:
+            shutil.rmtree(folder.parent, ignore_errors=True)
+    return Metrics(values, None if out is None else folder, format_comparison(values, f"wrote {folder}"))

@@ -15,6 +15,12 @@ def command_evaluate(args: argparse.Namespace) -> int:
     from medgan.training.tasks import TASKS, EvaluationRequest
 
     check_range(args.max_images, 1, MAX_SAMPLES, "--max-images")
+    if args.fake is None:
+        return command_compare(args)
+    if args.compare and not _translation_run(args.fake):
+        raise ConfigError("--compare and --fake are alternatives: --compare RUN_A RUN_B scores two noise-to-image "
+                          "runs against --real (without --fake); --fake with --compare is for translation runs",
+                          args.fake)
     request = EvaluationRequest(out=Path(args.out), real=args.real, features=args.features, train=args.train,
                                 max_images=args.max_images, real_images=not args.no_real_images,
                                 members=args.members, non_members=args.non_members, direction=args.direction,
@@ -36,6 +42,34 @@ def command_evaluate(args: argparse.Namespace) -> int:
                        members=args.members, non_members=args.non_members)
     out = Path(args.out)
     print(format_metrics(metrics, f"wrote {out / 'metrics.json'}, {out / 'report.html'} and {CARD_NAME}"))
+    return 0
+
+
+def _translation_run(path: str) -> bool:
+    """True for a run directory whose task translates images (``--fake RUN --compare OTHER...`` applies to it)."""
+    from medgan.inference.noise import KIND
+    from medgan.run import RunDir
+    from medgan.training.tasks import TASKS
+
+    return RunDir.is_run(path) and TASKS.get(RunDir(path).read_config().task or TASKS.default).inference_kind != KIND
+
+
+def command_compare(args: argparse.Namespace) -> int:
+    """``medgan evaluate --compare RUN_A RUN_B --real REAL --out DIR`` (``medgan.evaluation.compare``)."""
+    if not args.compare:
+        raise ConfigError("give --fake (synthetic images or a run directory) or --compare RUN_A RUN_B")
+    if len(args.compare) != 2:
+        raise ConfigError(f"--compare takes two runs, RUN_A RUN_B; got {len(args.compare)}")
+    for option, given in (("--train", args.train), ("--members", args.members), ("--non-members", args.non_members),
+                          ("--direction", args.direction), ("--inputs", args.inputs)):
+        if given is not None:
+            raise ConfigError(f"{option} is for --fake; --compare RUN_A RUN_B scores the headline metrics only")
+    from medgan.evaluation.compare import compare_runs, format_comparison
+
+    metrics = compare_runs(args.compare[0], args.compare[1], args.real, args.out, features=args.features,
+                           max_images=args.max_images, progress=not args.quiet, real_images=not args.no_real_images)
+    out = Path(args.out)
+    print(format_comparison(metrics, f"wrote {out / 'metrics.json'} and {out / 'report.html'}"))
     return 0
 
 

@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = _command(commands, "evaluate", "fidelity, diversity and memorization audit with an HTML report")
     evaluate.add_argument("--real", required=True, help="real images: path, embedded source or run directory")
-    evaluate.add_argument("--fake", required=True, help="synthetic images: folder or run directory")
+    evaluate.add_argument("--fake", help="synthetic images: folder or run directory (or --compare RUN_A RUN_B)")
     evaluate.add_argument("--out", required=True, help="report folder (metrics.json, report.html)")
     evaluate.add_argument("--features", default="offline", help="feature extractor: offline, "
                           "inception[:weights.pth] or torchscript:model.pt")
@@ -144,7 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "order) matched by file name to the targets in --real (default: the run's own "
                                "embedded sources' test split, with --real naming its target source)")
     evaluate.add_argument("--compare", nargs="+", metavar="RUN",
-                          help="translation runs: other runs evaluated on the same held-out pairs, in the same table")
+                          help="instead of --fake: two noise-to-image runs RUN_A RUN_B, each metric with A - B and its "
+                               "paired 95%% interval; with --fake a translation run: other translation runs "
+                               "evaluated on the same held-out pairs, in the same table")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     evaluate.set_defaults(handler=command_evaluate)
 

@@ -9,8 +9,10 @@ Inputs (each resolved to ``[N, 1, R, R]`` float32 in [-1, 1] at one resolution R
 * training images for the memorization audit: ``train`` if given (then the real set is the held-out
   baseline), else the real set itself (leave-one-out baseline).
 
-The metrics come from ``medgan.metrics.suite.compute_metrics``; when a run directory is involved its loss curves,
-metric history and a latent interpolation strip are added to the report.
+The metrics come from ``medgan.metrics.suite.compute_metrics``, with 95% intervals beside the headline numbers
+(``<key>_interval``, ``medgan.metrics.catalog``; real images resampled by subject where the real set's subjects are
+known) and the small-N warning; when a run directory is involved its loss curves, metric history and a latent
+interpolation strip are added to the report. ``medgan evaluate --compare`` is ``medgan.evaluation.compare``.
 
 Outputs: ``out/metrics.json``, ``out/report.html`` (self-contained) and ``out/DATA_CARD.json`` (``medgan.card``),
 written together: either all are new or none changed (a full disk leaves the previous files, or nothing). The
@@ -34,7 +36,7 @@ from medgan.card import CARD_NAME, card_text, evaluation_card
 from medgan.errors import ConfigError, MedganError
 from medgan.evaluation.inputs import resolve_inputs
 from medgan.evaluation.shareable import scrub, shared_name
-from medgan.metrics.catalog import METRICS, lookup
+from medgan.metrics.catalog import METRICS, interval, lookup
 from medgan.metrics.features import DEFAULT_FEATURES, get_extractor
 from medgan.metrics.suite import SAMPLE_SEED, Artefacts, compute_metrics
 from medgan.report.html import render_report
@@ -83,7 +85,8 @@ def evaluate(real: str | Path, fake: str | Path, out: str | Path, features: str 
     for note in input_notes:  # shown now, before the long metric work, and kept in metrics.json and the report
         print(f"note: {note}", file=sys.stderr)
     metrics, artefacts = compute_metrics(real_set.images, fake_set.images, real_set.mapping, extractor,
-                                         train=train_set.images if train_set else None, progress=progress)
+                                         train=train_set.images if train_set else None, progress=progress,
+                                         real_subjects=real_set.subjects)
     metrics["inputs"] = {
         "real": real_set.description, "synthetic": fake_set.description,
         "train": train_set.description if train_set else real_set.description + " (leave-one-out)",
@@ -136,13 +139,36 @@ def shareable_inputs(metrics: dict, sets: tuple[Any, ...], input_notes: list[str
 
 
 def format_metrics(metrics: dict, written: str) -> str:
-    """The lines ``medgan evaluate`` prints for an image-set evaluation: each headline metric, then what it wrote."""
+    """The lines ``medgan evaluate`` prints for an image-set evaluation: the small-N warning, each headline metric
+    with its 95% interval, how the intervals resampled, then what it wrote."""
     lines = []
+    small = metrics.get("small_n") or {}
+    if small.get("message"):
+        lines.append(f"warning: {small['message']}")
     for info in METRICS:
         value = lookup(metrics, info.key)
-        if isinstance(value, (int, float)):
-            lines.append(f"{info.label:<40}: {value:<10.4g} ({info.better} is better)")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            found = interval(metrics, info.key)
+            shown = f"{value:.4g}" + (f" [{found['low']:.4g}, {found['high']:.4g}]" if found else "")
+            lines.append(f"{info.label:<40}: {shown:<28} ({info.better} is better)")
+    infinity = lookup(metrics, "distribution.fid_infinity")
+    if isinstance(infinity, dict):
+        lines.append(f"{'FID-infinity (Chong & Forsyth)':<40}: {infinity['value']:<28.4g} (FID(N) ≈ "
+                     f"{infinity['value']:.4g} + {infinity['slope']:.4g} / N)")
+    lines.append(resampling_line(metrics.get("resampling")))
     return "\n".join([*lines, written])
+
+
+def resampling_line(resampling: dict | None) -> str:
+    """One line saying what the [low, high] intervals are: confidence, N of each set and what was resampled."""
+    if not resampling:
+        return "intervals: none"
+    subjects = resampling.get("real_subjects")
+    drawn = f"{subjects} real subjects" if resampling.get("real_resampled") == "subjects" else "real images"
+    line = (f"[low, high]: {resampling.get('confidence', 0.95):.0%} intervals, N real {resampling.get('n_real')}, "
+            f"synthetic {resampling.get('n_synthetic')}; resampled {drawn} and synthetic images "
+            f"({resampling.get('resamples')} resamples)")
+    return line + (f"; {resampling['note']}" if resampling.get("note") else "")
 
 
 def check_membership_inputs(members: Any, non_members: Any, fake: Any) -> None:

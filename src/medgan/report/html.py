@@ -11,8 +11,8 @@ from importlib import resources
 from typing import Any, Iterable
 
 from medgan import __version__
-from medgan.metrics.catalog import lookup
-from medgan.report import plots
+from medgan.metrics.catalog import interval, lookup
+from medgan.report import plots, sections
 from medgan.report.card import card_html
 
 FEATURE_NOTES = {
@@ -52,8 +52,25 @@ IMAGE_NOTES = (
      "to −1 first, so an imperfect black background cannot hide a copy). Baseline: the same search from held-out "
      "real images, or leave-one-out within the training set."),
     ("FID / KID / precision-recall", "FID: Fréchet distance of Gaussian fits (needs more images than feature "
-     "dimensions). KID: unbiased polynomial-kernel MMD², mean ± std over 100 subsets of up to 1000. "
+     "dimensions). KID: unbiased polynomial-kernel MMD², mean ± std over 100 subsets of min(1000, N/2) images "
+     "(half the smaller set below 2000 images, so subsets differ). "
      "Precision/recall (Kynkäänniemi 2019) and density/coverage (Naeem 2020) with k = 5 nearest neighbours."),
+    ("95% intervals", "The spread each number would show on another draw of real images and synthetic samples of "
+     "the same sizes, placed around the value (so it contains it and does not correct small-N bias). Real images "
+     "are resampled by subject when at least 5 subjects are known, else image by image (with a note). FID, FRD: "
+     "bootstrap of feature rows with replacement. KID, precision/recall/density/coverage: half-samples without "
+     "replacement (a repeated image sits at distance 0 from its copy and would shrink k-NN radii; half-samples vary "
+     "as much as full samples for these statistics). Diversity: images resampled, their scored pairs re-weighted. "
+     "Memorization: the per-image nearest-neighbour values resampled, the training set fixed. Spectrum: bootstrap "
+     "percentile interval of the band ratios. Intervals from fewer than 100 resamples are normal intervals."),
+    ("Small N and FID-infinity", "FID is biased upward at small N by an amount that depends on the generator "
+     "(Chong & Forsyth 2020). Below 1,000 images per set, or at most the feature dimension, the report warns: "
+     "compare FIDs only at equal N and read KID and the intervals. FID-infinity fits FID(N) = FID∞ + k/N over "
+     "synthetic subsets from max(2D, N/5) to N images (real statistics fixed) where N ≥ 4D."),
+    ("Spectrum, texture and FRD", "Power spectrum: mean |FFT|² per radial band (8 bands up to Nyquist) of synthetic "
+     "over real images. GLCM texture: contrast, homogeneity, energy, correlation and entropy of the distance-1 "
+     "co-occurrence matrix (32 grey levels, foreground ROI), per-set means. FRD: log Fréchet distance of 31 "
+     "radiomic features z-scored with the real set's statistics."),
 )
 
 
@@ -90,13 +107,16 @@ def _metrics_table(metrics: dict, infos: Iterable[Any]) -> str:
     rows = []
     for info in infos:
         context = ", ".join(f"{label} {format_value(lookup(metrics, key))}" for label, key in info.context)
+        value = sections.value_with_interval(format_value(lookup(metrics, info.key)), interval(metrics, info.key),
+                                             format_value)
         rows.append(
-            f"<tr><td>{html.escape(info.label)}</td><td class=\"value\">{format_value(lookup(metrics, info.key))}</td>"
+            f"<tr><td>{html.escape(info.label)}</td><td class=\"value\">{value}</td>"
             f"<td class=\"context\">{context}</td><td class=\"better\">{html.escape(info.better)}</td>"
             f"<td>{html.escape(info.definition)}</td></tr>"
         )
-    header = "<tr><th>Metric</th><th>Value</th><th>Compare with</th><th>Better</th><th>Definition</th></tr>"
-    return f'<table class="metrics">{header}{"".join(rows)}</table>'
+    header = ("<tr><th>Metric</th><th>Value [95% interval]</th><th>Compare with</th><th>Better</th>"
+              "<th>Definition</th></tr>")
+    return sections.intervals_note(metrics, format_value) + f'<table class="metrics">{header}{"".join(rows)}</table>'
 
 
 def _facts(metrics: dict) -> str:
@@ -136,7 +156,9 @@ def _flags(metrics: dict) -> str:
                              "near copies of a training image "
                              f"(SSIM ≥ {memorization.get('near_copy_threshold_ssim')}); "
                              f"real baseline: {format_value(baseline)} ({memorization.get('baseline', '')})."))
-    items.extend(("info", note) for note in metrics.get("notes") or [])
+    boxed = f"warning: {(metrics.get('small_n') or {}).get('message')}"  # shown in its own box above
+    items.extend(("warn" if note.startswith("warning:") else "info", note)
+                 for note in metrics.get("notes") or [] if note != boxed)
     rows = "".join(f'<li class="{level}">{html.escape(text)}</li>' for level, text in items)
     return f'<ul class="flags">{rows}</ul>'
 
@@ -270,9 +292,9 @@ def render_report(metrics: dict, artefacts: Any, infos: Iterable[Any], real_imag
         A complete, self-contained HTML document.
     """
     intensity = metrics.get("intensity") or {}
-    sections = [
+    parts = [
         _privacy_banner(real_images),
-        _section("Summary", _facts(metrics) + _flags(metrics), "summary"),
+        _section("Summary", sections.small_n_box(metrics) + _facts(metrics) + _flags(metrics), "summary"),
         _section("Metrics", _metrics_table(metrics, infos), "metrics"),
         _section("Real and synthetic images" if real_images else "Synthetic images",
                  _images_section(artefacts, real_images), "images"),
@@ -281,23 +303,29 @@ def render_report(metrics: dict, artefacts: Any, infos: Iterable[Any], real_imag
     if curves is not None:
         caption = "Losses and in-training FID of the run" if artefacts.history else "Training losses of the run"
         figure = _figure(curves, "training-curves", caption, plot=True)
-        sections.append(_section("Training curves", f'<div class="figures">{figure}</div>', "training"))
+        parts.append(_section("Training curves", f'<div class="figures">{figure}</div>', "training"))
     if artefacts.histogram is not None:
         overlay = _figure(plots.histogram_png(artefacts.histogram, intensity.get("unit", "")), "intensity-histogram",
                           f"Foreground intensities in physical units ({intensity.get('unit', '')}); "
                           f"W1 = {format_value(intensity.get('wasserstein_foreground'))}", plot=True)
-        sections.append(_section("Intensity fidelity", f'<div class="figures">{overlay}</div>', "intensity"))
-    sections.append(_section("Memorization audit", _memorization_section(metrics, artefacts, real_images),
-                             "memorization"))
+        parts.append(_section("Intensity fidelity", f'<div class="figures">{overlay}</div>', "intensity"))
+    spectrum = sections.spectrum_section(metrics.get("spectrum"), _figure, format_value)
+    if spectrum:
+        parts.append(_section("Power spectrum", spectrum, "spectrum"))
+    texture = sections.texture_section(metrics.get("texture"), metrics.get("frd"), format_value)
+    if texture:
+        parts.append(_section("Radiomic texture and FRD", texture, "texture"))
+    parts.append(_section("Memorization audit", _memorization_section(metrics, artefacts, real_images),
+                          "memorization"))
     if metrics.get("membership_inference"):
-        sections.append(_section("Membership-inference audit", _membership_section(metrics["membership_inference"]),
+        parts.append(_section("Membership-inference audit", _membership_section(metrics["membership_inference"]),
                                  "membership"))
     if card is not None:
-        sections.append(_section("Data card", card_html(card), "data-card"))
-    sections.append(_section("How each number is computed", _definitions(metrics), "definitions"))
+        parts.append(_section("Data card", card_html(card), "data-card"))
+    parts.append(_section("How each number is computed", _definitions(metrics), "definitions"))
     inputs = metrics.get("inputs") or {}
     template = string.Template(resources.files("medgan.report").joinpath("template.html").read_text(encoding="utf-8"))
     subtitle = (f"{inputs.get('synthetic', 'synthetic images')} against {inputs.get('real', 'real images')} · "
                 f"generated {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
     return template.substitute(title="medgan evaluation report", subtitle=html.escape(subtitle), version=__version__,
-                               body="\n".join(sections))
+                               body="\n".join(parts))

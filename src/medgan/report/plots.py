@@ -97,3 +97,26 @@ def nearest_distribution_png(audit: Any) -> bytes:
 def tile_png(image: torch.Tensor, scale: int = 2) -> bytes:
     """One [1, H, W] image in [-1, 1] as an enlarged PNG tile."""
     return png_bytes(image_grid(image[None], columns=1, padding=0), scale=scale)
+
+
+def spectrum_png(spectrum: dict) -> bytes:
+    """Synthetic / real power per radial frequency band with its 95% interval and the ±tolerance band around 1."""
+    bands = spectrum["bands"]
+    centres = np.asarray([(band["cycles"][0] + band["cycles"][1]) / 2.0 for band in bands])
+    ratio = np.asarray([band["ratio"] for band in bands])
+    low = np.asarray([band["low"] for band in bands])
+    high = np.asarray([band["high"] for band in bands])
+    tolerance = float(spectrum.get("tolerance", 0.15))
+    figure = new_figure(figsize=(6.4, 3.4))
+    axis = figure.subplots()
+    axis.axhspan(1.0 - tolerance, 1.0 + tolerance, color=BASELINE_COLOUR, alpha=0.15,
+                 label=f"±{tolerance:.0%} of real")
+    axis.axhline(1.0, color="black", lw=1)
+    axis.fill_between(centres, low, high, color=SYNTHETIC_COLOUR, alpha=0.25, label="95% interval")
+    axis.plot(centres, ratio, marker="o", color=SYNTHETIC_COLOUR, lw=1.4, label="synthetic / real power")
+    axis.set(xlabel="radial frequency (cycles per image, band centres; last band up to the corners)",
+             ylabel="power ratio", title="power spectrum: > 1 grain, < 1 blur")
+    axis.legend(fontsize=8)
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure_png(figure, dpi=100)
