@@ -142,6 +142,7 @@ def format_metrics(metrics: dict, written: str) -> str:
     """The lines ``medgan evaluate`` prints for an image-set evaluation: the small-N warning, each headline metric
     with its 95% interval, how the intervals resampled, then what it wrote."""
     lines = []
+    width = max(len(info.label) for info in METRICS) + 1
     small = metrics.get("small_n") or {}
     if small.get("message"):
         lines.append(f"warning: {small['message']}")
@@ -150,10 +151,10 @@ def format_metrics(metrics: dict, written: str) -> str:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             found = interval(metrics, info.key)
             shown = f"{value:.4g}" + (f" [{found['low']:.4g}, {found['high']:.4g}]" if found else "")
-            lines.append(f"{info.label:<40}: {shown:<28} ({info.better} is better)")
+            lines.append(f"{info.label:<{width}}: {shown:<28} ({info.better} is better)")
     infinity = lookup(metrics, "distribution.fid_infinity")
     if isinstance(infinity, dict):
-        lines.append(f"{'FID-infinity (Chong & Forsyth)':<40}: {infinity['value']:<28.4g} (FID(N) ≈ "
+        lines.append(f"{'FID-infinity (Chong & Forsyth)':<{width}}: {infinity['value']:<28.4g} (FID(N) ≈ "
                      f"{infinity['value']:.4g} + {infinity['slope']:.4g} / N)")
     lines.append(resampling_line(metrics.get("resampling")))
     return "\n".join([*lines, written])

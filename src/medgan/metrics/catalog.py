@@ -131,8 +131,31 @@ def interval(metrics: dict, key: str) -> dict | None:
     return found if all(isinstance(bound, (int, float)) and math.isfinite(bound) for bound in bounds) else None
 
 
+_SHARES = ("distribution.precision", "distribution.recall", "distribution.coverage")
+_NON_NEGATIVE = ("distribution.fid", "distribution.density", "diversity.relative_diversity")
+
+
+def bounds_of(key: str) -> tuple[float | None, float | None]:
+    """The values the number at ``key`` can take (None: unbounded): shares and fractions lie in [0, 1]; distances,
+    Wasserstein gaps, densities and power ratios are >= 0."""
+    leaf = key.rsplit(".", 1)[-1]
+    if key in _SHARES or "fraction" in leaf:
+        return 0.0, 1.0
+    if key in _NON_NEGATIVE or "wasserstein" in key or "distance" in key or key.startswith("spectrum."):
+        return 0.0, None
+    return None, None
+
+
 def set_interval(metrics: dict, key: str, entry: dict) -> None:
-    """Stores ``entry`` as the interval of the number at ``key`` (its parent must exist)."""
+    """Stores ``entry`` as the interval of the number at ``key`` (its parent must exist), cut to the values the
+    number can take: an interval placed around the value (centred) can otherwise reach past them, e.g. a precision
+    of 0.1 with a spread of 0.12 would read [-0.02, 0.22]."""
+    low, high = bounds_of(key)
+    entry = dict(entry)
+    if low is not None and entry.get("low") is not None:
+        entry["low"] = max(low, entry["low"])
+    if high is not None and entry.get("high") is not None:
+        entry["high"] = min(high, entry["high"])
     *parents, leaf = interval_key(key).split(".")
     node = metrics
     for part in parents:
