@@ -242,7 +242,8 @@ def compare(run_a: str | Path, run_b: str | Path, *, real: str | Path, out: str 
         run_a, run_b: run directories of noise-to-image runs.
         real: real images: a data path, an embedded source or a run directory (its training data).
         out: the report folder; None writes to a temporary folder that is removed after reading ``metrics.json``.
-        features: ``offline`` (default), ``inception[:weights.pth]`` or ``torchscript:model.pt``.
+        features: ``offline`` (default), ``inception[:weights.pth]``, ``swav[:weights.pth.tar]``,
+            ``radimagenet[:weights.pth]`` or ``torchscript:model.pt``.
         max_images: images generated per run (and at most this many real images).
         progress: progress bars.
 

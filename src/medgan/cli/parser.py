@@ -129,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--fake", help="synthetic images: folder or run directory (or --compare RUN_A RUN_B)")
     evaluate.add_argument("--out", required=True, help="report folder (metrics.json, report.html)")
     evaluate.add_argument("--features", default="offline", help="feature extractor: offline, "
-                          "inception[:weights.pth] or torchscript:model.pt")
+                          "inception[:weights.pth], swav[:weights.pth.tar], radimagenet[:weights.pth] or "
+                          "torchscript:model.pt (weights files are local: nothing is downloaded)")
     evaluate.add_argument("--train", help="training images for the memorization audit (default: --real)")
     evaluate.add_argument("--max-images", type=int, help="use at most this many images per set")
     evaluate.add_argument("--no-real-images", action="store_true",

@@ -29,6 +29,17 @@ FEATURE_NOTES = {
         "resized bilinearly to 299×299. ImageNet-trained, so comparable with published FIDs but not tuned to "
         "medical images; needs more than 2048 images per set for FID."
     ),
+    "swav": (
+        "ImageNet SwAV ResNet-50 pool features (2048-D, self-supervised; local weights file): grey images repeated "
+        "to 3 channels, resized (antialiased bicubic) to 224×224 and normalised with ImageNet statistics. The feature "
+        "space whose FID agreed best with radiologists in Woodland et al. 2024; needs more than 2048 images per set "
+        "for FID."
+    ),
+    "radimagenet": (
+        "RadImageNet ResNet-50 pool features (2048-D, trained on 1.35 M radiology images; local weights file): grey "
+        "images repeated to 3 channels and resized to 224×224. Comparable with RadFID, MONAI Generative and MAISI "
+        "figures; its model rankings were volatile in Woodland et al. 2024, so do not use it alone."
+    ),
     "torchscript": "User-supplied TorchScript feature model.",
 }
 
