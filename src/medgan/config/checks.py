@@ -38,7 +38,8 @@ def validate(config: RunConfig) -> None:
     check(0.0 <= data.balance <= 1.0, "data.balance", "must be in [0, 1]")
     check(not model.conditional_norm or model.name == "dcgan", "model.conditional_norm",
            "is implemented for the dcgan generator only")
-    check(model.upsample in UPSAMPLING, "model.upsample", "must be " + ", ".join(UPSAMPLING[:-1]) + " or " + UPSAMPLING[-1])
+    check(model.upsample in UPSAMPLING, "model.upsample",
+          "must be " + ", ".join(UPSAMPLING[:-1]) + " or " + UPSAMPLING[-1])
     check(model.upsample == "transposed" or model.name == "dcgan", "model.upsample",
            "is a choice of the dcgan generator only")
     check(0 < model.latent_dim <= MAX_LATENT_DIM, "model.latent_dim", f"must be between 1 and {MAX_LATENT_DIM}")
