@@ -97,6 +97,17 @@ ON_SESSION5 = {
     "s5-ema995": {"train": {"ema": 0.995}},  # EMA half-life 138 steps (4,400 images) instead of 693 (22,000)
 }
 CANDIDATES.update({name: ("medgan", overrides) for name, overrides in ON_SESSION5.items()})
+# Session 6 (issue 25) candidates against grain (excess power in the highest spatial frequencies): the default of
+# session 5 (transposed convolutions in G: BEFORE_SESSION6, "before-s6") with one change each.
+BEFORE_SESSION6 = {"model": {"upsample": "transposed"}}
+ON_SESSION6 = {
+    "before-s6": {},
+    "up-bilinear": {"model": {"upsample": "bilinear"}},  # resize-convolution instead of transposed convolutions
+    "up-nearest": {"model": {"upsample": "nearest"}},
+    "out-bilinear": {"model": {"upsample": "bilinear-output"}},  # transposed inside, resize-convolution into the image
+    "out-nearest": {"model": {"upsample": "nearest-output"}},
+}
+CANDIDATES.update({name: ("medgan", overrides) for name, overrides in ON_SESSION6.items()})
 BASE_RECIPES = ("medgan", "dcgan", "standard")
 DATASETS = {
     "mni": {"task": "unconditional", "data": {"source": "mni152"}},
@@ -108,7 +119,8 @@ HELDOUT_SEED, HELDOUT_PER_CLASS = 5, 30  # new phantom patients for the lesion r
 COLUMNS = (  # (label, key in a run's result, digits)
     ("FID", "fid", 2), ("KID", "kid", 0), ("precision", "precision", 3), ("recall", "recall", 3),
     ("density", "density", 3), ("coverage", "coverage", 3), ("pairwise MS-SSIM", "pairwise_ms_ssim", 3),
-    ("nearest-training SSIM", "nearest_ssim", 3))
+    ("nearest-training SSIM", "nearest_ssim", 3), ("top-band power ratio", "high_frequency_ratio", 2),
+    ("largest band deviation", "max_band_deviation", 2))
 
 
 def for_task(values: dict, task: str) -> dict:
@@ -116,7 +128,7 @@ def for_task(values: dict, task: str) -> dict:
     return {task if key == TASK else key: value for key, value in values.items()}
 
 
-def run_config(dataset: str, name: str, cpu_minutes: float, seed: int):
+def run_config(dataset: str, name: str, cpu_minutes: float, seed: int, steps: int = 0):
     from medgan.config import deep_update
     from medgan.training.tasks import DEMOS, resolve_config
 
@@ -125,12 +137,15 @@ def run_config(dataset: str, name: str, cpu_minutes: float, seed: int):
     task = values["task"]
     if dataset == "lesions" and base == "medgan":
         values = deep_update(values, DEMOS.get("liver").values)  # portal window, AC head, D 32, its augmentation
-    if name in CANDIDATES:
+    if name in ON_SESSION6:
+        values = deep_update(values, for_task(BEFORE_SESSION6, task))
+    elif name in CANDIDATES:
         values = deep_update(values, for_task(BEFORE_SESSION5 if name in ON_SESSION5 else BEFORE_SESSION4, task))
     values = deep_update(values, for_task(overrides, task))
     if dataset == "mni" and name in WITHOUT_UNCONDITIONAL_MS:
         values = deep_update(values, {task: {"mode_seeking": 0.0}})
-    values = deep_update(values, {"train": {"cpu_minutes": cpu_minutes, "minutes": 0, "steps": 0, "seed": seed,
+    values = deep_update(values, {"train": {"cpu_minutes": 0 if steps else cpu_minutes, "minutes": 0,
+                                            "steps": steps, "seed": seed,
                                             "threads": 1, "eval_every": 0, "sample_every": 10**9,
                                             "checkpoint_every": 10**9}})
     return resolve_config(values, base)
@@ -163,8 +178,8 @@ def within_class_ms_ssim(images: torch.Tensor, labels: torch.Tensor) -> float:
                  / len(labels.unique()))
 
 
-def one_run(dataset: str, name: str, seed: int, cpu_minutes: float, out: str) -> dict:
-    """Trains one recipe/seed under the CPU budget and evaluates it; cached as result.json."""
+def one_run(dataset: str, name: str, seed: int, cpu_minutes: float, out: str, steps: int = 0) -> dict:
+    """Trains one recipe/seed under the CPU budget (or for ``steps`` steps) and evaluates it; cached as result.json."""
     torch.set_num_threads(1)
     folder = Path(out) / dataset / name / f"seed{seed}"
     cached = folder / "result.json"
@@ -172,10 +187,12 @@ def one_run(dataset: str, name: str, seed: int, cpu_minutes: float, out: str) ->
         return json.loads(cached.read_text())
     from medgan.evaluation.utility import synthetic_set
     from medgan.metrics import compute_metrics, get_extractor
+    from medgan.metrics.spectrum import spectrum_ratio
+    from medgan.visuals import save_grid
     from medgan.inference.sampling import generate, load_generator
     from medgan.training.loop import train
 
-    config = run_config(dataset, name, cpu_minutes, seed)
+    config = run_config(dataset, name, cpu_minutes, seed, steps)
     train_set, reference = real_sets(dataset, config)
     run = folder / "run"
     if run.exists():  # an interrupted run: start it again
@@ -193,6 +210,7 @@ def one_run(dataset: str, name: str, seed: int, cpu_minutes: float, out: str) ->
     metrics, _ = compute_metrics(reference.images, fake, reference.mapping, get_extractor("offline"),
                                  train=train_set.images)
     distribution, memorization = metrics["distribution"], metrics["memorization"]
+    spectrum = spectrum_ratio(reference.images, fake, resamples=50)
     result = {
         "dataset": dataset, "recipe": name, "seed": seed, "steps": trained.steps, "cpu_seconds": cpu_seconds,
         "wall_seconds": time.monotonic() - wall_start, "cpu_seconds_per_step": cpu_seconds / max(trained.steps, 1),
@@ -202,11 +220,14 @@ def one_run(dataset: str, name: str, seed: int, cpu_minutes: float, out: str) ->
         "real_pairwise_ms_ssim": metrics["diversity"]["real_ms_ssim"]["mean"],
         "nearest_ssim": memorization["nearest_ssim"]["median"],
         "baseline_nearest_ssim": memorization["baseline_nearest_ssim"]["median"],
+        "band_ratios": [band["ratio"] for band in spectrum["bands"]],
+        "high_frequency_ratio": spectrum["high_frequency_ratio"], "max_band_deviation": spectrum["max_deviation"],
     }
     if labels is not None:
         result["within_class_ms_ssim"] = within_class_ms_ssim(fake, labels)
         result["real_within_class_ms_ssim"] = within_class_ms_ssim(reference.images, reference.labels)
     folder.mkdir(parents=True, exist_ok=True)
+    save_grid(fake[:64], folder / "samples.png", columns=8, scale=2)
     cached.write_text(json.dumps(result, indent=2))
     # The run directory is large and only needed for a look at the grid: keep the grid, drop the checkpoints.
     import shutil
@@ -218,21 +239,23 @@ def cell(values: list[float], digits: int, key: str = "") -> str:
     from medgan.evaluation.utility.statistics import summarize
 
     # Intervals are clipped to the metric's range (KID's unbiased estimate may be negative; the others may not).
-    bounds = None if key == "kid" else (0.0, 1.0) if key not in ("fid", "density") else (0.0, float("inf"))
+    bounds = None if key == "kid" else (0.0, 1.0) if key not in ("fid", "density", "high_frequency_ratio",
+                                                                  "max_band_deviation") else (0.0, float("inf"))
     summary = summarize(values, bounds=bounds)
     if summary["ci_low"] is None:
         return f"{summary['mean']:.{digits}f}"
     return f"{summary['mean']:.{digits}f} [{summary['ci_low']:.{digits}f}, {summary['ci_high']:.{digits}f}]"
 
 
-def table(results: list[dict], dataset: str, order: list[str], cpu_minutes: float) -> str:
+def table(results: list[dict], dataset: str, order: list[str], cpu_minutes: float, steps: bool = False) -> str:
     rows = [r for r in results if r["dataset"] == dataset]
     if not rows:
         return ""
     columns = list(COLUMNS) + ([("within-class MS-SSIM", "within_class_ms_ssim", 3)]
                                if "within_class_ms_ssim" in rows[0] else [])
     real = rows[0]
-    lines = [f"{dataset}: {cpu_minutes:g} CPU-minutes per run (process time, 1 thread), means and 95% t intervals "
+    budget = "the steps given per recipe" if steps else f"{cpu_minutes:g} CPU-minutes per run (process time, 1 thread)"
+    lines = [f"{dataset}: {budget}, means and 95% t intervals "
              f"over seeds; real pairwise MS-SSIM {real['real_pairwise_ms_ssim']:.3f}, real nearest-training SSIM "
              f"{real['baseline_nearest_ssim']:.3f}" + (f", real within-class MS-SSIM "
                                                       f"{real['real_within_class_ms_ssim']:.3f}"
@@ -250,6 +273,25 @@ def table(results: list[dict], dataset: str, order: list[str], cpu_minutes: floa
     return "\n".join(lines)
 
 
+def band_table(results: list[dict], order: list[str]) -> str:
+    """Synthetic / real power per radial frequency band (``medgan.metrics.spectrum``), mean over seeds per recipe."""
+    rows = [r for r in results if "band_ratios" in r]
+    if not rows:
+        return ""
+    bands = len(rows[0]["band_ratios"])
+    lines = ["power ratio per band (cycles per 64 px; the last band includes the corners beyond Nyquist), mean over "
+             "seeds [min, max]", "",
+             "| recipe | seeds | " + " | ".join(f"{4 * b}-{4 * (b + 1)}" for b in range(bands)) + " |",
+             "|---" * (bands + 2) + "|"]
+    for name in order:
+        mine = [r["band_ratios"] for r in rows if r["recipe"] == name]
+        if mine:
+            cells = [f"{sum(v[b] for v in mine) / len(mine):.2f} [{min(v[b] for v in mine):.2f}, "
+                     f"{max(v[b] for v in mine):.2f}]" for b in range(bands)]
+            lines.append(f"| {name} | {len(mine)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=["mni", "lesions"], choices=sorted(DATASETS))
@@ -258,6 +300,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--cpu-minutes", type=float, default=2.0, help="CPU-minutes of training per run")
     parser.add_argument("--parallel", type=int, default=2, help="runs at a time (one thread each)")
+    parser.add_argument("--steps", nargs="+", default=[], metavar="RECIPE=STEPS",
+                        help="train these recipes for a number of steps instead of --cpu-minutes: the steps each "
+                             "makes in a budget on a quiet machine, so that a busy machine slows but does not bias "
+                             "the comparison")
     parser.add_argument("--out", default="bench-quality")
     parser.add_argument("--report", action="store_true", help="only tabulate the runs already cached in --out")
     args = parser.parse_args()
@@ -269,14 +315,17 @@ def main() -> None:
         jobs = []
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=args.parallel, mp_context=context) as pool:
-        futures = {pool.submit(one_run, *job, args.cpu_minutes, args.out): job for job in jobs}
+        steps = {name: int(count) for name, count in (item.split("=") for item in args.steps)}
+        futures = {pool.submit(one_run, *job, args.cpu_minutes, args.out, steps.get(job[1], 0)): job for job in jobs}
         for future in as_completed(futures):
             result = future.result()
             results.append(result)
             print(f"{result['dataset']:8s} {result['recipe']:10s} seed {result['seed']}: {result['steps']} steps, "
                   f"FID {result['fid']:.2f}, pairwise MS-SSIM {result['pairwise_ms_ssim']:.3f} "
                   f"({result['wall_seconds']:.0f} s wall)", flush=True)
-    text = "\n\n".join(table(results, dataset, args.recipes, args.cpu_minutes) for dataset in args.datasets)
+    text = "\n\n".join(table(results, dataset, args.recipes, args.cpu_minutes, bool(args.steps))
+                         for dataset in args.datasets)
+    text += "\n\n" + band_table(results, args.recipes)
     print("\n" + text)
     Path(args.out, "table.md").write_text(text + "\n")
     Path(args.out, "results.json").write_text(json.dumps(results, indent=2))
