@@ -239,7 +239,8 @@ def compare(run_a: str | Path, run_b: str | Path, *, real: str | Path, out: str 
     A - B with its paired 95% interval and a verdict ("A better", "B better" or "not separated at 95%").
 
     Args:
-        run_a, run_b: run directories of noise-to-image runs.
+        run_a: run directory of the first noise-to-image run (A).
+        run_b: run directory of the second noise-to-image run (B).
         real: real images: a data path, an embedded source or a run directory (its training data).
         out: the report folder; None writes to a temporary folder that is removed after reading ``metrics.json``.
         features: ``offline`` (default), ``inception[:weights.pth]``, ``swav[:weights.pth.tar]``,
