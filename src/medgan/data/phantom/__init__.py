@@ -31,6 +31,9 @@ Modules, in the order a slice is made:
 * ``pairs``: the same slices at routine and at low dose, with their label maps (paired tasks);
 * ``mr``: MR physics (tissue parameters, signal equations, bias field, Rician noise) of a painted slice;
 * ``modalities``: the same slices as T1, T2, portal and unenhanced CT with labels, and their sources;
+* ``fields``, ``volumes``, ``volume_files``: whole patients as contiguous volumes (64 slices of 2.5 mm by
+  default) in every CT dose and phase and MR sequence, with label and lesion maps; texture continues through
+  the plane (3D random fields instead of per-slice draws); written as NIfTI marked simulated;
 * ``sources``: the ``"ct-phantom"`` and ``"ct-lesions"`` sources; ``previews``: the README pictures.
 """
 
@@ -52,6 +55,8 @@ from medgan.data.phantom.mr import MR_TISSUES, RELAXATION, SEQUENCES
 from medgan.data.phantom.previews import save_previews
 from medgan.data.phantom.sources import phantom_slices, slice_volume
 from medgan.data.phantom.tissue import EXPECTED_MEDIAN_HU, LABEL, LESION_CLASSES, ORGANS, PHASES, TISSUE_HU
+from medgan.data.phantom.volume_files import save_patient_volume
+from medgan.data.phantom.volumes import PatientVolume, Rendering, ct_rendering_name, phantom_patient_volume
 
 __all__ = [
     "EXPECTED_MEDIAN_HU",
@@ -64,19 +69,24 @@ __all__ = [
     "MR_TISSUES",
     "ORGANS",
     "PHASES",
+    "PatientVolume",
     "PhantomCase",
     "PhantomModalities",
     "PhantomVolume",
     "RELAXATION",
+    "Rendering",
     "SEQUENCES",
     "TISSUE_HU",
+    "ct_rendering_name",
     "lesion_rois",
     "patient_id",
     "phantom_modalities",
+    "phantom_patient_volume",
     "phantom_slices",
     "phantom_volume",
     "render_patient",
     "save_lits_pair",
+    "save_patient_volume",
     "save_previews",
     "simulate_acquisition",
     "slice_volume",

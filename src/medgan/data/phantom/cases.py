@@ -305,19 +305,28 @@ def phantom_volume(
         images.append(case.image_hu)
         segmentations.append(segmentation)
         present.update(case.lesion_classes)
-    spacing = FOV_MM / size
-    offset = (size / 2 - 0.5) * spacing
-    # Array axis 0 runs to the patient's left and axis 1 to posterior, so both point against RAS+ x and y.
-    affine = np.array(
-        [[-spacing, 0, 0, offset], [0, -spacing, 0, offset], [0, 0, slice_mm, float(heights[0])], [0, 0, 0, 1]],
-        dtype=np.float64,
-    )
+    affine = volume_affine(size, slice_mm, float(heights[0]))
     # Slice [row, column] -> volume [column, row]: X follows image columns, Y follows image rows.
     image_hu = np.stack(images, axis=-1).transpose(1, 0, 2)
     segmentation = np.stack(segmentations, axis=-1).transpose(1, 0, 2)
     kinds = [lesion.kind for lesion in lesions if lesion.kind in present]
     image_hu, segmentation = np.ascontiguousarray(image_hu), np.ascontiguousarray(segmentation)
     return PhantomVolume(image_hu, segmentation, affine, patient_id(seed), kinds)
+
+
+def volume_affine(size: int, slice_mm: float, first_z_mm: float) -> np.ndarray:
+    """The voxel -> RAS+ mm affine of a phantom volume ``[X, Y, Z]`` (``size`` x ``size`` slices, 400 mm field).
+
+    Array axis 0 (X, image columns) runs to the patient's left and axis 1 (Y, image rows) to posterior, so both
+    point against RAS+ x and y; axis 2 runs superior from ``first_z_mm`` (height above the liver hilum) in steps
+    of ``slice_mm``. The image centre is world (0, 0).
+    """
+    spacing = FOV_MM / size
+    offset = (size / 2 - 0.5) * spacing
+    return np.array(
+        [[-spacing, 0, 0, offset], [0, -spacing, 0, offset], [0, 0, slice_mm, first_z_mm], [0, 0, 0, 1]],
+        dtype=np.float64,
+    )
 
 
 def save_lits_pair(volume: PhantomVolume, folder: str | Path, index: int, compress: bool = False) -> tuple[Path, Path]:

@@ -232,7 +232,12 @@ def noise_sigma(sequence: str) -> float:
 
 
 def render_mr(
-    tissues: np.ndarray, seed: int, z_mm: float, spacing_mm: float, sequences: tuple[str, ...] = tuple(SEQUENCES)
+    tissues: np.ndarray,
+    seed: int,
+    z_mm: float,
+    spacing_mm: float,
+    sequences: tuple[str, ...] = tuple(SEQUENCES),
+    texture: np.ndarray | None = None,
 ) -> dict[str, tuple[np.ndarray, float]]:
     """MR images of one phantom slice from its tissue map (``tissue_map``), one per sequence.
 
@@ -242,14 +247,21 @@ def render_mr(
         z_mm: slice height (bias field, texture and noise streams).
         spacing_mm: pixel size.
         sequences: names in ``SEQUENCES``.
+        texture: the slice's cut through the patient's 3D proton-density texture field (zero mean, unit
+            variance, ``[S, S]``), so that a volume's texture continues through the plane; None draws this
+            slice's own (2D sources).
 
     Returns:
         Per sequence, ``(image float32 [S, S] in arbitrary units >= 0, Rician sigma in those units)``.
     """
     patient, size = patient_mr(seed), tissues.shape[0]
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 73, *seed_key(z_mm), size]))
-    texture = ndimage.gaussian_filter(rng.standard_normal(tissues.shape), TEXTURE_MM / spacing_mm)
-    pd = patient.pd[tissues] * (1.0 + TEXTURE * texture / (texture.std() + 1e-6))
+    if texture is None:
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 73, *seed_key(z_mm), size]))
+        field = ndimage.gaussian_filter(rng.standard_normal(tissues.shape), TEXTURE_MM / spacing_mm)
+        fluctuation = TEXTURE * field / (field.std() + 1e-6)
+    else:
+        fluctuation = TEXTURE * texture
+    pd = patient.pd[tissues] * (1.0 + fluctuation)
     bias = bias_field(seed, z_mm, size, spacing_mm)
     out = {}
     for name in sequences:

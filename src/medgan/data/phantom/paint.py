@@ -11,11 +11,17 @@ convention: image top is anterior, image left is the patient's right (so the liv
 
 ``textured`` then turns the painting into the truth that is scanned: fine tissue texture and a partial-volume
 blur.
+
+Random texture (subcutaneous septa, faecal content, tissue texture) is drawn per slice by default, from streams
+keyed by the slice height: adjacent slices are then uncorrelated. A volume passes ``SliceFields``, the slice's
+cut through a patient's 3D random fields (``medgan.data.phantom.fields``), so that texture continues through
+the plane.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -32,17 +38,37 @@ TEXTURE_HU = {
 TEXTURE_MM = 2.0  # correlation length of that texture
 SKIN_MM = 2.0  # skin thickness
 SEPTA_MM = 5.0  # spacing scale of the fibrous septa in subcutaneous fat
+FAECES_MM = 1.5  # correlation length of the mottled faecal content (plus half a pixel)
 PARTIAL_VOLUME_PIXELS = 0.6  # Gaussian blur (pixels) of the painted truth: partial volume and focal spot size
 
 
-def paint_slice(anatomy: Anatomy, z: float, size: int) -> Canvas:
-    """Paints the noise-free slice at height ``z`` (mm) of ``anatomy`` on a ``size`` x ``size`` grid (no lesions)."""
+@dataclass(frozen=True)
+class SliceFields:
+    """One slice of a patient's smooth 3D random fields, each float32 ``[size, size]``, zero mean, unit variance.
+
+    Attributes:
+        septa: zero lines are the fibrous septa of subcutaneous fat (SEPTA_MM correlation).
+        faeces: mottled faecal content; above 0.7 is gas (FAECES_MM correlation).
+        texture: fine tissue texture of the CT truth, scaled per tissue by TEXTURE_HU (TEXTURE_MM correlation).
+    """
+
+    septa: np.ndarray
+    faeces: np.ndarray
+    texture: np.ndarray
+
+
+def paint_slice(anatomy: Anatomy, z: float, size: int, fields: SliceFields | None = None) -> Canvas:
+    """Paints the noise-free slice at height ``z`` (mm) of ``anatomy`` on a ``size`` x ``size`` grid (no lesions).
+
+    ``fields``: the slice's cut through the patient's 3D random fields (septa and faeces); None draws them for
+    this slice alone (the 2D sources), so they do not continue into the next slice.
+    """
     canvas = Canvas(size)
     hu, frame = anatomy.tissue_hu, anatomy.frame
     body_rho = canvas.radial(frame.body)
     canvas.paint(body_rho < 1.0, "skin", hu["skin"])
     canvas.paint(body_rho < 1.0 - SKIN_MM / max(frame.body.radii), "fat", hu["fat"])
-    _paint_septa(canvas, anatomy, z)
+    _paint_septa(canvas, anatomy, z, None if fields is None else fields.septa)
     canvas.paint(canvas.radial(frame.wall) < 1.0, "muscle", hu["muscle"])
     cavity_rho = canvas.radial(frame.cavity)
     canvas.paint(cavity_rho < 1.0, "fat", hu["fat"])
@@ -51,15 +77,16 @@ def paint_slice(anatomy: Anatomy, z: float, size: int) -> Canvas:
     _paint_left_upper_quadrant(canvas, anatomy, cavity_rho, z)
     _paint_retroperitoneum(canvas, anatomy, z)
     _paint_spine(canvas, anatomy, z)
-    _paint_bowel(canvas, anatomy, cavity_rho, z)
+    _paint_bowel(canvas, anatomy, cavity_rho, z, None if fields is None else fields.faeces)
     return canvas
 
 
-def _paint_septa(canvas: Canvas, anatomy: Anatomy, z: float) -> None:
+def _paint_septa(canvas: Canvas, anatomy: Anatomy, z: float, field: np.ndarray | None) -> None:
     """Thin fibrous septa criss-crossing the subcutaneous fat: the zero lines of a smooth random field."""
-    rng = np.random.default_rng(np.random.SeedSequence([anatomy.seed, 19, *seed_key(z)]))
-    field = ndimage.gaussian_filter(rng.standard_normal(canvas.hu.shape).astype(np.float32), SEPTA_MM / canvas.spacing)
-    field /= field.std() + 1e-6
+    if field is None:
+        rng = np.random.default_rng(np.random.SeedSequence([anatomy.seed, 19, *seed_key(z)]))
+        field = ndimage.gaussian_filter(rng.standard_normal(canvas.hu.shape).astype(np.float32), SEPTA_MM / canvas.spacing)
+        field /= field.std() + 1e-6
     fat = canvas.labels == LABEL["fat"]
     strength = np.exp(-((field / 0.07) ** 2)) * 0.5 * (anatomy.tissue_hu["muscle"] - anatomy.tissue_hu["fat"])
     canvas.hu[fat] += strength[fat]
@@ -241,7 +268,7 @@ def _paint_spine(canvas: Canvas, anatomy: Anatomy, z: float) -> None:
     canvas.paint(rho < 1.0 - 2.0 / b, "bone-cancellous", hu["bone-cancellous"])
 
 
-def _paint_bowel(canvas: Canvas, anatomy: Anatomy, cavity_rho: np.ndarray, z: float) -> None:
+def _paint_bowel(canvas: Canvas, anatomy: Anatomy, cavity_rho: np.ndarray, z: float, faeces: np.ndarray | None) -> None:
     """Mesenteric vessels and bowel loops, placed last into whatever visceral fat is left."""
     hu, frame = anatomy.tissue_hu, anatomy.frame
     cx, cy = frame.cavity.centre
@@ -272,7 +299,7 @@ def _paint_bowel(canvas: Canvas, anatomy: Anatomy, cavity_rho: np.ndarray, z: fl
             canvas.paint(lumen, "bowel", hu["bowel-fluid"])
             canvas.paint(lumen & _above_level(canvas, centre, radius * 0.55, loop.angle), "gas", hu["gas"])
         else:
-            _paint_faeces(canvas, lumen, rng)
+            _paint_faeces(canvas, lumen, rng, faeces)
         room = np.minimum(room, np.hypot(canvas.x - centre[0], canvas.y - centre[1]) - radius)
     for fx, fy, radius in anatomy.mesenteric:
         x, y = cx + fx * width, cy + fy * depth
@@ -303,26 +330,38 @@ def _pixel(canvas: Canvas, point: tuple[float, float]) -> tuple[int | None, int 
     return None, None
 
 
-def _paint_faeces(canvas: Canvas, lumen: np.ndarray, rng: np.random.Generator) -> None:
-    """Mottled colonic content: soft material holding many small gas pockets."""
+def _paint_faeces(canvas: Canvas, lumen: np.ndarray, rng: np.random.Generator, field: np.ndarray | None) -> None:
+    """Mottled colonic content: soft material holding many small gas pockets (``field``: the slice's 3D field)."""
     rows, columns = np.nonzero(lumen)
     if not len(rows):
         return
     box = (slice(rows.min(), rows.max() + 1), slice(columns.min(), columns.max() + 1))
-    noise = rng.standard_normal(lumen[box].shape).astype(np.float32)
-    noise = ndimage.gaussian_filter(noise, 1.5 / canvas.spacing + 0.5)
-    noise /= noise.std() + 1e-6
+    if field is None:
+        noise = rng.standard_normal(lumen[box].shape).astype(np.float32)
+        noise = ndimage.gaussian_filter(noise, FAECES_MM / canvas.spacing + 0.5)
+        noise /= noise.std() + 1e-6
+    else:
+        noise = field[box]
     values = np.full(canvas.hu.shape, 0.0, dtype=np.float32)
     values[box] = np.where(noise > 0.7, -1000.0, 25.0 + 20.0 * np.clip(noise, -2, 2))
     canvas.paint(lumen & (values > -500), "bowel", values)
     canvas.paint(lumen & (values <= -500), "gas", values)
 
 
-def textured(canvas: Canvas, rng: np.random.Generator) -> np.ndarray:
-    """Truth HU: the painting plus fine correlated texture inside tissues, then a partial-volume blur."""
-    sigma = TEXTURE_MM / canvas.spacing
-    texture = ndimage.gaussian_filter(rng.standard_normal(canvas.hu.shape).astype(np.float32), sigma)
-    texture /= texture.std() + 1e-6
+def textured(canvas: Canvas, rng: np.random.Generator | None, texture: np.ndarray | None = None) -> np.ndarray:
+    """Truth HU: the painting plus fine correlated texture inside tissues, then a partial-volume blur.
+
+    Args:
+        canvas: the painted slice.
+        rng: draws this slice's own texture field when ``texture`` is None.
+        texture: the slice's cut through the patient's 3D texture field (``SliceFields.texture``), or None.
+    """
+    if texture is None:
+        if rng is None:
+            raise ValueError("textured needs a random generator or a texture field")
+        sigma = TEXTURE_MM / canvas.spacing
+        texture = ndimage.gaussian_filter(rng.standard_normal(canvas.hu.shape).astype(np.float32), sigma)
+        texture /= texture.std() + 1e-6
     amplitude = np.zeros(len(ORGANS), dtype=np.float32)
     for name, value in TEXTURE_HU.items():
         amplitude[LABEL[name]] = value
