@@ -11,12 +11,16 @@ Public API:
   ``psnr``, ``snr``, ``rms_contrast``, ``cnr``, ``diversity``, ``intensity_fidelity``, ``memorization_audit``.
 * intervals and small N: ``bootstrap``, ``paired_bootstrap`` (``medgan.metrics.intervals`` says which resampling
   each headline metric gets), ``fid_infinity``, ``small_n_warning``.
+* volumes (3D): ``volume_metrics`` (all of the below, rows in ``VOLUME_METRICS``), ``three_plane_fid`` (slice-wise
+  FID/KID in three planes), ``volume_diversity``, ``volume_memorization``, ``volume_ssim``, ``volume_ms_ssim``;
+  translation: ``volume_errors``, ``volume_translation_metrics`` (3D MAE/PSNR/SSIM and through-plane consistency,
+  rows in ``VOLUME_TRANSLATION_METRICS``).
 """
 
 from __future__ import annotations
 
 from medgan.metrics.bootstrap import bootstrap, paired_bootstrap
-from medgan.metrics.catalog import METRICS
+from medgan.metrics.catalog import METRICS, VOLUME_METRICS, VOLUME_TRANSLATION_METRICS
 from medgan.metrics.diversity import diversity, pairwise_ms_ssim
 from medgan.metrics.feature_cache import cached_features
 from medgan.metrics.features import (DEFAULT_FEATURES, EXTRACTORS, FeatureExtractor, OfflineFeatures,
@@ -29,13 +33,19 @@ from medgan.metrics.kid import kid
 from medgan.metrics.memorization import NEAR_COPY_SSIM, memorization_audit
 from medgan.metrics.prdc import prdc
 from medgan.metrics.suite import compute_metrics, training_score
+from medgan.metrics.volume_memorization import volume_memorization
+from medgan.metrics.volume_similarity import volume_diversity, volume_ms_ssim, volume_ssim
+from medgan.metrics.volume_translation import volume_errors, volume_translation_metrics
+from medgan.metrics.volumes import three_plane_fid, volume_metrics
 
 __all__ = [
     "DEFAULT_FEATURES",
     "EXTRACTORS",
-    "FeatureExtractor",
     "METRICS",
     "NEAR_COPY_SSIM",
+    "VOLUME_METRICS",
+    "VOLUME_TRANSLATION_METRICS",
+    "FeatureExtractor",
     "OfflineFeatures",
     "bootstrap",
     "cached_features",
@@ -57,10 +67,18 @@ __all__ = [
     "pairwise_ms_ssim",
     "prdc",
     "psnr",
+    "random_pair_similarity",
     "rms_contrast",
     "small_n_warning",
     "snr",
     "ssim",
+    "three_plane_fid",
     "training_score",
-    "random_pair_similarity",
+    "volume_diversity",
+    "volume_errors",
+    "volume_memorization",
+    "volume_metrics",
+    "volume_ms_ssim",
+    "volume_ssim",
+    "volume_translation_metrics",
 ]

@@ -3,6 +3,8 @@
 ``METRICS`` lists the rows (a dotted key into the metrics dict, a label, which direction is better, a definition
 and the numbers to read it against); ``lookup`` reads a dotted key and ``headline`` flattens the rows' values.
 The metric suite (``medgan.metrics.suite``) and the report (``medgan.report.html``) both read it.
+``VOLUME_METRICS`` and ``VOLUME_TRANSLATION_METRICS`` are the rows of the 3D evaluations (``medgan.metrics.volumes``,
+``medgan.metrics.volume_translation``); ``headline(metrics, rows)`` flattens either.
 
 Intervals (metrics.json): a number keeps its key and stays a number; its 95% interval is a sibling with the same
 parent and the leaf name plus ``_interval`` (``interval_key``), so old readers see nothing change and a dotted key
@@ -117,6 +119,52 @@ METRICS: tuple[MetricInfo, ...] = (
 )
 
 
+# 3D: the rows of a volume evaluation (``medgan.metrics.volumes.volume_metrics``) and of a volumetric translation
+# evaluation (``medgan.metrics.volume_translation``, stored under ``volume_translation``).
+_PLANES = "volume_distribution.planes"
+
+VOLUME_METRICS: tuple[MetricInfo, ...] = (
+    MetricInfo("volume_distribution.fid", "Three-plane FID", "lower",
+               "Mean over the axial, coronal and sagittal planes of the slice-wise FID between real and synthetic "
+               "volumes (central half of each axis; MAISI's protocol); intervals resample whole volumes.",
+               (("axial", f"{_PLANES}.axial.fid"), ("coronal", f"{_PLANES}.coronal.fid"),
+                ("sagittal", f"{_PLANES}.sagittal.fid"))),
+    MetricInfo("volume_distribution.kid_mean", "Three-plane KID", "lower",
+               "Mean over the three planes of the slice-wise KID; about 0 when distributions match.",
+               (("axial", f"{_PLANES}.axial.kid_mean"), ("coronal", f"{_PLANES}.coronal.kid_mean"),
+                ("sagittal", f"{_PLANES}.sagittal.kid_mean"))),
+    MetricInfo("volume_diversity.synthetic.mean", "Pairwise 3D MS-SSIM, synthetic", "≈ real (higher = less diverse)",
+               "Mean 3D MS-SSIM over pairs of distinct synthetic volumes (3D SSIM where volumes hold one scale).",
+               (("real", "volume_diversity.real.mean"), ("measure", "volume_diversity.measure"))),
+    MetricInfo("volume_diversity.relative_diversity", "Relative 3D diversity", "≈ 1 (< 0.5 flags collapse)",
+               "(1 − pairwise 3D MS-SSIM synthetic) / (1 − pairwise 3D MS-SSIM real).",
+               (("collapse", "volume_diversity.collapse"),)),
+    MetricInfo("volume_memorization.near_copy_fraction", "Near-copy fraction, volumes", "lower (read against baseline)",
+               "Fraction of synthetic volumes whose nearest training volume has 3D SSIM ≥ 0.95.",
+               (("baseline", "volume_memorization.baseline_near_copy_fraction"),)),
+    MetricInfo("volume_memorization.nearest_ssim.median", "Nearest-training 3D SSIM, median",
+               "≈ baseline (higher = copying)",
+               "Median over synthetic volumes of the 3D SSIM to their nearest training volume.",
+               (("baseline", "volume_memorization.baseline_nearest_ssim.median"),)),
+)
+
+_TRANSLATION = "volume_translation"
+
+VOLUME_TRANSLATION_METRICS: tuple[MetricInfo, ...] = (
+    MetricInfo(f"{_TRANSLATION}.mae", "3D MAE", "lower",
+               "Mean absolute error between output and truth volumes in physical units (inside the mask), mean over "
+               "volumes.", (("unit", f"{_TRANSLATION}.unit"),)),
+    MetricInfo(f"{_TRANSLATION}.psnr", "3D PSNR (dB)", "higher",
+               "10·log10(range² / MSE) over each volume's mask voxels, range the intensity window."),
+    MetricInfo(f"{_TRANSLATION}.ssim", "3D SSIM", "higher",
+               "Mean of the 3D SSIM map (11-voxel Gaussian window, σ 1.5) over the mask voxels."),
+    MetricInfo(f"{_TRANSLATION}.through_plane_mae", "Through-plane error", "lower (≈ 0 for no flicker)",
+               "Mean |(O[z+1] − O[z]) − (T[z+1] − T[z])| over adjacent slices in physical units: how much the error "
+               "changes from slice to slice (slice-wise flicker).",
+               (("÷ MAE", f"{_TRANSLATION}.through_plane_ratio"),)),
+)
+
+
 def interval_key(key: str) -> str:
     """The dotted key of the interval of the number at ``key``: ``distribution.fid`` -> ``distribution.fid_interval``."""
     return key + "_interval"
@@ -132,7 +180,9 @@ def interval(metrics: dict, key: str) -> dict | None:
 
 
 _SHARES = ("distribution.precision", "distribution.recall", "distribution.coverage")
-_NON_NEGATIVE = ("distribution.fid", "distribution.density", "diversity.relative_diversity")
+_NON_NEGATIVE = ("distribution.fid", "distribution.density", "diversity.relative_diversity", "volume_distribution.fid",
+                 "volume_diversity.relative_diversity", "volume_translation.mae", "volume_translation.through_plane_mae",
+                 "volume_translation.through_plane_ratio")
 
 
 def bounds_of(key: str) -> tuple[float | None, float | None]:
@@ -173,6 +223,7 @@ def lookup(metrics: dict, key: str) -> Any:
     return node
 
 
-def headline(metrics: dict) -> dict[str, float | None]:
-    """Flat ``{dotted key: value}`` of the metrics table rows (``METRICS`` holds their labels and definitions)."""
-    return {info.key: lookup(metrics, info.key) for info in METRICS}
+def headline(metrics: dict, rows: tuple[MetricInfo, ...] = METRICS) -> dict[str, float | None]:
+    """Flat ``{dotted key: value}`` of the metrics table ``rows`` (``METRICS``, or a 3D table; they hold the labels
+    and definitions)."""
+    return {info.key: lookup(metrics, info.key) for info in rows}
