@@ -184,12 +184,16 @@ def load(source: str | Path, *, which: str = "best", direction: str | None = Non
 
 
 def evaluate(real: str | Path, fake: str | Path, *, out: str | Path | None = None, features: str = "offline",
-             train: str | Path | None = None, max_images: int | None = None, progress: bool = True) -> Metrics:
+             train: str | Path | None = None, max_images: int | None = None, progress: bool = True, dims: int = 2,
+             resolution: int | None = None, overrides: Mapping[str, Any] | Sequence[str] | None = None) -> Metrics:
     """Evaluates synthetic images or a trained run, as ``medgan evaluate`` does.
 
     Image sets (a folder of synthetic images, or a noise-to-image run) get fidelity, diversity and memorization
     (FID/KID on ``features``, precision/recall/density/coverage, MS-SSIM, nearest-training SSIM). A translation run
-    is evaluated on held-out pairs of its own data against classic baselines, with bootstrap intervals.
+    is evaluated on held-out pairs of its own data against classic baselines, with bootstrap intervals. With
+    ``dims=3``, ``real``, ``fake`` and ``train`` are volumes (NIfTI files, DICOM series, NumPy stacks
+    ``[N, D, H, W]``), scored by three-plane FID/KID, 3D diversity and 3D memorization
+    (``medgan.evaluation.volumes``, as ``medgan evaluate --dims 3``): ``metrics["volume_distribution.fid"]``.
 
     Args:
         real: real images: a data path, an embedded source or a run directory (its training data).
@@ -198,8 +202,12 @@ def evaluate(real: str | Path, fake: str | Path, *, out: str | Path | None = Non
         features: ``offline`` (default; not a paper's Inception FID), ``inception[:weights.pth]`` or
             ``torchscript:model.pt``.
         train: training images for the memorization audit (default: ``real``, leave-one-out).
-        max_images: at most this many images per set.
+        max_images: at most this many images (``dims=3``: volumes) per set.
         progress: progress bars.
+        dims: 2 for images, 3 for volumes.
+        resolution: ``dims=3``: side of the cube every volume is resampled to (default 32, as the CLI's).
+        overrides: ``dims=3``: intensity options as for ``--set``, e.g. ``{"data.window": "brain"}`` or
+            ``["data.window=brain"]`` (``medgan.evaluation.volume_rules.INTENSITY_KEYS``).
 
     Returns:
         ``Metrics``.
@@ -211,9 +219,17 @@ def evaluate(real: str | Path, fake: str | Path, *, out: str | Path | None = Non
     from medgan.run import RunDir
     from medgan.training.tasks import TASKS, EvaluationRequest
 
+    if dims not in (2, 3):
+        raise ConfigError(f"dims must be 2 (images) or 3 (volumes), got {dims!r}")
+    if dims == 2 and (resolution is not None or overrides):
+        raise ConfigError("resolution and overrides are for dims=3: 2D images are scored at the synthetic images' "
+                          "resolution, with the data config of the run that made them (or the defaults)")
     folder = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="medgan-evaluate-")) / "report"
     try:
-        if RunDir.is_run(fake):  # a trained run: its task says what evaluating it means (as the CLI)
+        if dims == 3:
+            values, table = _evaluate_volumes(real, fake, folder, features, train, max_images, progress, resolution,
+                                              overrides)
+        elif RunDir.is_run(fake):  # a trained run: its task says what evaluating it means (as the CLI)
             task = TASKS.get(RunDir(fake).read_config().task)
             request = EvaluationRequest(out=folder, real=str(real), features=features,
                                         train=None if train is None else str(train), max_images=max_images,
@@ -228,6 +244,23 @@ def evaluate(real: str | Path, fake: str | Path, *, out: str | Path | None = Non
         if out is None:
             shutil.rmtree(folder.parent, ignore_errors=True)
     return Metrics(values, None if out is None else folder, table)
+
+
+def _evaluate_volumes(real: str | Path, fake: str | Path, folder: Path, features: str, train: str | Path | None,
+                      max_volumes: int | None, progress: bool, resolution: int | None,
+                      overrides: Mapping[str, Any] | Sequence[str] | None) -> tuple[dict, str]:
+    """``evaluate(..., dims=3)``: the metrics and the table the CLI prints."""
+    from medgan.evaluation.volume_rules import VOLUME_SIDE
+    from medgan.evaluation.volumes import evaluate_volumes, format_volume_metrics, intensity_config
+    from medgan.inference.noise import MAX_SAMPLES
+
+    if max_volumes is not None and not 1 <= max_volumes <= MAX_SAMPLES:
+        raise ConfigError(f"max_images must be between 1 and {MAX_SAMPLES}, got {max_volumes}")
+    values = evaluate_volumes(real, fake, folder, features=features, train=train,
+                              resolution=VOLUME_SIDE if resolution is None else resolution,
+                              data_config=intensity_config(_dotted(overrides)), progress=progress,
+                              max_volumes=max_volumes)
+    return values, format_volume_metrics(values, f"wrote {folder}")
 
 
 def compare(run_a: str | Path, run_b: str | Path, *, real: str | Path, out: str | Path | None = None,

@@ -340,7 +340,8 @@ def evaluation_card(fake: str | Path, metrics: Mapping[str, Any]) -> dict[str, A
         base, problem = None, f"the synthetic images' data card is unusable ({error.message}); provenance unknown"
     summaries = summarize_result(metrics, "metrics.json")
     inputs = metrics.get("inputs") if isinstance(metrics.get("inputs"), Mapping) else {}
-    counts = {key: inputs.get(key) for key in ("real_images", "synthetic_images", "train_images", "resolution")
+    counts = {key: inputs.get(key) for key in ("real_images", "synthetic_images", "train_images", "real_volumes",
+                                               "synthetic_volumes", "train_volumes", "resolution")
               if isinstance(inputs.get(key), int)}
     card = derived_card(base, "evaluation", {"command": "medgan evaluate", **counts, "result_kinds": sorted(summaries)})
     card["results"] = {**(card.get("results") or {}), **summaries}

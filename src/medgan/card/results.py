@@ -24,7 +24,12 @@ EVALUATION_KEYS = ("distribution.fid", "distribution.kid_mean", "distribution.pr
                    "distribution.density", "distribution.coverage", "intensity.wasserstein_foreground",
                    "diversity.relative_diversity", "diversity.collapse", "memorization.near_copies",
                    "memorization.near_copy_fraction", "memorization.baseline_near_copy_fraction",
-                   "memorization.nearest_ssim.median", "memorization.baseline_nearest_ssim.median")
+                   "memorization.nearest_ssim.median", "memorization.baseline_nearest_ssim.median",
+                   # medgan evaluate --dims 3 (medgan.metrics.catalog.VOLUME_METRICS)
+                   "volume_distribution.fid", "volume_distribution.kid_mean", "volume_diversity.relative_diversity",
+                   "volume_diversity.collapse", "volume_memorization.near_copies",
+                   "volume_memorization.near_copy_fraction", "volume_memorization.baseline_near_copy_fraction",
+                   "volume_memorization.nearest_ssim.median", "volume_memorization.baseline_nearest_ssim.median")
 
 
 def numbers_of(tree: Any, prefix: str = "", depth: int = 5) -> dict[str, float | int | bool]:
@@ -47,6 +52,8 @@ def result_kind(values: Mapping[str, Any], name: str) -> str:
     """What a result file holds, from its name and keys."""
     if "distribution" in values or "memorization" in values:
         return "evaluation"
+    if "volume_distribution" in values or "volume_memorization" in values:
+        return "volume_evaluation"
     if name == "audit.json" or "attacks" in values:
         return "membership_inference"
     if "n_test_subjects" in values:

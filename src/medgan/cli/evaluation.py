@@ -15,6 +15,11 @@ def command_evaluate(args: argparse.Namespace) -> int:
     from medgan.training.tasks import TASKS, EvaluationRequest
 
     check_range(args.max_images, 1, MAX_SAMPLES, "--max-images")
+    if args.dims == 3:
+        return command_evaluate_volumes(args)
+    if args.resolution is not None or args.set:
+        raise ConfigError("--resolution and --set are for --dims 3: 2D images are scored at the synthetic images' "
+                          "resolution, with the data config of the run that made them (or the defaults)")
     if args.fake is None:
         return command_compare(args)
     if args.compare and not _translation_run(args.fake):
@@ -42,6 +47,31 @@ def command_evaluate(args: argparse.Namespace) -> int:
                        members=args.members, non_members=args.non_members)
     out = Path(args.out)
     print(format_metrics(metrics, f"wrote {out / 'metrics.json'}, {out / 'report.html'} and {CARD_NAME}"))
+    return 0
+
+
+def command_evaluate_volumes(args: argparse.Namespace) -> int:
+    """``medgan evaluate --dims 3 --real VOLUMES --fake VOLUMES --out DIR`` (``medgan.evaluation.volumes``)."""
+    from medgan.config import parse_overrides
+    from medgan.evaluation.volume_rules import VOLUME_SIDE
+    from medgan.evaluation.volumes import evaluate_volumes, format_volume_metrics, intensity_config
+
+    for option, given in (("--compare", args.compare), ("--members", args.members),
+                          ("--non-members", args.non_members), ("--direction", args.direction),
+                          ("--inputs", args.inputs)):
+        if given is not None:
+            raise ConfigError(f"{option} is not available with --dims 3: it is for 2D runs")
+    if args.fake is None:
+        raise ConfigError("--dims 3 needs --fake: synthetic volumes (a folder of NIfTI files, a DICOM series or a "
+                          "NumPy stack [N, D, H, W])")
+    config = intensity_config(parse_overrides(args.set or []))
+    metrics = evaluate_volumes(args.real, args.fake, args.out, features=args.features, train=args.train,
+                               resolution=VOLUME_SIDE if args.resolution is None else args.resolution,
+                               data_config=config, progress=not args.quiet, max_volumes=args.max_images,
+                               real_images=not args.no_real_images)
+    out = Path(args.out)
+    print(format_volume_metrics(metrics, f"wrote {out / 'metrics.json'}, {out / 'report.html'}, {CARD_NAME} and "
+                                         f"the figures in {out / 'figures'}"))
     return 0
 
 

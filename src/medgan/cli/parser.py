@@ -41,6 +41,7 @@ def _command(commands: argparse._SubParsersAction, name: str, summary: str) -> a
 def build_parser() -> argparse.ArgumentParser:
     from medgan import __version__
     from medgan.config import DataConfig, TrainConfig
+    from medgan.evaluation.volume_rules import INTENSITY_KEYS, MAX_ANISOTROPY, MIN_VOXELS, SIDE_RANGE, VOLUME_SIDE
     from medgan.training.tasks.declarations import (DECLARED, DEMOS, describe_model_names, task_options,
                                                     tasks_with_option)
 
@@ -125,14 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=command_demo)
 
     evaluate = _command(commands, "evaluate", "fidelity, diversity and memorization audit with an HTML report")
-    evaluate.add_argument("--real", required=True, help="real images: path, embedded source or run directory")
+    evaluate.add_argument("--real", required=True, help="real images: path, embedded source or run directory "
+                          "(--dims 3: a folder or file of volumes)")
     evaluate.add_argument("--fake", help="synthetic images: folder or run directory (or --compare RUN_A RUN_B)")
     evaluate.add_argument("--out", required=True, help="report folder (metrics.json, report.html)")
     evaluate.add_argument("--features", default="offline", help="feature extractor: offline, "
                           "inception[:weights.pth], swav[:weights.pth.tar], radimagenet[:weights.pth] or "
                           "torchscript:model.pt (weights files are local: nothing is downloaded)")
     evaluate.add_argument("--train", help="training images for the memorization audit (default: --real)")
-    evaluate.add_argument("--max-images", type=int, help="use at most this many images per set")
+    evaluate.add_argument("--max-images", type=int, help="use at most this many images (--dims 3: volumes) per set")
     evaluate.add_argument("--no-real-images", action="store_true",
                           help="leave every real image out of report.html (the metrics stay), e.g. to share it")
     evaluate.add_argument("--members", help="membership-inference audit (with --non-members, --fake a run): images "
@@ -148,6 +150,17 @@ def build_parser() -> argparse.ArgumentParser:
                           help="instead of --fake: two noise-to-image runs RUN_A RUN_B, each metric with A - B and its "
                                "paired 95%% interval; with --fake a translation run: other translation runs "
                                "evaluated on the same held-out pairs, in the same table")
+    evaluate.add_argument("--dims", type=int, choices=(2, 3), default=2,
+                          help="2: images (slices); 3: volumes (NIfTI files, DICOM series or NumPy stacks [N, D, H, "
+                               "W]) scored by three-plane FID/KID, 3D diversity and 3D memorization")
+    evaluate.add_argument("--resolution", type=int, metavar="SIDE",
+                          help=f"--dims 3: every volume is resampled to a cube of SIDE voxels, {SIDE_RANGE[0]} to "
+                               f"{SIDE_RANGE[1]}, physical proportions kept (default: {VOLUME_SIDE}); volumes need at "
+                               f"least {MIN_VOXELS} voxels along every axis and largest / smallest voxel spacing at "
+                               f"most {MAX_ANISOTROPY:g}")
+    evaluate.add_argument("--set", action="append", metavar="data.KEY=VALUE",
+                          help="--dims 3: how volumes map to [-1, 1], e.g. data.window=brain (CT window; default: "
+                               "abdomen) or data.normalize=zscore (MR); keys: " + ", ".join(INTENSITY_KEYS))
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     evaluate.set_defaults(handler=command_evaluate)
 

@@ -196,11 +196,16 @@ def _read_picture_unit(path: Path) -> np.ndarray:
     return (pixels / full_scale * 2.0 - 1.0).astype(np.float32)
 
 
-def _read_numpy_stack(path: Path) -> list[tuple[np.ndarray, bool, Any]]:
+def float_array(path: Path) -> np.ndarray:
+    """A .npy/.npz file's array as float32; an array that is not numeric is a one-line DataError."""
     try:
-        array = np.asarray(load_array(path), dtype=np.float32)
+        return np.asarray(load_array(path), dtype=np.float32)
     except (ValueError, TypeError) as error:  # e.g. a structured or string array
         raise DataError(f"cannot read NumPy file ({str(error).splitlines()[0]})", path) from None
+
+
+def _read_numpy_stack(path: Path) -> list[tuple[np.ndarray, bool, Any]]:
+    array = float_array(path)
     if array.ndim == 4 and array.shape[1] == 1:
         array = array[:, 0]
     if array.ndim == 2:
