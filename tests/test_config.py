@@ -114,9 +114,10 @@ def test_recipes_belong_to_their_tasks():
     from medgan.training.tasks import RECIPES, recipe, resolve_config
 
     assert RECIPES.get("cyclegan").tasks == ("unpaired",) and recipe("pix2pix").task == "paired"
-    assert recipe("cyclegan").options["pool_size"] == 50 and recipe("dcgan").options == {"mode_seeking": 0.0}
+    classic = {"mode_seeking": 0.0, "mode_seeking_pool": 1, "spectral": 0.0}
+    assert recipe("cyclegan").options["pool_size"] == 50 and recipe("dcgan").options == classic
     # A recipe of the noise-to-image family serves both of its tasks, and keeps its section's values.
-    assert resolve_config({"task": "conditional"}, "dcgan").options == {"mode_seeking": 0.0, "auxiliary": 1.0}
+    assert resolve_config({"task": "conditional"}, "dcgan").options == {**classic, "auxiliary": 1.0}
     with pytest.raises(ConfigError, match="recipe 'pix2pix' configures task paired, not 'unconditional'"):
         resolve_config({"task": "unconditional"}, "pix2pix")
     with pytest.raises(ConfigError, match="unknown task 'cyclegan'"):

@@ -141,3 +141,21 @@ def test_mode_seeking_also_trains_unconditional_generators(tmp_path, brain):
     images = noise[:, :1, None, None].expand(6, 1, 2, 2)  # unconditional: every pair (i, i + 3) counts
     expected = ((images[:3] - images[3:]).abs().flatten(1).mean(1) / (noise[:3] - noise[3:]).abs().mean(1)).mean()
     assert mode_seeking_ratio(images, noise, None).item() == pytest.approx(expected.item())
+
+
+def test_pooled_mode_seeking_does_not_count_speckle_as_diversity(tmp_path, brain):
+    """``mode_seeking_pool``: samples that differ only by pixel-scale speckle (zero-mean in each 4 x 4 block) are
+    distinct at full resolution and the same image once pooled, so the term no longer pays G for grain."""
+    import torch.nn.functional as F
+
+    from medgan.losses.diversity import mode_seeking_ratio
+
+    base = torch.linspace(-1, 1, 16).expand(1, 1, 16, 16)
+    checker = (torch.arange(16)[:, None] + torch.arange(16)[None, :]) % 2 * 2.0 - 1.0  # +-1, zero mean per block
+    images = torch.cat([base, base + 0.2 * checker[None, None]])
+    noise = torch.tensor([[0.0, 0.0], [1.0, 1.0]])
+    assert mode_seeking_ratio(images, noise, None).item() == pytest.approx(0.2)
+    assert mode_seeking_ratio(F.avg_pool2d(images, 4), noise, None).item() == pytest.approx(0.0, abs=1e-6)
+    run = train(from_dict({"unconditional": {"mode_seeking_pool": 4}}, base=tiny_config(brain, steps=2)),
+                tmp_path / "pooled", progress=False)
+    assert run.steps == 2 and all(r["mode_seeking_ratio"] > 0 for r in read_jsonl(tmp_path / "pooled" / "losses.jsonl"))

@@ -54,6 +54,11 @@ PRIVATE_SETTINGS = (
     PrivateSetting("optim.d_steps", 1, "each D step is one Poisson-sampled batch"),
     PrivateSetting("train.compile", False, "per-sample gradients need the eager discriminator"),
 )
+# The same for keys of a task's own section (``RunConfig.options``): (name, value DP needs, why). A task without
+# the key never has it set, so the check passes for it.
+PRIVATE_OPTIONS = (
+    ("spectral", 0.0, "the generator's spectral term reads real images outside the mechanism"),
+)
 
 
 def private_defaults(config: RunConfig, given: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], list[str]]:
@@ -77,6 +82,12 @@ def private_defaults(config: RunConfig, given: Mapping[str, Any]) -> tuple[dict[
             continue
         values.setdefault(section, {})[name] = setting.honoured
         notes.append(f"dp: {setting.key} switched {setting.wording()} ({setting.why})")
+    chosen = given.get(config.task)
+    for name, honoured, why in PRIVATE_OPTIONS:
+        if (isinstance(chosen, Mapping) and name in chosen) or config.options.get(name, honoured) == honoured:
+            continue
+        values.setdefault(config.task, {})[name] = honoured
+        notes.append(f"dp: {config.task}.{name} switched to {honoured:g} ({why})")
     return values, notes
 
 
@@ -87,6 +98,9 @@ def check_private_config(config: RunConfig) -> None:
     for setting in PRIVATE_SETTINGS:
         if setting.conflicts(config):
             raise ConfigError(f"privacy: {setting.key} must be {setting.wording()} ({setting.why})")
+    for name, honoured, why in PRIVATE_OPTIONS:
+        if config.options.get(name, honoured) != honoured:
+            raise ConfigError(f"privacy: {config.task}.{name} must be {honoured:g} ({why})")
     if config.privacy.epsilon > 0 and config.train.steps <= 0:
         raise ConfigError("privacy: privacy.epsilon needs a step budget (train.steps) to solve the noise for; use "
                           "privacy.noise with a time budget")

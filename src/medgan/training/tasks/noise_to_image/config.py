@@ -23,6 +23,12 @@ class NoiseOptions:
     # pairwise MS-SSIM 10.6% above real slices'; 0.09 gave 8.7% at the same FID (20.8 against 20.7), and 0.1
     # cost FID in a screen (docs: "Default recipe").
     mode_seeking: float = 0.09
+    # Weight of the spectral term (medgan.losses.spectral; 0 = off): G's batch-mean radial power spectrum against
+    # the real batch's, in log power.
+    spectral: float = 0.0
+    # The mode-seeking term's pixel distances are taken on images average-pooled by this factor (1 = full
+    # resolution, as in MSGAN): pixel-scale speckle that differs between samples then no longer counts as diversity.
+    mode_seeking_pool: int = 1
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,8 @@ class ConditionalOptions(NoiseOptions):
 def check_noise_options(options: NoiseOptions, name: str) -> None:
     """Range checks of the section ``name`` (a noise-to-image task's)."""
     check(options.mode_seeking >= 0, f"{name}.mode_seeking", "must be >= 0")
+    check(options.spectral >= 0, f"{name}.spectral", "must be >= 0")
+    check(options.mode_seeking_pool >= 1, f"{name}.mode_seeking_pool", "must be >= 1")
     if isinstance(options, ConditionalOptions):
         check(options.auxiliary >= 0, f"{name}.auxiliary", "must be >= 0")
 

@@ -26,6 +26,7 @@ from medgan.inference.noise import KIND, generator_state
 from medgan.losses import get_adversarial
 from medgan.losses.diversity import mode_seeking_ratio
 from medgan.losses.penalties import gradient_penalty, r1_penalty
+from medgan.losses.spectral import spectral_matching
 from medgan.networks import DISCRIMINATORS, GENERATORS, build_discriminator, build_generator
 from medgan.training.batches import reference_indices
 from medgan.training.augment import POLICIES, AdaptiveProbability, DiffAugment
@@ -282,10 +283,15 @@ class NoiseToImageTask(GanState, TaskBase):
             total = total + self.auxiliary_weight * classification
             logs["ac_fake"] = classification.item()
         if self.options.mode_seeking > 0:
-            ratio = mode_seeking_ratio(fake.float(), noise, labels)
+            pool = self.options.mode_seeking_pool
+            ratio = mode_seeking_ratio(F.avg_pool2d(fake.float(), pool) if pool > 1 else fake.float(), noise, labels)
             if ratio is not None:
                 total = total + self.options.mode_seeking / (ratio + 1e-5)
                 logs["mode_seeking_ratio"] = ratio.item()
+        if self.options.spectral > 0:  # never private (check_noise_options): it reads the real batch
+            term = spectral_matching(fake, batch.images.to(self.device))
+            total = total + self.options.spectral * term
+            logs["spectral"] = term.item()
         self.optimizer_g.zero_grad(set_to_none=True)
         total.backward()
         self.discriminator.requires_grad_(True)

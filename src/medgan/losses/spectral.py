@@ -1,0 +1,66 @@
+"""Spectral term of generator losses: a pure function on generated and real images.
+
+Generators trained for a few thousand steps leave more fine-scale energy in their images than real scans have
+(grain), and the discriminator, which judges features, is slow to punish it (Durall et al. 2020, "Watch your
+up-convolution: CNN based generative deep neural networks are failing to reproduce spectral distributions";
+Jung & Keuper 2021). Durall et al. add a term that makes the generated images' azimuthally integrated power
+spectrum match the real one. This is that term, in the form medgan uses:
+
+    L_spec = mean over radii r of (log Pbar_fake(r) - log Pbar_real(r))^2
+
+where Pbar(r) is the power |FFT(x)|^2 / (H W) averaged over the frequency bins at integer radius r (in cycles
+per image, 1 .. the corner) and over the images of the batch. Batch means, not per-image spectra: the term asks the
+generator for the real images' amount of detail at each scale, not for any image's. Log power, so each scale
+counts alike whatever its energy (natural and medical images fall by orders of magnitude from coarse to fine).
+The real spectrum carries no gradient. DC (the mean intensity) is left out: it is contrast, not texture.
+
+Written here rather than taken from a library: MONAI, torchmetrics and kornia have no spectral loss of this kind.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from torch import Tensor
+
+EPSILON = 1e-12  # keeps log finite for an all-constant batch
+
+
+@functools.lru_cache(maxsize=8)
+def _radius_weights(height: int, width: int) -> Tensor:
+    """[H * (W // 2 + 1), R] float32 weights averaging the rfft2 bins at each integer radius 1 .. R.
+
+    A bin of the half spectrum stands for itself and its mirror image, except the first column (and the last one
+    of an even width), which have none; the weights count them so.
+    """
+    rows = torch.fft.fftfreq(height, d=1.0 / height).abs()[:, None]  # cycles per image
+    columns = torch.fft.rfftfreq(width, d=1.0 / width)[None, :]
+    radius = torch.sqrt(rows**2 + columns**2).round().long().flatten()
+    mirrored = torch.full((height, width // 2 + 1), 2.0)
+    mirrored[:, 0] = 1.0
+    if width % 2 == 0:
+        mirrored[:, -1] = 1.0
+    members = torch.nn.functional.one_hot(radius, int(radius.max()) + 1).float() * mirrored.flatten()[:, None]
+    members = members[:, 1:]  # radius 0: DC
+    return members / members.sum(0, keepdim=True).clamp_min(EPSILON)
+
+
+def radial_log_power(images: Tensor) -> Tensor:
+    """log of the batch-mean power at each integer radius: [R] for images [N, C, H, W] (channels averaged)."""
+    height, width = images.shape[-2:]
+    spectrum = torch.fft.rfft2(images.float()).abs().square() / (height * width)  # [N, C, H, W//2+1]
+    mean = spectrum.mean(dim=(0, 1)).flatten()
+    return torch.log(mean @ _radius_weights(height, width).to(mean.device) + EPSILON)
+
+
+def spectral_matching(fake: Tensor, real: Tensor) -> Tensor:
+    """``mean_r (log Pbar_fake(r) - log Pbar_real(r))^2`` (see the module docstring); ``real`` gets no gradient.
+
+    Args:
+        fake: generated images [N, C, H, W] in [-1, 1].
+        real: real images [M, C, H, W] of the same size and scaling.
+    """
+    if fake.shape[1:] != real.shape[1:]:
+        raise ValueError(f"fake {tuple(fake.shape[1:])} and real {tuple(real.shape[1:])} images differ in shape")
+    return (radial_log_power(fake) - radial_log_power(real.detach())).square().mean()
