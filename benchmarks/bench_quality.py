@@ -18,7 +18,9 @@ out) and the candidates in ``CANDIDATES``. Datasets:
 
 After training, the final EMA generator makes the samples (no in-training FID selection: its cost would come
 out of the budget). Metrics (``medgan.metrics.compute_metrics``, offline features): FID, KID, precision, recall,
-density, coverage, mean pairwise MS-SSIM among samples (real's beside it) and the median nearest-training SSIM.
+density, coverage, mean pairwise MS-SSIM among samples (real's beside it), the median nearest-training SSIM, the
+synthetic / real power per radial frequency band (``medgan.metrics.spectrum``), FRD and the GLCM contrast ratio.
+Each run keeps a grid of 64 samples (``samples.png``) and its 512 samples (``samples.npy``, float16).
 Tables give means with 95% t intervals over seeds. Per-run results are cached in ``--out``, so a rerun resumes.
 
     python benchmarks/bench_quality.py --datasets mni --seeds 3 --cpu-minutes 1 --parallel 2 --out bench-quality
@@ -41,6 +43,7 @@ import time  # noqa: E402
 from concurrent.futures import ProcessPoolExecutor, as_completed  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 # TASK stands for the run's own config section, named after its task (unconditional on mni, conditional on
@@ -108,6 +111,20 @@ ON_SESSION6 = {
     "out-nearest": {"model": {"upsample": "nearest-output"}},
 }
 CANDIDATES.update({name: ("medgan", overrides) for name, overrides in ON_SESSION6.items()})
+# Session 7 (issue 25) candidates against grain: today's default with the spectral term of medgan.losses.spectral
+# at a weight each, and without the mode-seeking term (whose pixel distances grain inflates cheaply).
+ON_SESSION7 = {
+    "spec-03": {TASK: {"spectral": 0.3}},
+    "spec-1": {TASK: {"spectral": 1.0}},
+    "spec-3": {TASK: {"spectral": 3.0}},
+    "ms0": {TASK: {"mode_seeking": 0.0}},
+    "ms-pool4": {TASK: {"mode_seeking_pool": 4}},  # mode seeking on 16 x 16 average-pooled images
+    "ms0-spec1": {TASK: {"mode_seeking": 0.0, "spectral": 1.0}},
+    "pool4-spec1": {TASK: {"mode_seeking_pool": 4, "spectral": 1.0}},
+    "ms0-outnear": {TASK: {"mode_seeking": 0.0}, "model": {"upsample": "nearest-output"}},
+    "pool4-outnear": {TASK: {"mode_seeking_pool": 4}, "model": {"upsample": "nearest-output"}},
+}
+CANDIDATES.update({name: ("medgan", overrides) for name, overrides in ON_SESSION7.items()})
 BASE_RECIPES = ("medgan", "dcgan", "standard")
 DATASETS = {
     "mni": {"task": "unconditional", "data": {"source": "mni152"}},
@@ -120,7 +137,8 @@ COLUMNS = (  # (label, key in a run's result, digits)
     ("FID", "fid", 2), ("KID", "kid", 0), ("precision", "precision", 3), ("recall", "recall", 3),
     ("density", "density", 3), ("coverage", "coverage", 3), ("pairwise MS-SSIM", "pairwise_ms_ssim", 3),
     ("nearest-training SSIM", "nearest_ssim", 3), ("top-band power ratio", "high_frequency_ratio", 2),
-    ("largest band deviation", "max_band_deviation", 2))
+    ("largest band deviation", "max_band_deviation", 2), ("FRD", "frd", 2),
+    ("GLCM contrast ratio", "glcm_contrast_ratio", 2))
 
 
 def for_task(values: dict, task: str) -> dict:
@@ -137,7 +155,9 @@ def run_config(dataset: str, name: str, cpu_minutes: float, seed: int, steps: in
     task = values["task"]
     if dataset == "lesions" and base == "medgan":
         values = deep_update(values, DEMOS.get("liver").values)  # portal window, AC head, D 32, its augmentation
-    if name in ON_SESSION6:
+    if name in ON_SESSION7:
+        pass  # today's default with one change
+    elif name in ON_SESSION6:
         values = deep_update(values, for_task(BEFORE_SESSION6, task))
     elif name in CANDIDATES:
         values = deep_update(values, for_task(BEFORE_SESSION5 if name in ON_SESSION5 else BEFORE_SESSION4, task))
@@ -211,6 +231,7 @@ def one_run(dataset: str, name: str, seed: int, cpu_minutes: float, out: str, st
                                  train=train_set.images)
     distribution, memorization = metrics["distribution"], metrics["memorization"]
     spectrum = spectrum_ratio(reference.images, fake, resamples=50)
+    texture = texture_columns(reference.images, fake)
     result = {
         "dataset": dataset, "recipe": name, "seed": seed, "steps": trained.steps, "cpu_seconds": cpu_seconds,
         "wall_seconds": time.monotonic() - wall_start, "cpu_seconds_per_step": cpu_seconds / max(trained.steps, 1),
@@ -222,12 +243,14 @@ def one_run(dataset: str, name: str, seed: int, cpu_minutes: float, out: str, st
         "baseline_nearest_ssim": memorization["baseline_nearest_ssim"]["median"],
         "band_ratios": [band["ratio"] for band in spectrum["bands"]],
         "high_frequency_ratio": spectrum["high_frequency_ratio"], "max_band_deviation": spectrum["max_deviation"],
+        **texture,
     }
     if labels is not None:
         result["within_class_ms_ssim"] = within_class_ms_ssim(fake, labels)
         result["real_within_class_ms_ssim"] = within_class_ms_ssim(reference.images, reference.labels)
     folder.mkdir(parents=True, exist_ok=True)
     save_grid(fake[:64], folder / "samples.png", columns=8, scale=2)
+    np.save(folder / "samples.npy", fake.numpy().astype(np.float16))  # for measures added later (2 MB per 512)
     cached.write_text(json.dumps(result, indent=2))
     # The run directory is large and only needed for a look at the grid: keep the grid, drop the checkpoints.
     import shutil
@@ -235,12 +258,26 @@ def one_run(dataset: str, name: str, seed: int, cpu_minutes: float, out: str, st
     return result
 
 
+def texture_columns(real: torch.Tensor, fake: torch.Tensor) -> dict:
+    """FRD (medgan's radiomic features) and the synthetic / real ratio of mean GLCM contrast: texture beside the
+    power spectrum, which a generator can match with speckle in place of the real images' edges."""
+    from medgan.metrics.radiomics import frd, radiomic_features
+    from medgan.metrics.texture import glcm_statistics
+
+    contrast = [float(glcm_statistics(images)["contrast"].mean()) for images in (real, fake)]
+    return {"frd": frd(radiomic_features(real), radiomic_features(fake)),
+            "glcm_contrast_ratio": contrast[1] / contrast[0]}
+
+
 def cell(values: list[float], digits: int, key: str = "") -> str:
     from medgan.evaluation.utility.statistics import summarize
 
     # Intervals are clipped to the metric's range (KID's unbiased estimate may be negative; the others may not).
-    bounds = None if key == "kid" else (0.0, 1.0) if key not in ("fid", "density", "high_frequency_ratio",
-                                                                  "max_band_deviation") else (0.0, float("inf"))
+    bounds = None if key in ("kid", "frd") else (0.0, 1.0) if key not in ("fid", "density", "high_frequency_ratio",
+                                                                  "max_band_deviation", "glcm_contrast_ratio") \
+        else (0.0, float("inf"))
+    if not values:  # a measure added after these runs were cached
+        return "-"
     summary = summarize(values, bounds=bounds)
     if summary["ci_low"] is None:
         return f"{summary['mean']:.{digits}f}"
@@ -268,7 +305,7 @@ def table(results: list[dict], dataset: str, order: list[str], cpu_minutes: floa
             continue
         steps = sum(r["steps"] for r in mine) / len(mine)
         per_step = sum(r["cpu_seconds_per_step"] for r in mine) / len(mine)
-        cells = [cell([r[key] for r in mine], digits, key) for _, key, digits in columns]
+        cells = [cell([r[key] for r in mine if key in r], digits, key) for _, key, digits in columns]
         lines.append(f"| {name} | {len(mine)} | {steps:.0f} | {per_step:.3f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
