@@ -78,6 +78,8 @@ def test_training_with_the_term_logs_it_and_stays_finite(tmp_path):
 def test_dp_switches_off_a_recipe_spectral_term_and_refuses_the_users():
     from test_privacy_dp import check_config, tiny_config
 
+    from medgan.training.tasks import TASKS
+
     config = tiny_config({"epsilon": 5.0}, conditional={"spectral": 1.0})
     switched, notes = private_defaults(config, given={})  # the value came from the recipe: switched off
     assert switched == {"conditional": {"spectral": 0.0}}
@@ -89,3 +91,5 @@ def test_dp_switches_off_a_recipe_spectral_term_and_refuses_the_users():
     check_config(tiny_config({}, conditional={"spectral": 1.0}))  # without DP it is fine
     with pytest.raises(ConfigError, match=r"spectral"):
         check_config(tiny_config({}, conditional={"spectral": -1.0}))
+    with pytest.raises(ConfigError, match=r"mode_seeking_pool.*between 1 and data\.resolution \(32\)"):
+        TASKS.get("conditional").section(tiny_config({}, conditional={"mode_seeking_pool": 64}))

@@ -38,11 +38,12 @@ class ConditionalOptions(NoiseOptions):
     auxiliary: float = 1.0  # weight of the AC-GAN class cross-entropy when model.auxiliary_classifier is on
 
 
-def check_noise_options(options: NoiseOptions, name: str) -> None:
-    """Range checks of the section ``name`` (a noise-to-image task's)."""
+def check_noise_options(options: NoiseOptions, name: str, resolution: int) -> None:
+    """Range checks of the section ``name`` (a noise-to-image task's) for images of side ``resolution``."""
     check(options.mode_seeking >= 0, f"{name}.mode_seeking", "must be >= 0")
     check(options.spectral >= 0, f"{name}.spectral", "must be >= 0")
-    check(options.mode_seeking_pool >= 1, f"{name}.mode_seeking_pool", "must be >= 1")
+    check(1 <= options.mode_seeking_pool <= resolution, f"{name}.mode_seeking_pool",
+          f"must be between 1 and data.resolution ({resolution})")
     if isinstance(options, ConditionalOptions):
         check(options.auxiliary >= 0, f"{name}.auxiliary", "must be >= 0")
 

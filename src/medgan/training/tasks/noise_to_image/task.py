@@ -65,7 +65,7 @@ class NoiseToImageTask(GanState, TaskBase):
 
     @classmethod
     def check_options(cls, options: NoiseOptions, config: RunConfig) -> None:
-        check_noise_options(options, cls.name)
+        check_noise_options(options, cls.name, config.data.resolution)
 
     @classmethod
     def check_config(cls, config: RunConfig) -> None:
@@ -288,7 +288,7 @@ class NoiseToImageTask(GanState, TaskBase):
             if ratio is not None:
                 total = total + self.options.mode_seeking / (ratio + 1e-5)
                 logs["mode_seeking_ratio"] = ratio.item()
-        if self.options.spectral > 0:  # never private (check_noise_options): it reads the real batch
+        if self.options.spectral > 0:  # never under DP (check_private_config): it reads real images
             term = spectral_matching(fake, batch.images.to(self.device))
             total = total + self.options.spectral * term
             logs["spectral"] = term.item()
