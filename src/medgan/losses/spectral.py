@@ -28,8 +28,10 @@ EPSILON = 1e-12  # keeps log finite for an all-constant batch
 
 
 @functools.lru_cache(maxsize=8)
-def _radius_weights(height: int, width: int) -> Tensor:
-    """[H * (W // 2 + 1), R] float32 weights averaging the rfft2 bins at each integer radius 1 .. R.
+def _radius_bins(height: int, width: int, device: torch.device) -> tuple[Tensor, Tensor, int]:
+    """Per rfft2 bin (flattened ``[H * (W // 2 + 1)]``): its integer radius in cycles per image, and its weight in
+    the mean over its radius; and the largest radius. Cached per size and device, so a training step neither
+    rebuilds nor copies them.
 
     A bin of the half spectrum stands for itself and its mirror image, except the first column (and the last one
     of an even width), which have none; the weights count them so.
@@ -41,9 +43,10 @@ def _radius_weights(height: int, width: int) -> Tensor:
     mirrored[:, 0] = 1.0
     if width % 2 == 0:
         mirrored[:, -1] = 1.0
-    members = torch.nn.functional.one_hot(radius, int(radius.max()) + 1).float() * mirrored.flatten()[:, None]
-    members = members[:, 1:]  # radius 0: DC
-    return members / members.sum(0, keepdim=True).clamp_min(EPSILON)
+    mirrored = mirrored.flatten()
+    largest = int(radius.max())
+    totals = torch.zeros(largest + 1).index_add_(0, radius, mirrored)
+    return radius.to(device), (mirrored / totals[radius]).to(device), largest
 
 
 def radial_log_power(images: Tensor) -> Tensor:
@@ -51,7 +54,9 @@ def radial_log_power(images: Tensor) -> Tensor:
     height, width = images.shape[-2:]
     spectrum = torch.fft.rfft2(images.float()).abs().square() / (height * width)  # [N, C, H, W//2+1]
     mean = spectrum.mean(dim=(0, 1)).flatten()
-    return torch.log(mean @ _radius_weights(height, width).to(mean.device) + EPSILON)
+    radius, weight, largest = _radius_bins(height, width, mean.device)
+    profile = torch.zeros(largest + 1, device=mean.device, dtype=mean.dtype).index_add(0, radius, mean * weight)
+    return torch.log(profile[1:] + EPSILON)  # radius 0: DC
 
 
 def spectral_matching(fake: Tensor, real: Tensor) -> Tensor:

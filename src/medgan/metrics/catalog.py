@@ -121,18 +121,19 @@ METRICS: tuple[MetricInfo, ...] = (
 
 # 3D: the rows of a volume evaluation (``medgan.metrics.volumes.volume_metrics``) and of a volumetric translation
 # evaluation (``medgan.metrics.volume_translation``, stored under ``volume_translation``).
-_PLANES = "volume_distribution.planes"
+def _per_plane(leaf: str) -> tuple[tuple[str, str], ...]:
+    """The "read against" pairs of a three-plane row: each plane's own value of ``leaf``."""
+    return tuple((plane, f"volume_distribution.planes.{plane}.{leaf}") for plane in ("axial", "coronal", "sagittal"))
+
 
 VOLUME_METRICS: tuple[MetricInfo, ...] = (
     MetricInfo("volume_distribution.fid", "Three-plane FID", "lower",
                "Mean over the axial, coronal and sagittal planes of the slice-wise FID between real and synthetic "
                "volumes (central half of each axis; MAISI's protocol); intervals resample whole volumes.",
-               (("axial", f"{_PLANES}.axial.fid"), ("coronal", f"{_PLANES}.coronal.fid"),
-                ("sagittal", f"{_PLANES}.sagittal.fid"))),
+               _per_plane("fid")),
     MetricInfo("volume_distribution.kid_mean", "Three-plane KID", "lower",
                "Mean over the three planes of the slice-wise KID; about 0 when distributions match.",
-               (("axial", f"{_PLANES}.axial.kid_mean"), ("coronal", f"{_PLANES}.coronal.kid_mean"),
-                ("sagittal", f"{_PLANES}.sagittal.kid_mean"))),
+               _per_plane("kid_mean")),
     MetricInfo("volume_diversity.synthetic.mean", "Pairwise 3D MS-SSIM, synthetic", "≈ real (higher = less diverse)",
                "Mean 3D MS-SSIM over pairs of distinct synthetic volumes (3D SSIM where volumes hold one scale).",
                (("real", "volume_diversity.real.mean"), ("measure", "volume_diversity.measure"))),
@@ -200,17 +201,21 @@ def set_interval(metrics: dict, key: str, entry: dict) -> None:
     """Stores ``entry`` as the interval of the number at ``key`` (its parent must exist), cut to the values the
     number can take: an interval placed around the value (centred) can otherwise reach past them, e.g. a precision
     of 0.1 with a spread of 0.12 would read [-0.02, 0.22]."""
-    low, high = bounds_of(key)
+    *parents, leaf = interval_key(key).split(".")
+    node = metrics
+    for part in parents:
+        node = node[part]
+    node[leaf] = clipped(entry, *bounds_of(key))
+
+
+def clipped(entry: dict, low: float | None, high: float | None) -> dict:
+    """A copy of the interval ``entry`` cut to [``low``, ``high``] (None: unbounded on that side)."""
     entry = dict(entry)
     if low is not None and entry.get("low") is not None:
         entry["low"] = max(low, entry["low"])
     if high is not None and entry.get("high") is not None:
         entry["high"] = min(high, entry["high"])
-    *parents, leaf = interval_key(key).split(".")
-    node = metrics
-    for part in parents:
-        node = node[part]
-    node[leaf] = entry
+    return entry
 
 
 def lookup(metrics: dict, key: str) -> Any:

@@ -27,12 +27,12 @@ import torch.nn.functional as F
 
 from medgan.errors import DataError
 from medgan.metrics.bootstrap import RESAMPLES, bootstrap
+from medgan.metrics.catalog import clipped
 from medgan.metrics.image import to_display
 from medgan.metrics.intervals import entry, one_thread
 from medgan.metrics.memorization import NEAR_COPY_SSIM, _quantiles
 from medgan.metrics.volume_similarity import (
     VolumeMoments,
-    bounded,
     check_volumes,
     pair_similarity,
     volume_resampling,
@@ -172,4 +172,4 @@ def _memorization_intervals(result: dict[str, Any], synthetic: VolumeNeighbours,
               (result, "baseline_near_copy_fraction"), (result["baseline_nearest_ssim"], "median"))
     for position, (node, leaf) in enumerate(places):
         floor = 0.0 if "fraction" in leaf else None
-        node[f"{leaf}_interval"] = bounded(entry(found, position), floor, 1.0)
+        node[f"{leaf}_interval"] = clipped(entry(found, position), floor, 1.0)

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from medgan.errors import DataError
 from medgan.metrics.bootstrap import RESAMPLES
+from medgan.metrics.catalog import clipped
 from medgan.metrics.diversity import PairValues, diversity_of_pairs
 from medgan.metrics.image import FOREGROUND_THRESHOLD, MS_SSIM_STANDARD_WEIGHTS, SSIM_SIGMA, SSIM_WINDOW, to_display
 from medgan.metrics.intervals import MIN_SUBJECTS, Resampling, diversity_intervals, real_resampling
@@ -247,7 +248,7 @@ def volume_diversity(real: torch.Tensor, fake: torch.Tensor, pairs: int = DIVERS
         for part in parents:
             node = node[part]
         floor = -1.0 if leaf == "mean" and scales == 1 else 0.0  # SSIM can be negative; relu'd MS-SSIM cannot
-        node[f"{leaf}_interval"] = bounded({**found_entry, "resampled": result["resampled"]}, floor,
+        node[f"{leaf}_interval"] = clipped({**found_entry, "resampled": result["resampled"]}, floor,
                                            None if leaf == "relative_diversity" else 1.0)
     result["resampling_note"] = how.note
     return result
@@ -266,13 +267,3 @@ def volume_resampling(subjects: Sequence | None, count: int, resamples: int, see
                           f"{MIN_SUBJECTS}): volumes are resampled one by one, so the intervals understate the "
                           "spread between patients")
     return how
-
-
-def bounded(found: dict[str, Any], low: float | None, high: float | None) -> dict[str, Any]:
-    """An interval entry cut to the values its number can take (a centred interval can reach past them)."""
-    if low is not None:
-        found["low"] = max(low, found["low"])
-    if high is not None:
-        found["high"] = min(high, found["high"])
-    return found
-

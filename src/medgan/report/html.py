@@ -148,25 +148,28 @@ def _facts(metrics: dict) -> str:
 
 
 def _flags(metrics: dict) -> str:
-    items = []
     diversity = metrics.get("diversity") or {}
-    relative = format_value(diversity.get("relative_diversity"))
-    duplicates = format_value(lookup(diversity, "synthetic_ms_ssim.duplicate_fraction"))
-    real_duplicates = format_value(lookup(diversity, "real_ms_ssim.duplicate_fraction"))
-    facts = (f"relative diversity {relative}; duplicate pairs {duplicates} synthetic vs {real_duplicates} real; "
-             f"rule: {diversity.get('collapse_rule', '')}")
-    if diversity.get("collapse"):
-        items.append(("warn", f"Mode collapse flagged: {facts}."))
-    else:
-        items.append(("ok", f"No mode collapse flagged ({facts})."))
-    memorization = metrics.get("memorization") or {}
+    duplicates = (lookup(diversity, "synthetic_ms_ssim.duplicate_fraction"),
+                  lookup(diversity, "real_ms_ssim.duplicate_fraction"))
+    return flags_html(metrics, diversity, duplicates, metrics.get("memorization") or {})
+
+
+def flags_html(metrics: dict, diversity: dict, duplicates: tuple, memorization: dict, thing: str = "image",
+               dims: str = "") -> str:
+    """The report's list of flags: mode collapse, near copies of training ``thing``s (against the real baseline)
+    and the evaluation's notes (the small-N warning has its own box). ``dims`` prefixes the measures ("3D ")."""
+    facts = (f"relative {dims}diversity {format_value(diversity.get('relative_diversity'))}; duplicate pairs "
+             f"{format_value(duplicates[0])} synthetic vs {format_value(duplicates[1])} real; rule: "
+             f"{diversity.get('collapse_rule', '')}")
+    items = [("warn", f"Mode collapse flagged: {facts}.") if diversity.get("collapse") else
+             ("ok", f"No mode collapse flagged ({facts}).")]
     fraction, baseline = memorization.get("near_copy_fraction"), memorization.get("baseline_near_copy_fraction")
     if fraction is not None:
         level = "warn" if fraction > (baseline or 0.0) + 0.05 else "info" if fraction > 0 else "ok"
-        items.append((level, f"{memorization.get('near_copies', 0)} synthetic images ({format_value(fraction)}) are "
-                             "near copies of a training image "
-                             f"(SSIM ≥ {memorization.get('near_copy_threshold_ssim')}); "
-                             f"real baseline: {format_value(baseline)} ({memorization.get('baseline', '')})."))
+        items.append((level, f"{memorization.get('near_copies', 0)} synthetic {thing}s ({format_value(fraction)}) "
+                             f"are near copies of a training {thing} ({dims}SSIM ≥ "
+                             f"{memorization.get('near_copy_threshold_ssim')}); real baseline: "
+                             f"{format_value(baseline)} ({memorization.get('baseline', '')})."))
     boxed = f"warning: {(metrics.get('small_n') or {}).get('message')}"  # shown in its own box above
     items.extend(("warn" if note.startswith("warning:") else "info", note)
                  for note in metrics.get("notes") or [] if note != boxed)

@@ -26,7 +26,7 @@ import torch
 from medgan import __version__
 from medgan.metrics.catalog import VOLUME_METRICS, interval, lookup
 from medgan.report.card import card_html
-from medgan.report.html import _figure, _section, format_value  # the 2D report's markup, so both look alike
+from medgan.report.html import _figure, _section, flags_html, format_value  # the 2D report's markup, so both look alike
 from medgan.report.sections import small_n_box, value_with_interval
 from medgan.visuals import image_grid, png_bytes
 
@@ -178,27 +178,10 @@ def _geometry(found: dict) -> str:
 
 
 def _flags(metrics: dict) -> str:
-    items = []
     diversity = metrics.get("volume_diversity") or {}
-    facts = (f"relative 3D diversity {format_value(diversity.get('relative_diversity'))}; duplicate pairs "
-             f"{format_value(lookup(diversity, 'synthetic.duplicate_fraction'))} synthetic vs "
-             f"{format_value(lookup(diversity, 'real.duplicate_fraction'))} real; rule: "
-             f"{diversity.get('collapse_rule', '')}")
-    items.append(("warn", f"Mode collapse flagged: {facts}.") if diversity.get("collapse") else
-                 ("ok", f"No mode collapse flagged ({facts})."))
-    audit = metrics.get("volume_memorization") or {}
-    fraction, baseline = audit.get("near_copy_fraction"), audit.get("baseline_near_copy_fraction")
-    if fraction is not None:
-        level = "warn" if fraction > (baseline or 0.0) + 0.05 else "info" if fraction > 0 else "ok"
-        text = (f"{audit.get('near_copies', 0)} synthetic volumes ({format_value(fraction)}) are near copies of a "
-                f"training volume (3D SSIM ≥ {audit.get('near_copy_threshold_ssim')}); real baseline: "
-                f"{format_value(baseline)} ({audit.get('baseline', '')}).")
-        items.append((level, text))
-    boxed = f"warning: {(metrics.get('small_n') or {}).get('message')}"  # shown in its own box above
-    items.extend(("warn" if note.startswith("warning:") else "info", note)
-                 for note in metrics.get("notes") or [] if note != boxed)
-    rows = "".join(f'<li class="{level}">{html.escape(text)}</li>' for level, text in items)
-    return f'<ul class="flags">{rows}</ul>'
+    duplicates = (lookup(diversity, "synthetic.duplicate_fraction"), lookup(diversity, "real.duplicate_fraction"))
+    return flags_html(metrics, diversity, duplicates, metrics.get("volume_memorization") or {}, thing="volume",
+                      dims="3D ")
 
 
 def _intervals_note(metrics: dict) -> str:
