@@ -158,3 +158,21 @@ def tiny_run(tmp_path_factory, tiny_brain) -> Path:
     run = tmp_path_factory.mktemp("tiny-runs") / "run"
     assert main(["train", "--data", str(tiny_brain), "--out", str(run), "--steps", "2", *TINY]) == 0
     return run
+
+
+@pytest.fixture(scope="session")
+def one_step_paired_run(tmp_path_factory) -> Path:
+    """A paired (translation) run trained for one step on random tiles: a run with no noise generator."""
+    import torch
+    from test_paired_task import paired_config
+
+    from medgan.data import IntensityMapping, SliceSet
+    from medgan.training.loop import train
+
+    unit = IntensityMapping("percentile", 0.0, 700.0, "a.u.")
+    target = torch.rand(8, 1, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    data = SliceSet(target, unit, (1.0, 1.0), [f"p{i % 2}" for i in range(8)], [f"f{i}#0" for i in range(8)],
+                    aligned={"input": target.flip(-1)}, mappings={"input": unit})
+    run = tmp_path_factory.mktemp("paired") / "paired"
+    train(paired_config(train={"steps": 1}), run, progress=False, data=data)
+    return run

@@ -83,8 +83,9 @@ def test_the_audit_detects_a_run_that_memorized_its_patients(overfitted, tmp_pat
     assert result["members"] == {"images": 6, "patients": 3, "source": str(members)}
     assert result["non_members"]["patients"] == 8 and result["non_members"]["images"] == 16
     attacks = result["attacks"]
-    assert set(attacks) == {"distance_ssim", "distance_features", "distance_pixels", "discriminator"}
-    for name in ("distance_ssim", "discriminator"):
+    assert set(attacks) == {"distance_ssim", "distance_features", "distance_pixels", "discriminator", "inversion"}
+    assert attacks["inversion"]["inverted"]["members"] == 6 and attacks["inversion"]["inverted"]["non_members"] == 16
+    for name in ("distance_ssim", "discriminator", "inversion"):
         assert attacks[name]["auc"] > 0.8 and attacks[name]["auc_ci_low"] > 0.5, (name, attacks[name])
         assert attacks[name]["leakage_detected"]
     assert attacks["discriminator"]["tpr_at_fpr"]["0.01"] is None  # 16 non-members cannot resolve 1% FPR

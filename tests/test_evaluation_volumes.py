@@ -17,8 +17,9 @@ from PIL import Image
 
 import medgan
 from medgan.config import DataConfig
-from medgan.evaluation.volume_inputs import fit_volume, load_volume_set
-from medgan.evaluation.volume_rules import MAX_ANISOTROPY, MIN_VOXELS
+from medgan.data.cubes import fit_volume
+from medgan.evaluation.volume_inputs import load_volume_set
+from medgan.config.volume_rules import MAX_ANISOTROPY, MIN_VOXELS
 from medgan.evaluation.volumes import intensity_config
 from medgan.metrics.catalog import VOLUME_METRICS, interval, lookup
 from medgan.report.volumes import STRIP, TILE_PIXELS, display_plane

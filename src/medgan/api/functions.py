@@ -207,7 +207,7 @@ def evaluate(real: str | Path, fake: str | Path, *, out: str | Path | None = Non
         dims: 2 for images, 3 for volumes.
         resolution: ``dims=3``: side of the cube every volume is resampled to (default 32, as the CLI's).
         overrides: ``dims=3``: intensity options as for ``--set``, e.g. ``{"data.window": "brain"}`` or
-            ``["data.window=brain"]`` (``medgan.evaluation.volume_rules.INTENSITY_KEYS``).
+            ``["data.window=brain"]`` (``medgan.config.volume_rules.INTENSITY_KEYS``).
 
     Returns:
         ``Metrics``.
@@ -250,7 +250,7 @@ def _evaluate_volumes(real: str | Path, fake: str | Path, folder: Path, features
                       max_volumes: int | None, progress: bool, resolution: int | None,
                       overrides: Mapping[str, Any] | Sequence[str] | None) -> tuple[dict, str]:
     """``evaluate(..., dims=3)``: the metrics and the table the CLI prints."""
-    from medgan.evaluation.volume_rules import VOLUME_SIDE
+    from medgan.config.volume_rules import VOLUME_SIDE
     from medgan.evaluation.volumes import evaluate_volumes, format_volume_metrics, intensity_config
     from medgan.inference.noise import MAX_SAMPLES
 

@@ -56,13 +56,14 @@ class Images:
 
         Args:
             out: the output folder (for single-file formats a folder gets one file, see ``medgan.export``).
-            format: the export format (default: png for samples, nifti for a translated image).
+            format: the export format (default: png for samples, nifti for a 3D run's volumes and a translated
+                image).
 
         Returns:
             Every path written (all or nothing).
         """
-        if self._writer is not None:
-            return self._writer(Path(out), format or "png")
+        if self._writer is not None:  # samples: 3D runs' volumes [n, D, H, W] (three spacings) default to NIfTI
+            return self._writer(Path(out), format or ("nifti" if len(self.spacing) == 3 else "png"))
         return _save_derived(self, Path(out), format or "nifti")
 
 

@@ -13,7 +13,7 @@ from medgan.errors import ConfigError
 
 
 class Model:
-    """A loaded model: ``sample`` for noise-to-image runs, ``translate`` for image-to-image runs.
+    """A loaded model: ``sample`` and ``invert`` for noise-to-image runs, ``translate`` for image-to-image runs.
 
     Made by ``medgan.load``. ``kind`` says which: ``"noise-to-image"`` or ``"image-to-image"``.
 
@@ -112,6 +112,65 @@ class Model:
         array = physical[:, 0] if physical.shape[1] == 1 else physical
         return Images(array, tuple(float(s) for s in model.spacing), model.mapping.unit, True, None, classes,
                       str(self.source), _writer=write)
+
+    def invert(self, image: Any, class_name: str | None = None, steps: int = 300, restarts: int = 4,
+               encoder: str | Path | None = None, slice_index: int | None = None,
+               spacing: tuple[float, ...] | None = None, seed: int = 0) -> Any:
+        """The latent whose generated image reproduces ``image``, as ``medgan invert`` finds it (same defaults).
+
+        Args:
+            image: a path (PNG, NPY, NIfTI, DICOM file or series folder) or an array in physical units of the
+                model's modality: 2D ``[H, W]`` or 3D ``[X, Y, Z]`` (sliced along the run's axis).
+            class_name: conditional models: the image's class (default: every class is tried).
+            steps: optimizer steps per start (0 with ``encoder``: the encoder's guess alone).
+            restarts: starts per image (and class).
+            encoder: an encoder file from ``medgan train-encoder``, whose guess is the first start.
+            slice_index: volumes: the slice (default: the middle one of those training would keep).
+            spacing: mm per pixel of an array input (default 1 mm).
+            seed: seed of the random starts.
+
+        Returns:
+            ``medgan.api.inversion.Inversion``: reconstruction, target, difference, latent, SSIM, PSNR; ``save``.
+
+        Raises:
+            ConfigError: not a noise-to-image model, a 3D model, a class for an unconditional model.
+            DataError: an unreadable image, or one of another modality.
+        """
+        from medgan.api.inversion import invert_image
+        from medgan.inference.inversion import InversionConfig
+
+        if self.kind != "noise-to-image":
+            raise ConfigError(f"this model (task {self.task}) translates images; it has no generator from noise to "
+                              "invert", self.source)
+        config = InversionConfig(steps=steps, restarts=restarts, seed=seed)
+        config.check()
+        volume = _volume(image, spacing, "image")
+        return invert_image(self.inference, volume, self.source, class_name, config, encoder, slice_index)
+
+    def explore(self, out: str | Path, directions: int = 5, steps: int = 7, span: float = 3.0, seed: int = 0,
+                class_name: str | None = None) -> dict[str, Any]:
+        """Writes the files ``medgan explore`` writes into the new or empty folder ``out`` (same defaults; ``span``
+        is ``--range``) and returns ``explore.json``'s record (``medgan.inference.directions.explore``)."""
+        from medgan.inference.directions import explore
+
+        if self.kind != "noise-to-image":
+            raise ConfigError(f"this model (task {self.task}) translates images; it has no latent space to explore",
+                              self.source)
+        return explore(self.source, out, directions, steps, span, seed, class_name, loaded=self.inference)
+
+    def counterfactual(self, image: str | Path, to_class: str, out: str | Path, judge: str | Path | None = None,
+                       steps: int = 300, restarts: int = 4, seed: int = 0) -> dict[str, Any]:
+        """Writes what ``medgan counterfactual`` writes for ``image`` (a file or folder of images) as class
+        ``to_class`` into the new or empty folder ``out`` (same defaults) and returns ``counterfactual.json``'s record
+        (``medgan.evaluation.counterfactual``)."""
+        from medgan.evaluation.counterfactual import counterfactual_file
+        from medgan.inference.inversion import InversionConfig
+
+        if self.kind != "noise-to-image":
+            raise ConfigError(f"this model (task {self.task}) translates images; it has no classes to change",
+                              self.source)
+        config = InversionConfig(steps=steps, restarts=restarts, seed=seed)
+        return counterfactual_file(self.source, image, out, to_class, config, judge, progress=False)
 
     def translate(self, image: Any, direction: str | None = None,
                   domains: Mapping[str, Any] | None = None, spacing: tuple[float, ...] | None = None) -> Images:

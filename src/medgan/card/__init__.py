@@ -194,7 +194,8 @@ def _medigan(config: RunConfig, spec: DataSpec, inference_kind: str, results: Ma
             (["classification"] if spec.class_names else []), "modality": modalities, "function": function,
             "generates": list(spec.class_names) or [f"{modalities[0]} slices"],
             "dataset": [source] if source != WITHHELD else [], "dataset_type":
-            {"mni152": "public", "ct-phantom": "synthetic phantom", "ct-lesions": "synthetic phantom"}.get(source),
+            {"mni152": "public", "ct-phantom": "synthetic phantom", "ct-lesions": "synthetic phantom",
+             "ct-phantom-volumes": "synthetic phantom"}.get(source),
             "augmentations": augmentations, "height": spec.resolution, "width": spec.resolution, "depth": None,
             "type": MODEL_TYPES.get(config.model.name, config.model.name), "license": None,
             "privacy_preservation": None if privacy["differential_privacy"] is None else

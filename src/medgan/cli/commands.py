@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from medgan.errors import ConfigError
+from medgan.errors import ConfigError, DataError
 
 MAX_INTERPOLATION_STEPS = 64  # images per row of a latent interpolation grid
 CARD_NAME = "DATA_CARD.json"  # medgan.card.CARD_NAME, without importing torch here
@@ -39,7 +39,8 @@ def command_sample(args: argparse.Namespace) -> int:
     from medgan.inference.noise import MAX_SAMPLES, check_sample_count
     from medgan.run import check_output_folder
     from medgan.card import export_card, filter_state
-    from medgan.inference.sampling import generate, interpolate, load_generator, privacy_filter, write_samples
+    from medgan.inference.sampling import (FILTER_ROUNDS, generate, interpolate, load_generator, privacy_filter,
+                                           write_samples)
 
     from medgan.zoo import locate
 
@@ -50,17 +51,28 @@ def command_sample(args: argparse.Namespace) -> int:
     if not 0.0 < args.privacy_threshold <= 1.0:
         raise ConfigError(f"--privacy-threshold must be in (0, 1], got {args.privacy_threshold}")
     attributes = parse_attributes(args.attribute)
-    check_output_folder(output_folder(args.out, args.format), "--out")
+    if args.format is not None:
+        check_output_folder(output_folder(args.out, args.format), "--out")
     loaded = load_generator(args.run)
-    check_sample_count(args.n, loaded.spec.resolution)
+    volumes = loaded.spec.dims == 3
+    args.format = args.format or ("nifti" if volumes else "png")
+    check_output_folder(output_folder(args.out, args.format), "--out")
+    check_sample_count(args.n, loaded.spec.resolution, dims=loaded.spec.dims)
+    if volumes and args.interpolate:
+        raise ConfigError("--interpolate draws a grid of 2D images; this run makes volumes", args.run)
     images, _ = generate(args.run, args.n, seed=args.seed, class_name=args.class_name, loaded=loaded,
                          attributes=attributes)
     gate: dict[str, Any] = {"enabled": False}
     if args.privacy_filter:  # the export gate: near copies of training images are replaced (or dropped)
         images, gate = privacy_filter(images, loaded, seed=args.seed, class_name=args.class_name,
                                       attributes=attributes, threshold=args.privacy_threshold, progress=not args.quiet)
-        print(f"privacy filter: {gate['near_copies']} of {gate['checked']} images were near copies of a training "
-              f"image (SSIM >= {gate['threshold']:g}); {gate['replaced']} replaced, {gate['dropped']} dropped")
+        unit = "volume" if volumes else "image"
+        print(f"privacy filter: {gate['near_copies']} of {gate['checked']} {unit}s were near copies of a training "
+              f"{unit} (SSIM >= {gate['threshold']:g}); {gate['replaced']} replaced, {gate['dropped']} dropped")
+        if not len(images):
+            raise DataError(f"every sampled {unit} stayed a near copy of a training {unit} after "
+                            f"{FILTER_ROUNDS} redraws at --privacy-threshold {gate['threshold']:g}: nothing to write",
+                            args.run)
     grid = None
     if args.interpolate:  # computed before anything is written, and written in the same all-or-nothing batch
         grid = interpolate(args.run, steps=args.interpolate, rows=4, seed=args.seed, loaded=loaded)
@@ -71,7 +83,8 @@ def command_sample(args: argparse.Namespace) -> int:
                 "privacy_filter": gate}
     written = write_samples(images, loaded, args.out, args.format, interpolation=grid, columns=args.interpolate or 8,
                             metadata=metadata, card=card)
-    print(f"wrote {len(images)} synthetic images ({args.format}) and {CARD_NAME} to {args.out}")
+    what = "volumes" if volumes else "images"
+    print(f"wrote {len(images)} synthetic {what} ({args.format}) and {CARD_NAME} to {args.out}")
     if grid is not None:
         print(f"latent interpolation grid: {output_folder(args.out, args.format) / 'interpolation.png'}")
     return 0 if written else 1

@@ -53,7 +53,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
 def command_evaluate_volumes(args: argparse.Namespace) -> int:
     """``medgan evaluate --dims 3 --real VOLUMES --fake VOLUMES --out DIR`` (``medgan.evaluation.volumes``)."""
     from medgan.config import parse_overrides
-    from medgan.evaluation.volume_rules import VOLUME_SIDE
+    from medgan.config.volume_rules import VOLUME_SIDE
     from medgan.evaluation.volumes import evaluate_volumes, format_volume_metrics, intensity_config
 
     for option, given in (("--compare", args.compare), ("--members", args.members),
@@ -109,8 +109,11 @@ def command_audit(args: argparse.Namespace) -> int:
 
     check_range(args.samples, 2, MAX_SAMPLES, "--samples")
     check_range(args.bootstrap, 10, 100_000, "--bootstrap")
+    check_range(args.inversion_images, 0, 100_000, "--inversion-images")
+    check_range(args.inversion_steps, 0, 100_000, "--inversion-steps")
     result = run_audit(args.run, args.members, args.non_members, args.out, samples=args.samples,
-                       features=args.features, seed=args.seed, rounds=args.bootstrap, progress=not args.quiet)
+                       features=args.features, seed=args.seed, rounds=args.bootstrap, progress=not args.quiet,
+                       inversion_images=args.inversion_images, inversion_steps=args.inversion_steps)
     print(format_audit(result))
     if args.out is not None:
         print(f"wrote {Path(args.out) / 'audit.json'}")

@@ -12,6 +12,7 @@ import argparse
 from medgan.cli.commands import (MAX_INTERPOLATION_STEPS, command_bundle, command_sample, command_translate,
                                  command_zoo)
 from medgan.cli.evaluation import command_audit, command_evaluate, command_segutility, command_utility
+from medgan.cli.latent import add_latent_commands
 from medgan.cli.training import _add_budget, command_demo, command_info, command_prepare, command_train
 
 # Names the parser offers as choices, kept torch-free; tests/test_cli_surface.py checks each against the registry
@@ -41,7 +42,7 @@ def _command(commands: argparse._SubParsersAction, name: str, summary: str) -> a
 def build_parser() -> argparse.ArgumentParser:
     from medgan import __version__
     from medgan.config import DataConfig, TrainConfig
-    from medgan.evaluation.volume_rules import INTENSITY_KEYS, MAX_ANISOTROPY, MIN_VOXELS, SIDE_RANGE, VOLUME_SIDE
+    from medgan.config.volume_rules import INTENSITY_KEYS, MAX_ANISOTROPY, MIN_VOXELS, SIDE_RANGE, VOLUME_SIDE
     from medgan.training.tasks.declarations import (DECLARED, DEMOS, describe_model_names, task_options,
                                                     tasks_with_option)
 
@@ -71,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                            metavar=option.metavar,
                            help=f"{option.help} [task {owners}" + (f"; selects {selects}]" if selects else "]"))
     train.add_argument("--resolution", type=int, help=f"image side: 32, 64, 128 or 256 (default: "
-                       f"{DataConfig().resolution})")
+                       f"{DataConfig().resolution}); with --dims 3 the cube side (32 or 64 on a CPU)")
+    train.add_argument("--dims", type=int, choices=(2, 3), help="2: train on slices (default); 3: on whole volumes, "
+                       "each resampled to a cube (noise-to-image tasks; data.dims)")
     _add_budget(train, TrainConfig().steps)
     train.add_argument("--batch-size", type=int, help="images per step (default: the recipe's)")
     train.add_argument("--seed", type=int, help=f"seed of every random generator (default: {TrainConfig().seed})")
@@ -98,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "pretrained model of the zoo by name (medgan zoo lists them, e.g. brain-t1)")
     sample.add_argument("--n", type=int, default=16, help="number of images")
     sample.add_argument("--out", required=True, help="output folder")
-    sample.add_argument("--format", default="png", choices=EXPORT_FORMATS, help="file format")
+    sample.add_argument("--format", choices=EXPORT_FORMATS,
+                        help="file format (default: png; nifti for 3D runs, one file per volume)")
     sample.add_argument("--class", dest="class_name", help="class to generate (conditional runs)")
     sample.add_argument("--attribute", action="append", metavar="NAME=VALUE",
                         help="continuous attribute value (runs trained with attribute columns in the labels CSV); "
@@ -175,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--samples", type=int, default=1000, help="synthetic images for the distance attacks")
     audit.add_argument("--features", default="offline", help="feature extractor of the feature-distance attack")
     audit.add_argument("--bootstrap", type=int, default=1000, help="patient-bootstrap resamples of the AUC interval")
+    audit.add_argument("--inversion-images", type=int, default=64, metavar="N",
+                       help="inversion attack: images per side inverted (a seeded subsample; 0: no inversion attack)")
+    audit.add_argument("--inversion-steps", type=int, default=100, help="inversion attack: optimizer steps per start")
     audit.add_argument("--seed", type=int, default=0, help="seed of the samples and the bootstrap")
     audit.add_argument("--quiet", action="store_true", help="no progress bars")
     audit.set_defaults(handler=command_audit)
@@ -227,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="another input domain of the run (e.g. mask=hole.nii.gz); repeatable")
     translate.add_argument("--quiet", action="store_true", help="no progress bars")
     translate.set_defaults(handler=command_translate)
+
+    add_latent_commands(commands, _command)
 
     bundle = _command(commands, "bundle", "a shareable model bundle of a run: generator weights (safetensors), "
                                           "config, data spec and data card; no discriminator, optimizer state or "

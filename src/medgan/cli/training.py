@@ -59,6 +59,8 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
         values["data"]["source"] = args.data
     if args.resolution is not None:
         values["data"]["resolution"] = args.resolution
+    if getattr(args, "dims", None) is not None:
+        values["data"]["dims"] = args.dims
     if args.labels is not None:
         values["data"]["labels"] = args.labels
     if args.steps is not None:

@@ -18,6 +18,8 @@ def validate(config: RunConfig) -> None:
     data, model, loss, optim, train = config.data, config.model, config.loss, config.optim, config.train
     check(data.resolution in RESOLUTIONS, "data.resolution", f"must be one of {RESOLUTIONS}, got {data.resolution}")
     check(data.axis in (0, 1, 2), "data.axis", f"must be 0, 1 or 2, got {data.axis}")
+    check(data.dims in (2, 3), "data.dims", f"must be 2 or 3, got {data.dims}")
+    check(0 <= data.context <= 8, "data.context", f"must be between 0 and 8, got {data.context}")
     check(0.0 <= data.min_foreground < 1.0, "data.min_foreground", "must be in [0, 1)")
     check(data.modality in ("auto", "mri", "ct"), "data.modality", "must be auto, mri or ct")
     check(data.normalize in ("percentile", "zscore"), "data.normalize", "must be percentile or zscore")

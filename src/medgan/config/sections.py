@@ -57,6 +57,11 @@ class DataConfig:
     # domain A, with ``source`` as domain B; several A modalities are matched to each other, not to B.
     domain_a: tuple[str, ...] = ()
     disjoint: bool = True  # unpaired: when A and B share subjects, train A and B on disjoint halves of them
+    # 3 trains on volumes: each volume becomes a cube of side ``resolution`` (noise-to-image tasks); 2 on slices.
+    dims: int = 2
+    # Image-to-image tasks (2.5D): this many neighbouring slices on each side of the input slice join it as
+    # input channels (0 = the slice alone), so the model sees through-plane context.
+    context: int = 0
 
 
 @dataclass(frozen=True)

@@ -61,8 +61,9 @@ class SliceSet:
         attributes: float32 ``[N, A]`` continuous attributes from the labels CSV (raw units), or None.
         attribute_names: the name of each attribute column.
         aligned: for aligned domains (``aligned_slices_from_volumes``), the tiles of every domain but the
-            primary one (which is ``images``), each ``[N, 1, R, R]`` and pixel-aligned with ``images``; label
-            maps hold label values. Empty otherwise.
+            primary one (which is ``images``), each ``[N, C, R, R]`` and pixel-aligned with ``images`` (C is 1,
+            a label map's one-hot channels, or ``2 * data.context + 1`` slices of a 2.5D input, the slice
+            first); label maps hold label values. Empty otherwise.
         mappings: the intensity mapping of each image domain in ``aligned`` (label maps have none).
         degradation: how ``aligned`` was derived from ``images`` (normalized ``data.degrade``), else empty.
         skipped: inputs left out, as ``(file, reason)`` (blank images when ``load_slices`` skips them).
@@ -72,7 +73,7 @@ class SliceSet:
 
     images: torch.Tensor
     mapping: IntensityMapping
-    spacing: tuple[float, float]
+    spacing: tuple[float, ...]
     subjects: list[str]
     sources: list[str]
     labels: torch.Tensor | None = None
@@ -212,7 +213,8 @@ class SliceBuilder:
         self, config: DataConfig, mapping: IntensityMapping | None = None, domains: Mapping[str, Domain] | None = None
     ) -> None:
         self.config, self.mapping = config, mapping
-        self.domains = {name: DomainState(d.config or config, d.label_map) for name, d in (domains or {}).items()}
+        self.domains = {name: DomainState(d.config or config, d.label_map, d.context)
+                        for name, d in (domains or {}).items()}
         if domains is not None and not self.domains:
             raise ConfigError("aligned slicing needs at least one domain")
         self.domain = next(iter(self.domains.values()), None) or DomainState(config)  # the primary (or only) one
@@ -261,8 +263,10 @@ class SliceBuilder:
         self._append(stacks[names[0]], spacing, [primary.subject] * len(kept), sources, labels, attributes)
         for name in names[1:]:
             label_map = self.domains[name].label_map
-            tiles, _ = fit_slices(stacks[name], spacing, self.config.resolution, self.config.fit, label_map)
-            self.aligned[name].append(tiles)
+            stack = stacks[name]  # [K, h, w], or [K, 2C + 1, h, w] with context: each slice fitted alike
+            tiles, _ = fit_slices(stack.reshape(-1, *stack.shape[-2:]), spacing, self.config.resolution,
+                                  self.config.fit, label_map)
+            self.aligned[name].append(tiles.reshape(len(kept), -1, *tiles.shape[-2:]))
 
     def add_images(
         self,

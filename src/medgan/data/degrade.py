@@ -30,7 +30,7 @@ from medgan.config import DataConfig
 from medgan.data.domains import dataset_modality, kept_slices, volume_mapping
 from medgan.data.phantom.acquisition import simulate_acquisition
 from medgan.data.readers import Volume, progress_over
-from medgan.data.slicing import FOREGROUND_THRESHOLD, to_canonical
+from medgan.data.slicing import FOREGROUND_THRESHOLD, neighbour_indices, to_canonical
 from medgan.errors import ConfigError, DataError
 from medgan.registry import Registry
 
@@ -326,7 +326,8 @@ def degrade_volume(
 
     The volume is reoriented to RAS (``to_canonical``) and degraded slice by slice along ``config.axis``; only
     the slices the target keeps (its foreground fraction, as the aligned slice builder decides it) are
-    degraded, the others are dropped later anyway.
+    degraded, and with ``config.context`` their neighbours (2.5D inputs stack them); the others are dropped
+    later anyway.
 
     Args:
         volume: the target, in physical units.
@@ -351,6 +352,8 @@ def degrade_volume(
     _, kept, _ = kept_slices(target, mapping, config)
     axis = config.axis if target.array.ndim == 3 else 0
     source = target.array if target.array.ndim == 3 else target.array[None]
+    if config.context and target.array.ndim == 3:  # 2.5D inputs: a kept slice's neighbours, kept or not, too
+        kept = np.unique(neighbour_indices(kept, source.shape[axis], config.context))
     spacing = _slice_spacing(target.spacing, axis)
     outputs = {INPUT: source.copy(), **{name: np.zeros_like(source) for name in degrader.label_domains}}
     views = {name: np.moveaxis(array, axis, 0) for name, array in outputs.items()}

@@ -20,6 +20,11 @@ geometry, so the tiles stay pixel-aligned:
 * the same crop box: the union of every domain's foreground over the kept slices;
 * the same fit to ``config.resolution`` (a label map resampled nearest-neighbour on the same pixel centres).
 
+A domain with ``context`` K (2.5D inputs, ``data.context``) gives each kept slice with its K neighbours on each
+side, ``[kept, 2K + 1, h, w]`` in ``slicing.neighbour_indices`` order (the slice first): neighbours are taken from
+the whole volume, kept or not, and replicate the end slice past either end, as ``medgan translate`` feeds a
+volume. 2D images have no neighbours and are refused there.
+
 Each image domain has its own intensity settings (a CT domain windowed, an MR domain normalized), mapped and
 stored like a plain dataset's; a label-map domain keeps its label values (padding 0) and has no mapping. 2D
 images in groups are mapped per group (not pooled) and, like plain 2D images, neither filtered nor cropped.
@@ -43,6 +48,7 @@ from medgan.data.slicing import (
     foreground_box,
     foreground_fraction,
     in_plane_spacing,
+    neighbour_indices,
     slice_shape,
     to_canonical,
     upright_slices,
@@ -59,10 +65,12 @@ class Domain:
             ``normalize``, ``percentiles``, ``nan_policy``); None takes the main config's.
         label_map: the domain holds label values (a segmentation): kept as they are, resampled
             nearest-neighbour, with no intensity mapping.
+        context: stack this many neighbouring slices on each side with each kept slice (``aligned_slices``).
     """
 
     config: DataConfig | None = None
     label_map: bool = False
+    context: int = 0  # 2.5D inputs (``data.context``): neighbouring slices on each side stacked with each slice
 
 
 def dataset_modality(volume: Volume, config: DataConfig) -> tuple[str, str]:
@@ -123,10 +131,12 @@ def aligned_slices(
         config: data config for the geometry (axis, min_foreground, crop_foreground).
 
     Returns:
-        ``(stacks by domain [K, h, w], the primary volume, the K kept slice indices, (row, column) mm per pixel)``.
+        ``(stacks by domain [K, h, w] (``[K, 2C + 1, h, w]`` for a domain with context C), the primary volume, the
+        K kept slice indices, (row, column) mm per pixel)``.
 
     Raises:
-        DataError: the group has other domains, bad voxels, or volumes on different grids (both files named).
+        DataError: the group has other domains, bad voxels, volumes on different grids (both files named), or a
+            2D image in a domain with context.
     """
     names = list(domains)
     if sorted(group) != sorted(names):
@@ -149,7 +159,19 @@ def aligned_slices(
         kept = np.flatnonzero(foreground[names[0]].mean(axis=(1, 2)) >= config.min_foreground)
         union = np.concatenate([mask[kept] for mask in foreground.values()])
         box = foreground_box(union) if config.crop_foreground else None
-    return {name: crop_to_box(stack[kept], box) for name, stack in slices.items()}, primary, kept, spacing
+    stacks = {}
+    for name, stack in slices.items():
+        context = domains[name].context
+        if not context:
+            stacks[name] = crop_to_box(stack[kept], box)
+            continue
+        if primary.array.ndim == 2:
+            raise DataError(f"a 2D image has no neighbouring slices for data.context={context}; 2.5D inputs need 3D "
+                            "volumes", volumes[name].path)
+        indices = neighbour_indices(kept, len(stack), context)
+        cropped = crop_to_box(stack[indices.ravel()], box)
+        stacks[name] = cropped.reshape(len(kept), indices.shape[1], *cropped.shape[-2:])
+    return stacks, primary, kept, spacing
 
 
 def check_same_grid(primary: Volume, other: Volume) -> None:
@@ -174,10 +196,11 @@ class DomainState:
     Args:
         config: the domain's data config (intensity settings and ``nan_policy``).
         label_map: the domain holds label values (no mapping; foreground is any non-zero label).
+        context: neighbouring slices on each side stacked with each slice (``Domain.context``).
     """
 
-    def __init__(self, config: DataConfig, label_map: bool = False) -> None:
-        self.config, self.label_map = config, label_map
+    def __init__(self, config: DataConfig, label_map: bool = False, context: int = 0) -> None:
+        self.config, self.label_map, self.context = config, label_map, context
         self.first: Volume | None = None
         self.modality: str | None = None
         self.mappings: list[IntensityMapping] = []

@@ -8,6 +8,10 @@
   ``mask`` takes each slice's tissue label map (``ORGANS``: 19 labels besides air). The render size follows
   ``data.resolution`` (256 px for 256 x 256 tiles). ``data.split`` picks disjoint patients: ``"train"``
   (default), ``"test"`` (held-out patients) or ``"all"``.
+* ``"ct-phantom-volumes"``: simulated whole patients (``medgan.data.phantom.volume_pairs``), ``lowdose:F`` only:
+  each patient's routine-dose volume (40 contiguous 2.5 mm slices) is the target and its dose-F scan (same anatomy,
+  independent noise) the input, so ``data.context`` finds true neighbouring slices. ``data.split`` picks disjoint
+  patients: ``"train"`` (8, default), ``"test"`` (4 held out) or ``"all"``.
 * ``"mni152"``: the T1 template; ``mask`` turns nilearn's bundled grey- and white-matter probability maps into
   a label map (``mni152_tissue``). One subject, so ``data.split`` holds out a slab of slice positions along
   ``data.axis`` (``slab_split``): ``"test"`` is a contiguous slab of ``SLAB_FRACTION`` of the kept slices in
@@ -29,6 +33,7 @@ from medgan.data.layouts.lits_msd import MASK_CLASSES, CtCase, find_lits_cases, 
 from medgan.data.phantom.pairs import phantom_pairs
 from medgan.data.phantom.sources import render_size, slice_volume
 from medgan.data.phantom.tissue import ORGANS
+from medgan.data.phantom.volume_pairs import VOLUME_SOURCE, phantom_volume_groups
 from medgan.data.readers import Volume, discovered_items, progress_over, read_label_map, read_volume
 from medgan.data.readers.nifti import read_nifti
 from medgan.data.sources import SOURCES, mni152_path
@@ -73,10 +78,10 @@ def derived_groups(config: DataConfig, degradation: Degradation, progress: bool 
         config: data config.
         degradation: the parsed ``data.degrade``.
         progress: progress bars over files, slices and renders.
-        patients: ct-phantom only: at most this many patients per patient set (quick tests).
+        patients: phantom sources only: at most this many patients per patient set (quick tests).
 
     Raises:
-        ConfigError: an embedded source that takes no degradation, ``mask`` on data without segmentations,
+        ConfigError: an embedded source that takes no degradation, ct-phantom-volumes with another than lowdose, ``mask`` on data without segmentations,
             ``data.extract`` other than slices, a ``data.split`` the source does not have.
         DataError: a missing path, unreadable files, a CT-only degradation on MR, a case without segmentation.
     """
@@ -84,6 +89,8 @@ def derived_groups(config: DataConfig, degradation: Degradation, progress: bool 
     if config.source == "ct-phantom":
         return DerivedGroups(_phantom(config, degradation, progress, patients), label_domains,
                              len(ORGANS) - 1 if degradation.name == "mask" else 0)
+    if config.source == VOLUME_SOURCE:
+        return DerivedGroups(phantom_volume_groups(config, degradation, progress, patients), label_domains)
     if config.source == "mni152":
         _check_split(config.split, "mni152")
         path = mni152_path()
@@ -93,8 +100,8 @@ def derived_groups(config: DataConfig, degradation: Degradation, progress: bool 
             return DerivedGroups(groups, label_domains, 2, path, slab=True)
         return DerivedGroups(_derived([target], degradation, config, progress), label_domains, 0, path, slab=True)
     if config.source in SOURCES:
-        raise ConfigError(f"config key 'data.degrade' works on ct-phantom, mni152 and image files, not on the "
-                          f"{config.source!r} source")
+        raise ConfigError(f"config key 'data.degrade' works on ct-phantom, {VOLUME_SOURCE}, mni152 and image files, "
+                          f"not on the {config.source!r} source")
     path = Path(config.source).expanduser()
     if not path.exists():
         raise DataError(f"no such file or folder (embedded sources: {', '.join(SOURCES.names())})", path)

@@ -15,7 +15,11 @@ are alternatives; ``pipeline.load_slices`` routes here when one is set):
 * ``data.degrade``: the input is derived from each target of ``data.source`` (``medgan.data.degrade``); the
   CT phantom renders true pairs instead; sources and splits in ``medgan.data.paired_sources``.
 
-``data.split``: ``"test"`` holds out patients (ct-phantom) or a slab of slices (mni152) of derived pairs. Files
+``data.context`` K (2.5D): each image input domain holds each slice with its K neighbours on each side, ``[N, 2K + 1,
+R, R]``, the slice first (``medgan.data.domains``; derived inputs are derived on the neighbours too); the target
+and label maps stay one slice. ``check_context`` refuses it where inputs have no neighbouring slices.
+
+``data.split``: ``"test"`` holds out patients (ct-phantom, ct-phantom-volumes) or a slab of slices (mni152) of derived pairs. Files
 have no held-out part: there ``"train"`` and ``"all"`` read every pair, and ``"test"``/``"val"`` are refused.
 
 Each target/input pair is one group of ``datasets.aligned_slices_from_volumes``: one voxel grid (a shape or
@@ -49,7 +53,7 @@ from medgan.errors import ConfigError, DataError
 
 LOG = logging.getLogger(__name__)
 CSV_COLUMNS = (INPUT, TARGET, MASK)
-HELD_OUT_SOURCES = ("ct-phantom", "mni152")  # sources whose derived pairs have a "test" split (paired_sources)
+HELD_OUT_SOURCES = ("ct-phantom", "ct-phantom-volumes", "mni152")  # sources whose derived pairs have a "test" split (paired_sources)
 
 
 def load_pairs(config: DataConfig, progress: bool = True) -> SliceSet:
@@ -63,10 +67,12 @@ def load_pairs(config: DataConfig, progress: bool = True) -> SliceSet:
         The paired slice set; ``degradation`` records ``data.degrade`` (normalized) when the input was derived.
 
     Raises:
-        ConfigError: none of the three is set, a bad ``data.degrade``, or ``data.split`` test/val on files.
+        ConfigError: none of the three is set, a bad ``data.degrade``, ``data.split`` test/val on files, or a
+            ``data.context`` the data cannot take (``check_context``).
         DataError: missing or unreadable files, unmatched names, pairs on different grids (both files named),
             a bad CSV (the CSV and row named), a degradation the data cannot take.
     """
+    check_context(config)
     held_out = config.degrade and config.source in HELD_OUT_SOURCES
     if config.split not in ("train", "all") and not held_out:
         # Files have no held-out part: "test" would silently give the training pairs back.
@@ -81,6 +87,29 @@ def load_pairs(config: DataConfig, progress: bool = True) -> SliceSet:
     raise ConfigError("paired data needs data.input, data.pairs or data.degrade")
 
 
+def check_context(config: DataConfig) -> None:
+    """Refuses ``data.context`` (2.5D inputs) where paired inputs have no neighbouring slices.
+
+    Raises:
+        ConfigError: context with ``data.domain_a`` (modality translation), with ``degrade=mask`` (a label-map
+            input), or on the ``ct-phantom`` source, whose pairs are separate 2D slices (``ct-phantom-volumes``,
+            whole phantom volumes, takes it).
+    """
+    if config.context <= 0:
+        return
+    key = f"config key 'data.context' is {config.context}"
+    if config.domain_a:
+        raise ConfigError(f"{key}: neighbouring slices are for paired inputs from data.input, data.pairs or "
+                          "data.degrade, not data.domain_a; set data.context=0")
+    if config.degrade and parse_degradation(config.degrade).name == "mask":
+        raise ConfigError(f"{key}: the input of degrade=mask is a label map, and context stacks image slices; set "
+                          "data.context=0")
+    if config.degrade and config.source == "ct-phantom":
+        raise ConfigError(f"{key}: the ct-phantom paired source renders separate 2D slices with no neighbours; "
+                          "use data.source ct-phantom-volumes (whole phantom volumes, as medgan demo denoise-volume "
+                          "does), or set data.context=0")
+
+
 def degraded_pairs(config: DataConfig, degradation: Degradation, progress: bool = True,
                    patients: int | None = None) -> SliceSet:
     """Pairs whose inputs ``degradation`` derives from the targets of ``config.source`` (``paired_sources``).
@@ -89,7 +118,7 @@ def degraded_pairs(config: DataConfig, degradation: Degradation, progress: bool 
         config: data config.
         degradation: the parsed ``data.degrade``.
         progress: progress bars.
-        patients: ct-phantom only: at most this many patients per patient set (quick tests).
+        patients: phantom sources only: at most this many patients per patient set (quick tests).
     """
     derived = derived_groups(config, degradation, progress, patients)
     sliced = finish_pairs(derived.groups, config, degradation, derived.label_domains, derived.channels)
@@ -142,7 +171,7 @@ def pairs_from_folders(targets: Path, inputs: Path | Sequence[Path], config: Dat
             group.update({name: read_volume(source, config.nan_policy) for name, source in zip(names, sources)})
             yield group
 
-    domains = {TARGET: Domain(), **{name: Domain() for name in names}}
+    domains = {TARGET: Domain(), **{name: Domain(context=config.context) for name in names}}
     sliced = aligned_slices_from_volumes(groups(), config, domains)
     return relative_sources(sliced, targets)
 
@@ -177,7 +206,8 @@ def pairs_from_csv(table: Path, config: DataConfig, progress: bool = True) -> Sl
     """
     rows = read_pair_table(table)
     with_mask = MASK in rows[0]
-    domains = {TARGET: Domain(), INPUT: Domain(), **({MASK: Domain(label_map=True)} if with_mask else {})}
+    domains = {TARGET: Domain(), INPUT: Domain(context=config.context),
+               **({MASK: Domain(label_map=True)} if with_mask else {})}
 
     def groups() -> Iterable[dict[str, Volume]]:
         for row in progress_over(rows, progress, "reading pairs"):
@@ -324,7 +354,8 @@ def finish_pairs(
         channels: for ``degrade=mask``, the labels one-hot encoded in the input (the label table's size).
     """
     names = [TARGET, INPUT, *[name for name in label_domains if name != INPUT]]
-    domains = {name: Domain(label_map=name in label_domains) for name in names}
+    domains = {name: Domain(label_map=name in label_domains, context=config.context if name == INPUT else 0)
+               for name in names}
     sliced = aligned_slices_from_volumes(groups, config, domains)
     if INPUT in label_domains:
         sliced.aligned[INPUT] = one_hot(sliced.aligned[INPUT], channels)
@@ -334,7 +365,8 @@ def finish_pairs(
             # Fitting blends the hole's edge into the pixels around it, and an MR input's own normalization moves
             # with the hole: the tiles are made exact instead, the target outside the (nearest-neighbour) hole
             # and the background (-1) inside, on the target's mapping.
-            sliced.aligned[INPUT] = torch.where(sliced.aligned[MASK] > 0, -1.0, sliced.images)
+            exact = torch.where(sliced.aligned[MASK] > 0, -1.0, sliced.images)
+            sliced.aligned[INPUT] = torch.cat([exact, sliced.aligned[INPUT][:, 1:]], dim=1)  # neighbours as derived
             sliced.mappings[INPUT] = sliced.mapping
     sliced.degradation = degradation.text
     return sliced

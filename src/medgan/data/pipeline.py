@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import medgan.data.cohort  # noqa: F401  (registers the "mni152-cohort" source, 2D and 3D)
 import medgan.data.layouts  # noqa: F401  (registers the LiTS, MSD and MedMNIST layouts)
 import medgan.data.phantom  # noqa: F401  (registers the "ct-phantom" and "ct-lesions" sources)
 from medgan.config import DataConfig
 from medgan.data.cache.store import is_cache, open_cache
+from medgan.data.cubes import load_cubes
 from medgan.data.datasets import SliceBuilder, SliceSet, relative_sources
 from medgan.data.labels import read_label_table, sorted_classes
 from medgan.data.modalities import load_modality_pairs
@@ -25,7 +27,7 @@ from medgan.errors import DataError
 
 
 def load_slices(config: DataConfig, progress: bool = True, skip_blank: bool = False) -> SliceSet:
-    """Loads ``config.source`` as training tiles.
+    """Loads ``config.source`` as training tiles (with ``config.dims`` 3: cubes, ``medgan.data.cubes``).
 
     Args:
         config: the data section of the run config. ``source`` is a registered embedded source name
@@ -45,6 +47,11 @@ def load_slices(config: DataConfig, progress: bool = True, skip_blank: bool = Fa
         DataError: missing path, unreadable or bad images, nothing left after filtering (the path is named);
             every image blank with ``skip_blank``.
     """
+    if config.dims == 3:
+        if is_cache(config.source):
+            raise DataError("a prepared cohort cache holds 2D tiles; data.dims 3 reads the volumes themselves: give "
+                            "their folder", config.source)
+        return load_cubes(config, progress)
     if is_cache(config.source):  # a prepared cohort (medgan prepare): tiles stay on disk, read by index
         return open_cache(config.source, config)
     if config.input or config.pairs or config.degrade:

@@ -203,6 +203,24 @@ def axis_name(axis: int, ndim: int = 3) -> str:
     return AXIS_NAMES.get(axis, f"axis {axis}") if ndim == 3 else "image"
 
 
+def neighbour_indices(centres: np.ndarray, count: int, context: int) -> np.ndarray:
+    """The slices a 2.5D input stacks for each centre slice (``data.context``): ``[len(centres), 2 * context + 1]``.
+
+    Each row is the centre itself first, then its neighbours nearest first, below before above (``z, z - 1,
+    z + 1, z - 2, z + 2, ...``), so channel 0 is always the slice being translated (the U-Net's residual start,
+    and every view that shows "the input"). Neighbours past either end of the ``count`` slices replicate the
+    nearest existing slice.
+
+    Args:
+        centres: indices of the centre slices along the slicing axis.
+        count: the number of slices along that axis.
+        context: neighbouring slices on each side (0: the centre alone, ``[len(centres), 1]``).
+    """
+    offsets = [0] + [sign * step for step in range(1, context + 1) for sign in (-1, 1)]
+    indices = np.asarray(centres, dtype=np.int64)[:, None] + np.asarray(offsets, dtype=np.int64)[None]
+    return np.clip(indices, 0, max(count - 1, 0))
+
+
 def crop_to_foreground(slices: np.ndarray, threshold: float = FOREGROUND_THRESHOLD, margin: float = 0.05) -> np.ndarray:
     """Crops a stack of unit-space slices [S, H, W] to the union bounding box of their foreground.
 

@@ -4,6 +4,8 @@
   ``SOURCES.get(name)(config)`` when ``config.source`` is a registered name.
 * ``LAYOUTS``: detectors tried (in name order) on a user path before the generic pipeline; each returns a
   ``SliceSet``, or None when the path is not its layout (LiTS, MSD, MedMNIST, ...).
+* ``VOLUME_SOURCES``: named sources of whole volumes for ``data.dims: 3``; ``medgan.data.cubes.load_cubes`` calls
+  ``VOLUME_SOURCES.get(name)(config)`` for a list of ``Volume`` objects in physical units.
 * ``SOURCE_FILES``: for sources backed by image files, a function giving those files, so that
   ``medgan info mni152`` can describe them file by file.
 """
@@ -16,11 +18,12 @@ from typing import Callable
 
 from medgan.config import DataConfig
 from medgan.data.datasets import SliceSet, relative_sources, slices_from_volumes
-from medgan.data.readers import read_volume
+from medgan.data.readers import Volume, read_volume
 from medgan.errors import DataError
 from medgan.registry import Registry
 
 SOURCES: Registry[Callable[[DataConfig], SliceSet]] = Registry("data source")
+VOLUME_SOURCES: Registry[Callable[[DataConfig], list[Volume]]] = Registry("volume source")
 LAYOUTS: Registry[Callable[[Path, DataConfig], SliceSet | None]] = Registry("dataset layout")
 SOURCE_FILES: Registry[Callable[[], list[Path]]] = Registry("data source file list")
 

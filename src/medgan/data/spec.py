@@ -48,8 +48,8 @@ class DataSpec:
     """What a trained model's tensors mean.
 
     Args:
-        resolution: square side of the training tiles in pixels.
-        spacing: in-plane (row, column) mm per pixel of the tiles.
+        resolution: square side of the training tiles in pixels (cube side in voxels for volumes).
+        spacing: in-plane (row, column) mm per pixel of the tiles; for volumes (D, H, W) mm per voxel.
         domains: the image domains; the first is the primary one (what a noise-to-image G produces).
         class_names: class name per label index (conditional runs), else empty.
         attribute_names: continuous attribute names (conditional runs with attribute columns), else empty.
@@ -60,10 +60,11 @@ class DataSpec:
         degradation: for derived pairs, how the inputs were made from the targets (e.g. ``"downsample:4"``).
         data_sha256: SHA-256 of the training tensors (``training_data_sha256``), the data's provenance in data
             cards and bundles; empty for specs written before it existed.
+        dims: 2 for images ``[C, R, R]``, 3 for volumes ``[C, R, R, R]`` (D superior, H anterior, W right).
     """
 
     resolution: int
-    spacing: tuple[float, float]
+    spacing: tuple[float, ...]
     domains: tuple[DomainSpec, ...]
     class_names: tuple[str, ...] = ()
     attribute_names: tuple[str, ...] = ()
@@ -73,6 +74,7 @@ class DataSpec:
     subjects: int = 0
     degradation: str = ""
     data_sha256: str = ""
+    dims: int = 2
 
     def __post_init__(self) -> None:
         if not self.domains:
@@ -135,6 +137,7 @@ class DataSpec:
             "subjects": self.subjects,
             "degradation": self.degradation,
             "data_sha256": self.data_sha256,
+            "dims": self.dims,
         }
 
     @classmethod
@@ -155,6 +158,7 @@ class DataSpec:
                 subjects=int(values.get("subjects", 0)),
                 degradation=str(values.get("degradation", "")),
                 data_sha256=str(values.get("data_sha256", "")),
+                dims=int(values.get("dims", 2)),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise DataError(f"malformed data spec ({type(error).__name__}: {error})") from None
@@ -192,6 +196,7 @@ def spec_of(data: "SliceSet", attributes: bool = True) -> DataSpec:
         subjects=len(set(data.subjects)),
         degradation=data.degradation,
         data_sha256=training_data_sha256(data),
+        dims=len(data.images.shape) - 2,
     )
 
 

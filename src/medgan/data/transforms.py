@@ -61,7 +61,8 @@ def aligned_augment(
     pixel-aligned: every tensor of the dict gets the same transform for the same batch index.
 
     Args:
-        tensors: name -> ``[N, C_name, H, W]``; the same N, H and W for all (channels may differ).
+        tensors: name -> ``[N, C_name, H, W]``; the same N, H and W for all (channels may differ). Volumes
+            ``[N, C, D, H, W]`` take flips only (along W, left-right).
         flip: flip each image left-right with probability 1/2.
         rotate_degrees: rotation angle drawn uniformly in ``[-rotate_degrees, rotate_degrees]``.
         scale: zoom factor drawn uniformly in ``[1 - scale, 1 + scale]``.
@@ -74,8 +75,11 @@ def aligned_augment(
     """
     first = next(iter(tensors.values()))
     for name, tensor in tensors.items():
-        if tensor.ndim != 4 or tensor.shape[0] != first.shape[0] or tensor.shape[2:] != first.shape[2:]:
+        if tensor.ndim != first.ndim or tensor.shape[0] != first.shape[0] or tensor.shape[2:] != first.shape[2:]:
             raise ValueError(f"aligned tensors must be [N, C, H, W] of one N, H, W; {name!r} is {tuple(tensor.shape)}")
+    if first.ndim not in (4, 5) or (first.ndim == 5 and (rotate_degrees > 0 or scale > 0)):
+        raise ValueError(f"classic augmentation takes [N, C, H, W] images (volumes [N, C, D, H, W]: flips only), got "
+                         f"{tuple(first.shape)}")
     count = first.shape[0]
     if count == 0:
         return dict(tensors)
@@ -83,7 +87,8 @@ def aligned_augment(
     if flip:
         # Flipping by indexing is exact, so the interpolation below is only paid for rotation and zoom.
         mirrored = _uniform(count, generator, first.device) < 0.5
-        out = {name: torch.where(mirrored[:, None, None, None], t.flip(-1), t) for name, t in out.items()}
+        mirrored = mirrored.reshape(count, *[1] * (first.ndim - 1))
+        out = {name: torch.where(mirrored, t.flip(-1), t) for name, t in out.items()}
     if rotate_degrees <= 0 and scale <= 0:
         return out
     angles = (2 * _uniform(count, generator, first.device) - 1) * math.radians(rotate_degrees)

@@ -24,8 +24,10 @@ import torch
 
 from medgan.data import load_slices
 from medgan.errors import CheckpointError, DataError
-from medgan.evaluation.membership import (ATTACKS, BOOTSTRAP_ROUNDS, AuditSide, attack_summary, discriminator_scores,
-                                          distance_scores)
+from medgan.evaluation.membership import (ATTACKS, BOOTSTRAP_ROUNDS, INVERSION_IMAGES, INVERSION_STEPS, AuditSide,
+                                          attack_summary, discriminator_scores, distance_scores, inversion_scores,
+                                          subsample)
+from medgan.inference.inversion import load_discriminator
 from medgan.metrics.features import DEFAULT_FEATURES, get_extractor
 from medgan.run import RunDir
 from medgan.utils import atomic_write_text
@@ -80,26 +82,10 @@ def audit_side(slices: Any, spec: Any) -> AuditSide:
     return AuditSide(slices.images.float(), list(slices.subjects), labels, attributes)
 
 
-def load_discriminator(run: RunDir, which: str = "best") -> tuple[torch.nn.Module, Any]:
-    """The run's discriminator (from the ``which`` checkpoint's task state) and the run's data spec."""
-    from medgan.checkpoint import load_module_state
-    from medgan.networks import build_discriminator
-
-    state, path = run.load_checkpoint(which)
-    inference = run.load_inference(which)
-    weights = (state.get("task") or {}).get("discriminator")
-    if not isinstance(weights, dict):
-        raise CheckpointError("the checkpoint holds no discriminator (e.g. an inference-only bundle)", path)
-    weights = {key.removeprefix("_module."): value for key, value in weights.items()}  # Opacus-wrapped D
-    spec, model = inference.spec, inference.config.model
-    discriminator = build_discriminator(model, spec.resolution, spec.channels, spec.num_classes, spec.num_attributes)
-    load_module_state(discriminator, weights, path, "discriminator")
-    return discriminator.eval(), spec
-
-
 def membership_audit(run_dir: str | Path | None, members: Any, non_members: Any, synthetic: torch.Tensor,
                      spec: Any = None, features: str = DEFAULT_FEATURES, seed: int = AUDIT_SEED,
-                     rounds: int = BOOTSTRAP_ROUNDS, progress: bool = False) -> dict:
+                     rounds: int = BOOTSTRAP_ROUNDS, progress: bool = False,
+                     inversion_images: int = INVERSION_IMAGES, inversion_steps: int = INVERSION_STEPS) -> dict:
     """Every attack on members vs non-members; the JSON-ready result (without inputs' descriptions).
 
     Args:
@@ -111,13 +97,15 @@ def membership_audit(run_dir: str | Path | None, members: Any, non_members: Any,
         seed: seed of the discriminator's batch order and of the bootstrap.
         rounds: bootstrap resamples.
         progress: progress bars.
+        inversion_images: images per side of the inversion attack (a seeded subsample; 0: no inversion attack).
+        inversion_steps: optimizer steps per start of the inversion attack.
     """
     check_disjoint(list(members.subjects), list(non_members.subjects), "--non-members")
     notes: list[str] = []
     discriminator = None
     if run_dir is not None:
         try:
-            discriminator, spec = load_discriminator(RunDir(run_dir))
+            discriminator, spec = load_discriminator(run_dir)
         except CheckpointError as error:
             notes.append(f"discriminator attack not available: {error.message}")
     if spec is None and run_dir is not None:
@@ -143,6 +131,10 @@ def membership_audit(run_dir: str | Path | None, members: Any, non_members: Any,
         else:
             scores["discriminator"] = discriminator_scores(discriminator, real, joined_labels, joined_attributes,
                                                            spec.num_classes, seed=seed)
+    inverted = None
+    if run_dir is not None and inversion_images > 0:
+        inverted = _inversion_attack(run_dir, sides, discriminator, (inversion_images, inversion_steps), seed, rounds,
+                                     notes)
     for side, name in zip(sides, ("members", "non-members")):
         if side.patients < 2:
             notes.append(f"only {side.patients} patient among the {name}: the bootstrap interval is not meaningful")
@@ -150,6 +142,8 @@ def membership_audit(run_dir: str | Path | None, members: Any, non_members: Any,
     for name, values in scores.items():
         attacks[name] = {"score": ATTACKS[name], **attack_summary(values[:count], sides[0].subjects, values[count:],
                                                                   sides[1].subjects, rounds=rounds, seed=seed)}
+    if inverted is not None:
+        attacks["inversion"] = {"score": ATTACKS["inversion"], **inverted}
     if len(sides[1].images) < 100:
         notes.append(f"{len(sides[1].images)} non-member images: TPR at 1% FPR needs at least 100 (see "
                      "tpr_at_zero_fpr)")
@@ -161,9 +155,36 @@ def membership_audit(run_dir: str | Path | None, members: Any, non_members: Any,
     }
 
 
+def _inversion_attack(run_dir: str | Path, sides: list[AuditSide], discriminator: Any, budget: tuple[int, int],
+                      seed: int, rounds: int, notes: list[str]) -> dict | None:
+    """The inversion attack on a seeded subsample of ``images`` per side: its summary with the counts, or None
+    (with a note) for runs it cannot invert. ``budget``: (images per side, optimizer steps)."""
+    from medgan.inference.inversion import DiscriminatorFeatures
+    from medgan.inference.sampling import load_generator
+
+    images, steps = budget
+    model = load_generator(run_dir)
+    if model.spec.dims != 2:
+        notes.append("inversion attack not available: 3D runs are not inverted yet")
+        return None
+    picked = [subsample(len(side.images), images, seed + offset) for offset, side in enumerate(sides)]
+    features = None if discriminator is None else DiscriminatorFeatures(discriminator)
+    scores = []
+    for side, rows in zip(sides, picked):
+        labels = None if side.labels is None else side.labels[torch.as_tensor(rows)]
+        scores.append(inversion_scores(model, side.images[torch.as_tensor(rows)], labels, features, steps=steps,
+                                       seed=seed))
+    subjects = [[side.subjects[int(i)] for i in rows] for side, rows in zip(sides, picked)]
+    summary = attack_summary(scores[0], subjects[0], scores[1], subjects[1], rounds=rounds, seed=seed)
+    summary["inverted"] = {"members": len(picked[0]), "non_members": len(picked[1]), "steps": steps,
+                           "subsample": f"at most {images} images per side, drawn with seed {seed}"}
+    return summary
+
+
 def run_audit(run_dir: str | Path, members: str, non_members: str, out: str | Path | None = None,
               samples: int = DEFAULT_SAMPLES, features: str = DEFAULT_FEATURES, seed: int = AUDIT_SEED,
-              rounds: int = BOOTSTRAP_ROUNDS, progress: bool = True) -> dict:
+              rounds: int = BOOTSTRAP_ROUNDS, progress: bool = True, inversion_images: int = INVERSION_IMAGES,
+              inversion_steps: int = INVERSION_STEPS) -> dict:
     """``medgan audit``: loads both sides, draws ``samples`` images from the run, attacks, writes ``audit.json``.
 
     Raises:
@@ -184,7 +205,8 @@ def run_audit(run_dir: str | Path, members: str, non_members: str, out: str | Pa
     check_disjoint(list(member_set.subjects), list(non_member_set.subjects), str(non_members))
     synthetic, _ = generate(run.path, samples, seed=seed, loaded=loaded)
     result = membership_audit(run.path, member_set, non_member_set, synthetic.detach().float().clamp(-1, 1),
-                              spec=loaded.spec, features=features, seed=seed, rounds=rounds, progress=progress)
+                              spec=loaded.spec, features=features, seed=seed, rounds=rounds, progress=progress,
+                              inversion_images=inversion_images, inversion_steps=inversion_steps)
     result["run"] = str(run.path)
     result["members"]["source"], result["non_members"]["source"] = member_text, non_member_text
     if out is not None:

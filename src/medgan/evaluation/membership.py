@@ -11,6 +11,11 @@ Attacks:
   real image to its nearest synthetic image among N samples; closer means more likely a member. Three distances:
   SSIM of the most similar synthetic image (``medgan.metrics.memorization``: candidates from the pixel and feature
   searches, SSIM on the display scale), Euclidean distance in the evaluation feature space, and pixel L2.
+* inversion (the reconstruction attack of Hilprecht et al. 2019 and GAN-Leaks' white-box variant, with
+  ``medgan.inference.inversion``): each real image is inverted (its latent optimized to reproduce it) and scored
+  by minus its reconstruction error ``(1 - SSIM) + L1`` (model units): a generator reconstructs what it was
+  trained on better than what it never saw. Inversion costs optimizer steps per image, so the attack runs on a
+  seeded subsample of each side (``INVERSION_IMAGES``) with a short search (``INVERSION_STEPS``).
 * discriminator (LOGAN, Hayes et al. 2019): the run's discriminator logit D(x); D is trained to call its training
   images real, so an overfitted D scores members higher. Images are scored in batches that mix members and
   non-members in a seeded random order, so D's minibatch-stddev feature sees no set-level difference. Conditional
@@ -47,7 +52,11 @@ ATTACKS = {  # name -> what a higher score means
     "distance_features": "minus the feature distance to the nearest synthetic image",
     "distance_pixels": "minus the pixel L2 distance to the nearest synthetic image",
     "discriminator": "the run's discriminator logit D(x) (LOGAN)",
+    "inversion": "minus the reconstruction error (1 - SSIM + L1) after inverting the image",
 }
+INVERSION_IMAGES = 64  # images per side the inversion attack inverts (a seeded subsample; 0 switches it off)
+INVERSION_STEPS = 100  # optimizer steps per start of the inversion attack
+INVERSION_RESTARTS = 2  # starts per image of the inversion attack
 
 
 @dataclass
@@ -202,3 +211,36 @@ def discriminator_scores(discriminator: nn.Module, images: torch.Tensor, labels:
             logits = discriminator(part, None if labels is None else labels[picked].long(), values)
         scores[picked] = logits.reshape(-1).double()
     return scores.numpy()
+
+
+def subsample(count: int, limit: int, seed: int) -> np.ndarray:
+    """Sorted indices of at most ``limit`` of ``count`` items, drawn without replacement with ``seed``."""
+    if count <= limit:
+        return np.arange(count)
+    return np.sort(np.random.default_rng(seed).choice(count, size=limit, replace=False))
+
+
+def inversion_scores(model, images: torch.Tensor, labels: torch.Tensor | None, features=None,
+                     steps: int = INVERSION_STEPS, restarts: int = INVERSION_RESTARTS, seed: int = 0) -> np.ndarray:
+    """Inversion-attack scores: minus ``(1 - SSIM) + L1`` of each image's reconstruction (higher = better
+    reconstructed = more likely a member).
+
+    Args:
+        model: the run's ``NoiseToImage`` (2D).
+        images: [Q, C, R, R] in [-1, 1].
+        labels: [Q] classes for a conditional run (None: every class is tried).
+        features: the run's ``DiscriminatorFeatures`` for the objective, or None.
+        steps: optimizer steps per start.
+        restarts: starts per image.
+        seed: seed of the starts.
+
+    Returns:
+        [Q] float64 scores.
+    """
+    from medgan.inference.inversion import InversionConfig, invert
+    from medgan.metrics.image import ssim
+
+    config = InversionConfig(steps=steps, restarts=restarts, seed=seed)
+    result = invert(model, images.float(), config, labels, features)
+    error = (1 - ssim(result.images, images.float())) + (result.images - images.float()).abs().flatten(1).mean(1)
+    return -error.double().numpy()

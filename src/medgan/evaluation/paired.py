@@ -159,7 +159,8 @@ def measure(data: SliceSet, inputs: torch.Tensor, gan: torch.Tensor, spec: Any, 
     target = np.asarray(mapping.to_physical(target_unit))
     first = input_domains[0]
     input_mapping = data.mappings.get(first) and spec.domain(first).mapping
-    physical_input = np.asarray(input_mapping.to_physical(as_stack(data.aligned[first]))) if input_mapping else None
+    centre = data.aligned[first][:, :1]  # a 2.5D input's slice itself (its neighbours follow on the channels)
+    physical_input = np.asarray(input_mapping.to_physical(as_stack(centre))) if input_mapping else None
     holes = as_stack(data.aligned["mask"]) > 0 if "mask" in data.aligned and "mask" not in data.mappings else None
     body, rule = body_mask(target, target_unit, mapping)
     kind = degrade_kind(degrade)

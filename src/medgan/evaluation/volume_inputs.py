@@ -21,7 +21,7 @@ with background (-1). Down-sampling first averages whole blocks of voxels (``ada
 part of the factor, an anti-aliasing filter), then interpolates trilinearly. Nothing is cropped: real and
 synthetic volumes go through the same steps.
 
-Refused, each as one line naming the file (``medgan.evaluation.volume_rules`` has the limits): 2D images (a PNG,
+Refused, each as one line naming the file (``medgan.config.volume_rules`` has the limits): 2D images (a PNG,
 a 2D NIfTI, a single-frame DICOM, a NumPy stack of 2D images), 2D images mixed with volumes, volumes with fewer than
 ``MIN_VOXELS`` voxels along an axis, and voxel spacing more anisotropic than ``MAX_ANISOTROPY``. Blank (constant)
 real or training volumes are left out with a note, as in 2D.
@@ -37,35 +37,17 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from medgan.config import DataConfig
 from medgan.data import IntensityMapping, read_volume
+from medgan.data.cubes import VOLUME_FORMATS, VolumeRecord, check_geometry, first_flat, unit_cube
 from medgan.data.domains import DomainState
 from medgan.data.readers import Volume, discovered_items, file_kind, nifti_shape, progress_over
 from medgan.data.readers.base import BlankImageError
-from medgan.data.slicing import BACKGROUND, to_canonical
+from medgan.data.slicing import to_canonical
 from medgan.errors import DataError
 from medgan.evaluation.inputs import float_array
 from medgan.evaluation.shareable import shared_name
-from medgan.evaluation.volume_rules import MAX_ANISOTROPY, MIN_VOXELS
-from medgan.metrics.volume_similarity import xyz_to_dhw
-
-VOLUME_FORMATS = "3D NIfTI, a DICOM series, or a NumPy stack [N, D, H, W]"
-
-
-@dataclass
-class VolumeRecord:
-    """Where one evaluated volume came from: its name under the set's path and its source geometry (RAS order)."""
-
-    name: str
-    shape: tuple[int, int, int]  # voxels along x, y, z
-    spacing: tuple[float, float, float]  # mm along x, y, z
-    voxel_mm: float  # edge of the cube's isotropic voxels
-
-    @property
-    def anisotropy(self) -> float:
-        return max(self.spacing) / min(self.spacing)
 
 
 @dataclass
@@ -107,6 +89,26 @@ class _Raw:
     unit: bool
     mapping: IntensityMapping | None
     name: str
+
+
+def count_volumes(source: str | Path, role: str = "real") -> int:
+    """How many volumes ``source`` holds, from its files and NumPy headers alone: nothing is resampled (blank
+    volumes, which ``load_volume_set`` leaves out, are counted).
+
+    Raises:
+        DataError: a missing path, a folder without images.
+    """
+    path = Path(str(source)).expanduser()
+    if not path.exists():
+        raise DataError(f"{role} volumes not found", path)
+    total = 0
+    for item in discovered_items(path):
+        if item.is_file() and file_kind(item) == "numpy":
+            shape = np.load(item, mmap_mode="r").shape if item.suffix == ".npy" else float_array(item).shape
+            total += shape[0] if len(shape) >= 4 else 1
+        else:
+            total += 1
+    return total
 
 
 def load_volume_set(source: str | Path, role: str, config: DataConfig, side: int, progress: bool = False,
@@ -171,17 +173,11 @@ def load_volume_set(source: str | Path, role: str, config: DataConfig, side: int
 
 def _check_declared_dimensions(items: list[Path]) -> None:
     """Refuses 2D images found from headers alone (pictures, NIfTI), before any voxel is read."""
-    dimensions = {}
-    for item in items:
-        kind = file_kind(item) if item.is_file() else None
-        if kind == "picture":
-            dimensions[item] = 2
-        elif kind == "nifti":
-            dimensions[item] = 2 if len(nifti_shape(item)) == 2 else 3
-    flat = [item for item, count in dimensions.items() if count == 2]
-    if flat:
-        solid = [item for item, count in dimensions.items() if count == 3]
-        raise _flat_error(flat[0], solid[0] if solid else None)
+    flat = first_flat(items)
+    if flat is not None:
+        solid = [item for item in items if item.is_file() and file_kind(item) == "nifti" and item != flat
+                 and len(nifti_shape(item)) == 3]
+        raise _flat_error(flat, solid[0] if solid else None)
 
 
 def _flat_error(item: Path, volume: Path | None) -> DataError:
@@ -238,15 +234,7 @@ def _to_cube(raw: _Raw, role: str, state: DomainState, side: int,
              decoder: IntensityMapping | None) -> tuple[torch.Tensor, VolumeRecord]:
     """One volume checked, mapped to [-1, 1] and fitted to the cube: ``([1, S, S, S], its record)``."""
     volume = to_canonical(raw.volume)
-    shape = tuple(int(size) for size in volume.array.shape)
-    spacing = tuple(float(size) for size in volume.spacing)
-    if min(shape) < MIN_VOXELS:
-        raise DataError(f"volume of {' x '.join(map(str, shape))} voxels; --dims 3 needs at least {MIN_VOXELS} "
-                        "voxels along every axis", volume.path)
-    if max(spacing) / min(spacing) > MAX_ANISOTROPY:
-        raise DataError(f"voxel spacing {' x '.join(f'{size:g}' for size in spacing)} mm is too anisotropic for "
-                        f"--dims 3: largest / smallest spacing is {max(spacing) / min(spacing):.3g}, the limit is "
-                        f"{MAX_ANISOTROPY:g}; resample it to more even spacing first", volume.path)
+    check_geometry(volume)
     if raw.unit:
         values = np.clip(volume.array, -1.0, 1.0)
     else:
@@ -259,34 +247,4 @@ def _to_cube(raw: _Raw, role: str, state: DomainState, side: int,
         if mapping is None:
             raise DataError("synthetic volumes are in physical units but no intensity mapping is known", volume.path)
         values = mapping.to_unit(volume.array.astype(np.float32, copy=False))
-    cube, voxel = fit_volume(xyz_to_dhw(values)[0], spacing[::-1], side)
-    return cube[None], VolumeRecord(raw.name, shape, spacing, voxel)
-
-
-def fit_volume(volume: torch.Tensor, spacing: tuple[float, ...], side: int) -> tuple[torch.Tensor, float]:
-    """A ``[D, H, W]`` volume in [-1, 1] resampled to ``[side, side, side]`` with its physical proportions kept.
-
-    Args:
-        volume: the volume in model units.
-        spacing: mm per voxel along D, H, W.
-        side: output voxels per side.
-
-    Returns:
-        ``(cube, voxel mm)``: isotropic voxels of (longest extent / side) mm; shorter extents centre-padded with
-        background (-1).
-    """
-    extents = [size * step for size, step in zip(volume.shape, spacing)]
-    voxel = max(extents) / side
-    target = [min(side, max(1, round(extent / voxel))) for extent in extents]
-    values = volume.float()[None, None]
-    blocks = [max(1, size // goal) for size, goal in zip(volume.shape, target)]
-    if max(blocks) > 1:  # anti-aliasing: average whole blocks first, so no voxel is skipped when shrinking
-        values = F.adaptive_avg_pool3d(values, [size // block for size, block in zip(volume.shape, blocks)])
-    if list(values.shape[2:]) != target:
-        values = F.interpolate(values, size=target, mode="trilinear", align_corners=False)
-    values = values[0, 0].clamp(-1.0, 1.0)
-    padding = []
-    for size in reversed(values.shape):  # F.pad lists the last axis first
-        before = (side - size) // 2
-        padding += [before, side - size - before]
-    return F.pad(values, padding, value=BACKGROUND).contiguous(), float(voxel)
+    return unit_cube(volume, values, side, raw.name)

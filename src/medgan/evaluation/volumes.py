@@ -39,7 +39,7 @@ from medgan.evaluation.evaluate import _json_ready
 from medgan.evaluation.inputs import _subset
 from medgan.evaluation.shareable import scrub, shared_name
 from medgan.evaluation.volume_inputs import VOLUME_FORMATS, VolumeSet, load_volume_set
-from medgan.evaluation.volume_rules import INTENSITY_KEYS, MAX_ANISOTROPY, MIN_VOXELS, SIDE_RANGE, VOLUME_SIDE
+from medgan.config.volume_rules import INTENSITY_KEYS, MAX_ANISOTROPY, MIN_VOXELS, SIDE_RANGE, VOLUME_SIDE
 from medgan.metrics.bootstrap import CONFIDENCE, RESAMPLES
 from medgan.metrics.catalog import VOLUME_METRICS, interval, lookup
 from medgan.metrics.features import DEFAULT_FEATURES, get_extractor

@@ -24,6 +24,7 @@ from medgan.export.dicom import write_dicom
 from medgan.export.nifti import NIFTI_SUFFIXES, centred_affine, write_nifti
 from medgan.export.npy import write_npy
 from medgan.export.png import read_png_physical, write_png
+from medgan.export.volumes import export_volumes, is_volume_batch
 
 __all__ = [
     "WRITERS",
@@ -53,12 +54,14 @@ def export(
     """Writes images in one of the formats registered in ``WRITERS``; used by ``medgan sample --format``.
 
     Args:
-        images: [N, 1, H, W] or [N, H, W] values in [-1, 1].
+        images: [N, 1, H, W] or [N, H, W] values in [-1, 1]; or volumes [N, 1, D, H, W] of a 3D run, written
+            by ``medgan.export.volumes`` (nifti: one file per volume; npy: one [N, D, H, W] stack).
         out: a folder (png, png16, dicom; for nifti/npy a folder gets ``samples.nii.gz``/``samples.npy``) or a
             ``.nii``/``.nii.gz``/``.npy`` file.
         fmt: a name in ``WRITERS`` (png, png16, nifti, npy, dicom).
         mapping: [-1, 1] -> physical units (from the run); None keeps the unit range.
-        spacing: (row, column) mm per pixel (a third value sets the slice spacing for nifti/dicom).
+        spacing: (row, column) mm per pixel (a third value sets the slice spacing for nifti/dicom); for volumes
+            (D, H, W) mm per voxel.
         modality: DICOM modality; None means CT for HU mappings and MR otherwise.
         prefix: file name prefix for per-image formats.
 
@@ -70,6 +73,8 @@ def export(
         DataError: bad images or a write failure (nothing left behind).
     """
     writer = WRITERS.get(fmt)
+    if is_volume_batch(images):
+        return export_volumes(images, Path(out), fmt, mapping, spacing, prefix)
     return writer(images, Path(out), ExportOptions(mapping=mapping, spacing=spacing, modality=modality, prefix=prefix))
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from medgan.data.intensity import IntensityMapping
+from medgan.data.readers.base import centred_affine
 from medgan.errors import ConfigError, DataError
 from medgan.export.common import (
     SYNTHETIC_TAG,
@@ -37,21 +38,6 @@ def _volume_from_slices(stack: np.ndarray) -> np.ndarray:
     (x) and anterior (y); so flip both, then put columns on x and rows on y.
     """
     return np.ascontiguousarray(np.flip(stack, axis=(1, 2)).transpose(2, 1, 0))
-
-
-def centred_affine(shape: tuple[int, int, int], spacing: tuple[float, float, float]) -> np.ndarray:
-    """A RAS+ voxel -> mm affine with the given (x, y, z) voxel sizes, centred on the world origin.
-
-    Args:
-        shape: (X, Y, Z) voxel counts.
-        spacing: (x, y, z) mm per voxel.
-
-    Returns:
-        4x4 float64 affine.
-    """
-    affine = np.diag([*spacing, 1.0])
-    affine[:3, 3] = [-(count - 1) / 2.0 * size for count, size in zip(shape, spacing)]
-    return affine
 
 
 def write_nifti(
@@ -95,7 +81,7 @@ def write_nifti(
     if storage not in ("float32", "int16"):
         raise ConfigError(f"NIfTI dtype must be float32 or int16, got {storage!r}")
     image = nibabel.Nifti1Image(volume, affine)
-    _mark_nifti_header(image, mapping, np.dtype(storage))
+    mark_synthetic_header(image, mapping, np.dtype(storage))
     with all_or_nothing(path.parent) as batch:
         with batch.file(path.name) as temporary:
             nibabel.save(image, temporary)
@@ -116,7 +102,7 @@ def _checked_affine(affine: np.ndarray) -> np.ndarray:
     return matrix
 
 
-def _mark_nifti_header(image: Any, mapping: IntensityMapping | None, dtype: np.dtype) -> None:
+def mark_synthetic_header(image: Any, mapping: IntensityMapping | None, dtype: np.dtype) -> None:
     """Storage type, units, qform/sform, display window and the SYNTHETIC markers of a Nifti1Image."""
     header = image.header
     header.set_data_dtype(dtype)  # for int16, nibabel picks scl_slope/scl_inter that cover the data on save

@@ -6,6 +6,8 @@ translated on its own, named after its file); the same kind comes out:
 * volumes are reoriented to RAS and sliced along the run's axis exactly as in training, translated in batches
   of slices (memory stays bounded by the volume itself), and put back in the input's own voxel order, so a
   NIfTI output keeps the input's affine and header geometry;
+* 2.5D runs (``data.context`` K) get each slice with its K neighbours on each side, read with each batch (the
+  end slices replicated past the volume's ends, as in training); a 2D image has no neighbours and is refused;
 * intensities go through the run's stored mappings: a CT window in HU for CT domains, a per-volume
   normalization (fitted like in training) for MR domains, and back to the target's physical units;
 * where the input and the target share one CT window, values outside it (air, dense bone) are passed through
@@ -29,7 +31,7 @@ from medgan.data.intensity import IntensityMapping, mri_mapping
 from medgan.data.pairs import one_hot, region_mask
 from medgan.data.readers import Volume, discovered_items, file_kind, read_volume
 from medgan.data.readers.base import check_writable_geometry, suffix_of
-from medgan.data.slicing import upright_view
+from medgan.data.slicing import neighbour_indices, upright_view
 from medgan.errors import ConfigError, DataError
 from medgan.export.common import all_or_nothing
 from medgan.export.derived import series_files, write_derived_dicom
@@ -61,6 +63,9 @@ def translate_volume(model: Translator, volumes: dict[str, Volume], progress: bo
     if not names:
         raise ConfigError(f"no input images: give at least one of {', '.join(model.input_domains)}")
     first = volumes[names[0]]
+    if model.context and first.array.ndim != 3:
+        raise DataError(f"this run translates 3D volumes: each slice goes in with {model.context} neighbouring "
+                        f"slice(s) on each side (data.context={model.context}), and a 2D image has none", first.path)
     for name in names[1:]:
         if volumes[name].array.shape != first.array.shape:
             raise DataError(f"{name} has shape {volumes[name].array.shape} but {names[0]} has {first.array.shape} "
@@ -78,8 +83,8 @@ def translate_volume(model: Translator, volumes: dict[str, Volume], progress: bo
     batch = slices_per_batch(*result_slices.shape[-2:])
     starts = range(0, result_slices.shape[0], batch)
     for start in progress_bar(starts, desc="translate", unit="batch", disable=not progress, leave=False):
-        stop = start + batch
-        inputs = model.stack({name: torch.from_numpy(_unit_slices(model, name, mapping, view[start:stop]))
+        stop = min(start + batch, result_slices.shape[0])
+        inputs = model.stack({name: torch.from_numpy(_unit_slices(model, name, mapping, view, start, stop))
                               for name, mapping, view in zip(names, mappings, views)})
         unit = model.translate(inputs)[:, 0].numpy()
         values = np.asarray(target.to_physical(unit), dtype=np.float32)
@@ -140,11 +145,17 @@ def _input_mapping(model: Translator, name: str, volume: Volume) -> IntensityMap
     return domain.mapping
 
 
-def _unit_slices(model: Translator, name: str, mapping: IntensityMapping | None, physical: np.ndarray) -> np.ndarray:
-    """Upright physical slices ``[B, H, W]`` of a domain as the network takes them, ``[B, C, H, W]`` in [-1, 1]."""
+def _unit_slices(model: Translator, name: str, mapping: IntensityMapping | None, physical: np.ndarray, start: int,
+                 stop: int) -> np.ndarray:
+    """Slices ``start:stop`` of a domain's upright physical slices ``[S, H, W]`` as the network takes them,
+    ``[B, C, H, W]`` in [-1, 1]: an image domain of a 2.5D run with each slice's neighbours on its channels
+    (``neighbour_indices``, read from the few slices around the batch)."""
     if mapping is None:
-        return _encode_labels(physical, model.spec.domain(name).channels)
-    return np.asarray(mapping.to_unit(physical), dtype=np.float32)[:, None]
+        return _encode_labels(physical[start:stop], model.spec.domain(name).channels)
+    indices = neighbour_indices(np.arange(start, stop), len(physical), model.context)  # [B, 2K + 1]
+    low, high = int(indices.min()), int(indices.max())
+    unit = np.asarray(mapping.to_unit(physical[low : high + 1]), dtype=np.float32)
+    return unit[indices - low]
 
 
 def _encode_labels(labels: np.ndarray, channels: int) -> np.ndarray:

@@ -26,17 +26,21 @@ MAX_SAMPLES = 100_000  # images per call, whatever their size
 MAX_SAMPLE_VALUES = 2**30  # float32 values per call (4 GiB; the export holds a few copies): bounds large images
 
 
-def check_sample_count(n: int, resolution: int, option: str = "--n") -> None:
-    """Raises ConfigError naming ``option`` unless ``n`` images of ``resolution`` px fit in one call.
+def check_sample_count(n: int, resolution: int, option: str = "--n", dims: int = 2) -> None:
+    """Raises ConfigError naming ``option`` unless ``n`` images of ``resolution`` px (volumes with ``dims`` 3) fit
+    in one call.
 
     The bound keeps a typo (``--n 100000000``) from reaching the allocator: at most ``MAX_SAMPLES`` images and
     ``MAX_SAMPLE_VALUES`` values; larger sets are drawn in several calls with different seeds.
     """
-    limit = max(1, min(MAX_SAMPLES, MAX_SAMPLE_VALUES // (resolution * resolution)))
+    limit = max(1, min(MAX_SAMPLES, MAX_SAMPLE_VALUES // resolution**dims))
     if not 1 <= n <= limit:
         hint = " (draw larger sets in several calls with different --seed)" if option == "--n" else ""
-        raise ConfigError(f"{option} must be between 1 and {limit:,} for {resolution}x{resolution} images per "
-                          f"call{hint}, got {n}")
+        what = "x".join([str(resolution)] * dims) + (" volumes" if dims == 3 else " images")
+        raise ConfigError(f"{option} must be between 1 and {limit:,} for {what} per call{hint}, got {n}")
+
+
+_CONVOLUTIONS = (nn.Conv2d, nn.ConvTranspose2d, nn.Conv3d, nn.ConvTranspose3d)  # foldable with BatchNorm
 
 
 def inference_copy(generator: nn.Module) -> nn.Module:
@@ -51,11 +55,14 @@ def inference_copy(generator: nn.Module) -> nn.Module:
     for sequential in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
         for i in range(len(sequential) - 1):
             conv, norm = sequential[i], sequential[i + 1]
-            if (type(conv) in (nn.Conv2d, nn.ConvTranspose2d) and type(norm) is nn.BatchNorm2d
+            if (type(conv) in _CONVOLUTIONS and type(norm) in (nn.BatchNorm2d, nn.BatchNorm3d)
                     and norm.running_mean is not None and not parametrize.is_parametrized(conv)):
-                sequential[i] = fuse_conv_bn_eval(conv, norm, transpose=isinstance(conv, nn.ConvTranspose2d))
+                transposed = isinstance(conv, (nn.ConvTranspose2d, nn.ConvTranspose3d))
+                sequential[i] = fuse_conv_bn_eval(conv, norm, transpose=transposed)
                 sequential[i + 1] = nn.Identity()
-    return model.to(memory_format=torch.channels_last)
+    volumetric = any(isinstance(m, (nn.Conv3d, nn.ConvTranspose3d)) for m in model.modules())
+    return model.to(memory_format=torch.channels_last_3d if volumetric else torch.channels_last)
+
 
 
 def generator_state(generator: torch.nn.Module) -> dict[str, Any]:
@@ -85,7 +92,8 @@ class NoiseToImage:
         return self.spec.mapping
 
     @property
-    def spacing(self) -> tuple[float, float]:
+    def spacing(self) -> tuple[float, ...]:
+        """(row, column) mm per pixel; (D, H, W) mm per voxel for volumes."""
         return self.spec.spacing
 
     @property
@@ -140,7 +148,7 @@ class NoiseToImage:
             values = attributes.expand(z.shape[0], -1) if attributes is not None else None
             chunks.append(self._fast(z, part, values).float().contiguous())
         if not chunks:
-            return noise.new_zeros((0, self.spec.channels, self.spec.resolution, self.spec.resolution))
+            return noise.new_zeros((0, self.spec.channels, *[self.spec.resolution] * self.spec.dims))
         return torch.cat(chunks)
 
     def generate(self, n: int, seed: int = 0, class_name: str | None = None,
@@ -162,11 +170,12 @@ class NoiseToImage:
             labels = torch.full((n,), index) if index is not None else torch.arange(n) % len(self.class_names)
         return self.forward(noise, labels, vector)
 
-    def interpolate(self, steps: int = 8, rows: int = 4, seed: int = 0) -> torch.Tensor:
+    def interpolate(self, steps: int = 8, rows: int = 4, seed: int = 0, class_name: str | None = None) -> torch.Tensor:
         """Latent interpolation grid: ``rows`` spherical paths between random z pairs, ``steps`` images each.
 
         Spherical interpolation (slerp) keeps the intermediate z at the norm the generator saw in training,
-        which linear interpolation through the origin would not.
+        which linear interpolation through the origin would not. Conditional runs draw every row as
+        ``class_name`` (default: the classes in turn, one per row).
 
         Returns:
             [rows * steps, C, R, R] images in [-1, 1], row-major.
@@ -177,8 +186,10 @@ class NoiseToImage:
         weights = torch.linspace(0, 1, steps)
         noise = torch.stack([slerp(start, end, float(t)) for t in weights], dim=1).reshape(rows * steps, -1)
         labels = None
+        index = self.class_index(class_name)
         if self.class_names:
-            labels = (torch.arange(rows) % len(self.class_names)).repeat_interleave(steps)
+            labels = torch.full((rows,), index) if index is not None else torch.arange(rows) % len(self.class_names)
+            labels = labels.repeat_interleave(steps)
         return self.forward(noise, labels, self.attribute_vector(None))
 
 
@@ -198,6 +209,6 @@ def load_noise_to_image(state: RunState, direction: str | None = None) -> NoiseT
         raise ConfigError(f"this run generates images from noise; it has no direction {direction!r}", state.path)
     spec = state.spec
     generator = build_generator(state.config.model, spec.resolution, spec.channels, spec.num_classes,
-                                spec.num_attributes)
+                                spec.num_attributes, spatial_dims=spec.dims)
     load_module_state(generator, state.inference.get("generator"), state.path, "generator")
     return NoiseToImage(generator, state.config, spec, state.path)

@@ -73,7 +73,8 @@ def class_labels(loaded: NoiseToImage, n: int, class_name: str | None = None) ->
 def privacy_filter(images: torch.Tensor, loaded: NoiseToImage, seed: int = 0, class_name: str | None = None,
                    attributes: dict[str, float] | None = None, threshold: float = NEAR_COPY_SSIM,
                    progress: bool = False) -> tuple[torch.Tensor, dict[str, Any]]:
-    """The export gate: replaces synthetic images that the memorization audit calls near copies of a training image.
+    """The export gate: replaces synthetic images that the memorization audit calls near copies of a training image
+    (3D runs: volumes near copies of a training volume by 3D SSIM, the ``evaluate --dims 3`` audit).
 
     The training images are the run's own data, re-read with its data config. A near copy is an image whose SSIM to
     its nearest training image (``medgan.metrics.memorization``) reaches ``threshold``. Each one is replaced by a new
@@ -99,12 +100,20 @@ def privacy_filter(images: torch.Tensor, loaded: NoiseToImage, seed: int = 0, cl
     except DataError as error:  # e.g. a bundle (its config withholds the data location) or moved data
         raise DataError(f"--privacy-filter compares with the run's training data, which cannot be read: "
                         f"{error.message}", error.path) from None
-    extractor = get_extractor(DEFAULT_FEATURES)
-    index = TrainingIndex(train, extract_features(train, extractor, what="training images"))
+    if train.dim() == 5:  # a 3D run: its nearest training volume by 3D SSIM (medgan.metrics.volume_memorization)
+        from medgan.metrics.volume_memorization import VolumeIndex
 
-    def near_copies(batch: torch.Tensor) -> np.ndarray:
-        found = index.nearest(batch.float(), extract_features(batch.float(), extractor, what="synthetic images"))
-        return np.flatnonzero(found.ssim >= threshold)
+        volume_index = VolumeIndex(train)
+
+        def near_copies(batch: torch.Tensor) -> np.ndarray:
+            return np.flatnonzero(volume_index.nearest(batch.float()).ssim >= threshold)
+    else:
+        extractor = get_extractor(DEFAULT_FEATURES)
+        index = TrainingIndex(train, extract_features(train, extractor, what="training images"))
+
+        def near_copies(batch: torch.Tensor) -> np.ndarray:
+            found = index.nearest(batch.float(), extract_features(batch.float(), extractor, what="synthetic images"))
+            return np.flatnonzero(found.ssim >= threshold)
 
     images = images.clone()
     labels = class_labels(loaded, images.shape[0], class_name)
@@ -122,7 +131,9 @@ def privacy_filter(images: torch.Tensor, loaded: NoiseToImage, seed: int = 0, cl
     keep = np.setdiff1d(np.arange(images.shape[0]), flagged)
     record = {"enabled": True, "threshold": threshold, "checked": int(images.shape[0]), "near_copies": first,
               "replaced": first - len(flagged), "dropped": len(flagged), "training_images": int(train.shape[0]),
-              "rule": "SSIM to the nearest training image >= threshold (medgan.metrics.memorization)"}
+              "rule": ("3D SSIM to the nearest training volume >= threshold (medgan.metrics.volume_memorization)"
+                       if train.dim() == 5 else
+                       "SSIM to the nearest training image >= threshold (medgan.metrics.memorization)")}
     return images[torch.as_tensor(keep)], record
 
 

@@ -4,6 +4,10 @@ Several input modalities (e.g. T1 + T2 -> CT) are stacked as channels in the run
 availability channel per modality (1 present, 0 missing), and a missing modality is a zero image: one model
 serves patients with incomplete protocols (``optional_domains``, ``stack_inputs``). Label maps and masks are
 never optional and a single input modality has no availability channel, so such runs are unchanged.
+
+2.5D runs (``data.context`` K > 0) take each image input domain as ``2K + 1`` channels: the slice, then its
+neighbours (``medgan.data.slicing.neighbour_indices``); the inference state records K (``"context"``), and
+``medgan.inference.files`` stacks the neighbours of each slice of a volume.
 """
 
 from __future__ import annotations
@@ -132,11 +136,12 @@ def build_translator(config: RunConfig, spec: DataSpec, input_domains: tuple[str
 
 
 def translator_state(generator: torch.nn.Module, input_domains: tuple[str, ...], target: str | tuple[str, ...],
-                     optional: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The inference state of one translation direction (``target``: one domain, or several stacked)."""
+                     optional: tuple[str, ...] = (), context: int = 0) -> dict[str, Any]:
+    """The inference state of one translation direction (``target``: one domain, or several stacked; ``context``:
+    the neighbouring slices on each side that join each input slice, ``data.context``)."""
     targets = [target] if isinstance(target, str) else list(target)
     return {"kind": KIND, "generator": generator.state_dict(), "inputs": list(input_domains), "target": targets[0],
-            "targets": targets, "optional": list(optional)}
+            "targets": targets, "optional": list(optional), "context": int(context)}
 
 
 class Translator:
@@ -153,11 +158,12 @@ class Translator:
         targets: every output domain, in channel order (default: ``(target,)``).
         direction: for unpaired runs, "a2b" or "b2a"; "" otherwise.
         directions: every direction the run has ("" for paired runs).
+        context: 2.5D runs: neighbouring slices on each side stacked with each slice of an image input domain.
     """
 
     def __init__(self, generator: torch.nn.Module, config: RunConfig, spec: DataSpec, input_domains: tuple[str, ...],
                  target: str, checkpoint: Path, optional: tuple[str, ...] = (), targets: tuple[str, ...] = (),
-                 direction: str = "", directions: tuple[str, ...] = ()) -> None:
+                 direction: str = "", directions: tuple[str, ...] = (), context: int = 0) -> None:
         self.generator = generator.eval()
         self.config = config
         self.spec = spec
@@ -168,6 +174,7 @@ class Translator:
         self.targets = targets or (target,)
         self.direction = direction
         self.directions = directions
+        self.context = context
 
     @property
     def in_channels(self) -> int:
@@ -215,9 +222,10 @@ def load_translator(state: RunState, direction: str | None = None) -> Translator
         inputs = tuple(str(n) for n in inference["inputs"])
         targets = tuple(str(n) for n in inference.get("targets", [inference["target"]]))
         optional = tuple(str(n) for n in inference.get("optional", []))
+        context = int(inference.get("context", state.config.data.context))
         generator = build_translator(state.config, state.spec, inputs, targets)
-    except (KeyError, TypeError, DataError) as error:
+    except (KeyError, TypeError, ValueError, DataError) as error:
         raise CheckpointError(f"image-to-image inference state is incomplete ({error})", state.path) from None
     load_module_state(generator, inference.get("generator"), state.path, "generator")
     return Translator(generator, state.config, state.spec, inputs, targets[0], state.path, optional, targets, name,
-                      tuple(directions))
+                      tuple(directions), context)

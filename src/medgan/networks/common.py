@@ -7,6 +7,11 @@ from typing import Callable
 import torch
 from torch import nn
 
+# Layers by spatial dimensionality (MONAI's ``spatial_dims``): 2 for images, 3 for volumes.
+CONV = {2: nn.Conv2d, 3: nn.Conv3d}
+CONV_TRANSPOSED = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
+NORM = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
+
 
 def maybe_spectral_norm(enabled: bool) -> Callable[[nn.Module], nn.Module]:
     """A wrapper that applies spectral normalization to a layer when ``enabled``, else returns it unchanged."""
@@ -58,19 +63,21 @@ class ConditionalBatchNorm2d(nn.Module):
     Args:
         features: channels.
         num_classes: classes.
+        spatial_dims: 2 for images, 3 for volumes.
     """
 
-    def __init__(self, features: int, num_classes: int) -> None:
+    def __init__(self, features: int, num_classes: int, spatial_dims: int = 2) -> None:
         super().__init__()
-        self.norm = nn.BatchNorm2d(features, affine=False)
+        self.norm = NORM[spatial_dims](features, affine=False)
         self.scale = nn.Embedding(num_classes, features)
         self.shift = nn.Embedding(num_classes, features)
         nn.init.ones_(self.scale.weight)
         nn.init.zeros_(self.shift.weight)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        scale = self.scale(labels)[:, :, None, None].to(x.dtype)
-        shift = self.shift(labels)[:, :, None, None].to(x.dtype)
+        shape = (*labels.shape, -1, *([1] * (x.dim() - 2)))  # [N, C, 1, 1(, 1)]
+        scale = self.scale(labels).reshape(shape).to(x.dtype)
+        shift = self.shift(labels).reshape(shape).to(x.dtype)
         return self.norm(x) * scale + shift
 
 
@@ -171,16 +178,17 @@ def minibatch_stddev(features: torch.Tensor, group_size: int = MINIBATCH_GROUP) 
     differences inside a group would hide a generator that ignores its noise within each class.
 
     Args:
-        features: [N, C, H, W] discriminator features.
+        features: [N, C, H, W] discriminator features ([N, C, D, H, W] in 3D).
         group_size: images per group (reduced to a divisor of N).
 
     Returns:
-        [N, 1, H, W] feature map to concatenate to ``features``.
+        [N, 1, H, W] ([N, 1, D, H, W]) feature map to concatenate to ``features``.
     """
-    count, channels, height, width = features.shape
+    count, channels, *spatial = features.shape
     group = min(group_size, count)
     while count % group:
         group -= 1
-    grouped = features.float().reshape(group, -1, channels, height, width)  # G x (N/G) x C x H x W
-    deviation = (grouped.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # [N/G]
-    return deviation.repeat(group).reshape(count, 1, 1, 1).expand(count, 1, height, width).to(features.dtype)
+    grouped = features.float().reshape(group, -1, channels, *spatial)  # G x (N/G) x C x H x W
+    deviation = (grouped.var(dim=0, unbiased=False) + 1e-8).sqrt().flatten(1).mean(dim=1)  # [N/G]
+    ones = [1] * len(spatial)
+    return deviation.repeat(group).reshape(count, 1, *ones).expand(count, 1, *spatial).to(features.dtype)

@@ -48,9 +48,15 @@ def _rng_device(images: Tensor, generator: torch.Generator | None) -> torch.devi
     return generator.device if generator is not None else images.device
 
 
+def _per_image(images: Tensor) -> tuple[int, ...]:
+    """The shape of one value per image that broadcasts over it: [N, 1, 1, 1] (volumes: [N, 1, 1, 1, 1])."""
+    return (images.shape[0], *([1] * (images.dim() - 1)))
+
+
 def _uniform(images: Tensor, low: float, high: float, generator: torch.Generator | None) -> Tensor:
-    """One U[low, high] value per image, shaped [N, 1, 1, 1] and cast to the images' dtype/device."""
-    shape = (images.shape[0], 1, 1, 1)
+    """One U[low, high] value per image, shaped [N, 1, 1, 1] ([N, 1, 1, 1, 1] for volumes), cast to the images'
+    dtype/device."""
+    shape = _per_image(images)
     values = torch.rand(shape, generator=generator, device=_rng_device(images, generator))
     return (low + (high - low) * values).to(device=images.device, dtype=images.dtype)
 
@@ -66,24 +72,27 @@ def translation(images: Tensor, generator: torch.Generator | None = None) -> Ten
     """Shifts each image by up to 1/8 of its side along each axis, filling uncovered pixels with background.
 
     Args:
-        images: [N, C, H, W] in [-1, 1].
+        images: [N, C, H, W] in [-1, 1] (volumes: [N, C, D, H, W], shifted along all three axes).
         generator: RNG for the integer shifts.
 
     Returns:
         Shifted images, same shape and dtype.
     """
-    batch, channels, height, width = images.shape
-    shift_y, shift_x = round(height * TRANSLATION_RATIO), round(width * TRANSLATION_RATIO)
-    dy = _randint(images, -shift_y, shift_y + 1, generator)
-    dx = _randint(images, -shift_x, shift_x + 1, generator)
-    padded = F.pad(images, (shift_x, shift_x, shift_y, shift_y), mode="constant", value=BACKGROUND)
+    spatial = images.shape[2:]
+    shifts = [round(size * TRANSLATION_RATIO) for size in spatial]
+    moves = [_randint(images, -shift, shift + 1, generator) for shift in shifts]  # rows (y) before columns (x)
+    padding = [side for shift in reversed(shifts) for side in (shift, shift)]  # F.pad lists the last axis first
+    shifted = F.pad(images, padding, mode="constant", value=BACKGROUND)
     # out[y, x] = padded[y + shift - dy, x + shift - dx] = images[y - dy, x - dx]: content moves by (+dy, +dx).
-    # Two gathers (rows, then columns) are a vectorized integer shift; grid_sample would interpolate.
-    rows = torch.arange(height, device=images.device)[None, :] + shift_y - dy[:, None]  # [N, H]
-    cols = torch.arange(width, device=images.device)[None, :] + shift_x - dx[:, None]  # [N, W]
-    padded_width = padded.shape[3]
-    shifted_rows = padded.gather(2, rows[:, None, :, None].expand(batch, channels, height, padded_width))
-    return shifted_rows.gather(3, cols[:, None, None, :].expand(batch, channels, height, width))
+    # One gather per axis (rows, then columns) is a vectorized integer shift; grid_sample would interpolate.
+    for axis, (size, shift, move) in enumerate(zip(spatial, shifts, moves), start=2):
+        index = torch.arange(size, device=images.device)[None, :] + shift - move[:, None]  # [N, size]
+        view = [images.shape[0]] + [1] * (images.dim() - 1)
+        view[axis] = size
+        target = list(shifted.shape)
+        target[axis] = size
+        shifted = shifted.gather(axis, index.reshape(view).expand(target))
+    return shifted
 
 
 @POLICIES.register("cutout")
@@ -91,23 +100,24 @@ def cutout(images: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """Sets a random square of half the image side to background (-1); the square may cross the border.
 
     Args:
-        images: [N, C, H, W] in [-1, 1].
+        images: [N, C, H, W] in [-1, 1] (volumes: [N, C, D, H, W], a cube of half the side).
         generator: RNG for the square centres.
 
     Returns:
         Images with one background square each, same shape and dtype.
     """
-    _, _, height, width = images.shape
-    size_y, size_x = round(height * CUTOUT_RATIO), round(width * CUTOUT_RATIO)
+    spatial = images.shape[2:]
+    sizes = [round(side * CUTOUT_RATIO) for side in spatial]
     # Centres anywhere in the image, so squares are sometimes partly outside (as in DiffAugment).
-    top = _randint(images, 0, height + (1 - size_y % 2), generator) - size_y // 2
-    left = _randint(images, 0, width + (1 - size_x % 2), generator) - size_x // 2
-    rows = torch.arange(height, device=images.device)[None, :]
-    cols = torch.arange(width, device=images.device)[None, :]
-    inside_rows = (rows >= top[:, None]) & (rows < top[:, None] + size_y)  # [N, H]
-    inside_cols = (cols >= left[:, None]) & (cols < left[:, None] + size_x)  # [N, W]
-    mask = (inside_rows[:, :, None] & inside_cols[:, None, :])[:, None]  # [N, 1, H, W]
-    return images.masked_fill(mask, BACKGROUND)
+    starts = [_randint(images, 0, side + (1 - size % 2), generator) - size // 2 for side, size in zip(spatial, sizes)]
+    mask = torch.ones((images.shape[0], *[1] * len(spatial)), dtype=torch.bool, device=images.device)
+    for axis, (side, size, start) in enumerate(zip(spatial, sizes, starts)):
+        positions = torch.arange(side, device=images.device)[None, :]
+        inside = (positions >= start[:, None]) & (positions < start[:, None] + size)  # [N, side]
+        view = [images.shape[0]] + [1] * len(spatial)
+        view[axis + 1] = side
+        mask = mask & inside.reshape(view)  # [N, H, W] ([N, D, H, W]) once every axis is in
+    return images.masked_fill(mask[:, None], BACKGROUND)
 
 
 @POLICIES.register("brightness")
@@ -137,23 +147,23 @@ def contrast(images: Tensor, generator: torch.Generator | None = None) -> Tensor
         Images with changed contrast, same shape and dtype.
     """
     factor = _uniform(images, *CONTRAST_RANGE, generator)
-    mean = images.mean(dim=(1, 2, 3), keepdim=True)
+    mean = images.mean(dim=tuple(range(1, images.dim())), keepdim=True)
     return ((images - mean) * factor + mean).clamp(-1.0, 1.0)
 
 
 @POLICIES.register("flip")
 def flip(images: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Mirrors each image left-right with probability 1/2 (anatomy is roughly left-right symmetric).
+    """Mirrors each image left-right (its last axis) with probability 1/2 (anatomy is roughly left-right symmetric).
 
     Args:
-        images: [N, C, H, W].
+        images: [N, C, H, W] ([N, C, D, H, W]).
         generator: RNG for the coin flips.
 
     Returns:
         Images, half of them mirrored, same shape and dtype.
     """
-    mirrored = _randint(images, 0, 2, generator).bool()[:, None, None, None]
-    return torch.where(mirrored, images.flip(dims=(3,)), images)
+    mirrored = _randint(images, 0, 2, generator).bool().reshape(_per_image(images))
+    return torch.where(mirrored, images.flip(dims=(-1,)), images)
 
 
 @POLICIES.register("noise")
@@ -220,12 +230,13 @@ class DiffAugment:
         """
         if not self.ops or self.probability == 0.0 or images.shape[0] == 0:
             return images
-        channels_last = images.dim() == 4 and images.is_contiguous(memory_format=torch.channels_last)
+        last = {4: torch.channels_last, 5: torch.channels_last_3d}.get(images.dim())
+        channels_last = last is not None and images.is_contiguous(memory_format=last)
         output = images
         for op in self.ops:
             output = self._apply(op, output, generator)
         if channels_last:
-            output = output.contiguous(memory_format=torch.channels_last)
+            output = output.contiguous(memory_format=last)
         return output
 
     def _apply(self, op: AugmentOp, images: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -234,7 +245,7 @@ class DiffAugment:
         if self.probability >= 1.0:
             return augmented
         chosen = torch.rand((images.shape[0],), generator=generator, device=_rng_device(images, generator))
-        chosen = (chosen < self.probability).to(images.device)[:, None, None, None]
+        chosen = (chosen < self.probability).to(images.device).reshape(_per_image(images))
         return torch.where(chosen, augmented, images)
 
     def __repr__(self) -> str:

@@ -219,7 +219,9 @@ def _train(config: RunConfig, run: RunDir, state: dict[str, Any] | None, progres
             if world.is_main:
                 progress_write(f"note: {note}")
     else:
-        run.log(f"new run: {len(data)} images of {task.spec.resolution}x{task.spec.resolution}, task {config.task}, "
+        shape = "x".join([str(task.spec.resolution)] * task.spec.dims)
+        what = "volumes" if task.spec.dims == 3 else "images"
+        run.log(f"new run: {len(data)} {what} of {shape}, task {config.task}, "
                 f"model {config.model.name}, loss {config.loss.adversarial}")
     if world.distributed:
         run.log(f"data-parallel: {world.size} processes, {config.train.batch_size // world.size} images each per "

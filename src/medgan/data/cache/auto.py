@@ -40,7 +40,7 @@ def load_training_slices(config: DataConfig, progress: bool = True):
     """``load_slices(config)``, from a cache prepared on first use for folders of many volumes (module docstring)."""
     from medgan.data.pipeline import load_slices
 
-    if is_cache(config.source):
+    if is_cache(config.source) or config.dims == 3:  # 3D training reads the volumes themselves (medgan.data.cubes)
         return load_slices(config, progress=progress)
     items = _volume_items(config)
     if items is None or len(items) < AUTO_SUBJECTS:

@@ -4,7 +4,7 @@ Everything here is **simulated data**, made for offline demos and tests; it is n
 no clinical conclusion. Each phantom "patient" is a seed that fixes its anatomy, lesions and tissue texture,
 so the same patient can be rendered at any slice height, dose, resolution, contrast phase or MR contrast.
 Importing this package registers the embedded sources ``"ct-phantom"``, ``"ct-lesions"``, ``"phantom-t1"``,
-``"phantom-t2"``, ``"phantom-ct"`` and ``"phantom-ct-unenhanced"``.
+``"phantom-t2"``, ``"phantom-ct"``, ``"phantom-ct-unenhanced"`` and the paired ``"ct-phantom-volumes"``.
 
 Simulated MR and contrast phases (``mr``, ``modalities``): each slice is painted once; its tissue label map
 (plus the painted sub-tissues: kidney cortex and medulla, rib and cartilage, bowel wall and content, and the
@@ -34,6 +34,7 @@ Modules, in the order a slice is made:
 * ``fields``, ``volumes``, ``volume_files``: whole patients as contiguous volumes (64 slices of 2.5 mm by
   default) in every CT dose and phase and MR sequence, with label and lesion maps; texture continues through
   the plane (3D random fields instead of per-slice draws); written as NIfTI marked simulated;
+* ``volume_pairs``: whole patients at routine and low dose, the paired ``"ct-phantom-volumes"`` source;
 * ``sources``: the ``"ct-phantom"`` and ``"ct-lesions"`` sources; ``previews``: the README pictures.
 """
 
@@ -56,6 +57,7 @@ from medgan.data.phantom.previews import save_previews
 from medgan.data.phantom.sources import phantom_slices, slice_volume
 from medgan.data.phantom.tissue import EXPECTED_MEDIAN_HU, LABEL, LESION_CLASSES, ORGANS, PHASES, TISSUE_HU
 from medgan.data.phantom.volume_files import save_patient_volume
+from medgan.data.phantom.volume_pairs import VOLUME_SOURCE, phantom_volume_pair
 from medgan.data.phantom.volumes import PatientVolume, Rendering, ct_rendering_name, phantom_patient_volume
 
 __all__ = [
@@ -77,11 +79,13 @@ __all__ = [
     "Rendering",
     "SEQUENCES",
     "TISSUE_HU",
+    "VOLUME_SOURCE",
     "ct_rendering_name",
     "lesion_rois",
     "patient_id",
     "phantom_modalities",
     "phantom_patient_volume",
+    "phantom_volume_pair",
     "phantom_slices",
     "phantom_volume",
     "render_patient",

@@ -180,6 +180,21 @@ def check_writable_geometry(volume: Volume, output: str = "NIfTI") -> None:
                         volume.path)
 
 
+def centred_affine(shape: tuple[int, int, int], spacing: tuple[float, float, float]) -> np.ndarray:
+    """A RAS+ voxel -> mm affine with the given (x, y, z) voxel sizes, centred on the world origin.
+
+    Args:
+        shape: (X, Y, Z) voxel counts.
+        spacing: (x, y, z) mm per voxel.
+
+    Returns:
+        4x4 float64 affine.
+    """
+    affine = np.diag([*spacing, 1.0])
+    affine[:3, 3] = [-(count - 1) / 2.0 * size for count, size in zip(shape, spacing)]
+    return affine
+
+
 def is_singular(affine: np.ndarray) -> bool:
     """True when the 3x3 part of ``affine`` cannot orient a volume (a zero or dependent column)."""
     values = np.linalg.svd(np.asarray(affine, dtype=np.float64)[:3, :3], compute_uv=False)

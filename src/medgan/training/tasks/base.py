@@ -58,6 +58,8 @@ class Capabilities:
     private: bool = False  # differentially private training (privacy.*) is implemented
     conditional: bool = False  # G takes a class (sample --class, medgan utility)
     directions: tuple[Direction, ...] = ()  # a run translates both ways (translate/evaluate --direction)
+    context: bool = False  # 2.5D inputs: data.context neighbouring slices join each input slice as channels
+    volumes: bool = False  # 3D training (data.dims 3): the task's networks and steps take [N, C, D, H, W] cubes
 
 
 @dataclass(frozen=True)
@@ -148,13 +150,22 @@ class TaskBase:
     @classmethod
     def check_config(cls, config: RunConfig) -> None:
         """Raises ConfigError for anything the task cannot train: registered names it uses, its section, DP, labels
-        given to a task without classes."""
+        given to a task without classes, ``data.context`` given to a task without 2.5D inputs."""
         cls.section(config)
         if config.data.labels and not cls.capabilities.conditional:  # it would be ignored without a word
             conditional = [name for name in TASKS if TASKS.get(name).capabilities.conditional] or ["conditional"]
             raise ConfigError(f"--labels (data.labels) is for the {' or '.join(conditional)} task; task {cls.name!r} "
                               f"does not use labels: add --task {conditional[0]}, or leave --labels out",
                               config.data.labels)
+        if config.data.context > 0 and not cls.capabilities.context:
+            takers = [name for name in TASKS if TASKS.get(name).capabilities.context] or ["paired"]
+            raise ConfigError(f"config key 'data.context' is {config.data.context}: neighbouring slices as input "
+                              f"channels are for the {' or '.join(takers)} task, not {cls.name!r}; set data.context=0")
+        if config.data.dims == 3 and not cls.capabilities.volumes:
+            takers = [name for name in TASKS if TASKS.get(name).capabilities.volumes]
+            raise ConfigError(f"config key 'data.dims' is 3: 3D training covers the tasks {', '.join(takers)}, not "
+                              f"{cls.name!r}; image-to-image tasks translate volumes slice by slice (data.context "
+                              "gives them neighbouring slices)")
         if (config.privacy.epsilon > 0 or config.privacy.noise > 0) and not cls.capabilities.private:
             private = [name for name in TASKS if TASKS.get(name).capabilities.private]
             raise ConfigError(f"config key 'privacy.epsilon': DP training covers the tasks {', '.join(private)}, "

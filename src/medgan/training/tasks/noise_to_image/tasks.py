@@ -27,10 +27,11 @@ class _Registered(NoiseToImageTask):
 
     @classmethod
     def showcase(cls, run_dir: str | Path, progress: bool = True) -> list[str]:
-        """Sixteen samples per class (conditional runs), and how to sample more."""
-        from medgan.training.tasks.noise_to_image.evaluation import class_grids
+        """Sixteen samples per class (conditional runs), and how to sample more; a 3D run on the synthetic cohort
+        is evaluated against held-out subjects."""
+        from medgan.training.tasks.noise_to_image.evaluation import class_grids, volume_showcase
 
-        return class_grids(run_dir)
+        return volume_showcase(run_dir, progress) or class_grids(run_dir)
 
 
 @register_task(TASK_NAMES[0], default=True)
@@ -46,7 +47,7 @@ class ConditionalTask(_Registered):
     """G(z, class[, attributes]) -> image; D(image, class[, attributes]) -> logit with projection terms."""
 
     Options = ConditionalOptions
-    capabilities = Capabilities(private=True, conditional=True)
+    capabilities = Capabilities(private=True, conditional=True, volumes=True)
 
     def __init__(self, config: RunConfig, data: SliceSet, device: torch.device, rng: torch.Generator) -> None:
         super().__init__(config, data, device, rng, conditional=True)

@@ -67,3 +67,11 @@ DEMOS.register("denoise")(Demo(NAME, "ct-phantom", "quarter-dose -> routine-dose
 # x4: anti-aliased downsampling and bicubic upsampling make the input; a slab of axial positions is held out.
 DEMOS.register("superres")(Demo(NAME, "mni152", "x4 super-resolution of T1 MRI slices, 128 x 128 (MNI152 template)",
                                 {"data": {"degrade": "downsample:4", "resolution": 128}, NAME: {"patch": 64}}, 7.0))
+# Whole phantom volumes (ct-phantom-volumes): quarter-dose -> routine-dose with one neighbour on each side as input
+# channels (2.5D), the setting benchmarks/volume_denoise.py found better than 2D through the plane. Its settings:
+# whole native 128 px slices (no foreground crop, so training tiles and translated slices share one scale) and
+# 64 px patches.
+DEMOS.register("denoise-volume")(Demo(
+    NAME, "ct-phantom-volumes", "quarter-dose -> routine-dose CT volumes, 2.5D, 128 x 128 (simulated phantom)",
+    {"data": {"degrade": "lowdose:0.25", "resolution": 128, "context": 1, "crop_foreground": False},
+     NAME: {"patch": 64}}, 8.0))

@@ -6,6 +6,10 @@ Phases per step, in pix2pix's order:
   D main:    minimize the adversarial D loss on D(x, y) vs D(x, y_hat.detach()) (PatchGAN: a logit per patch);
   G main:    minimize adversarial_weight * L_G(D(x, y_hat)) + pixel * |y_hat - y|_1; then update the EMA.
 With ``paired.adversarial_weight: 0`` D is not trained at all: the pure-L1 baseline users compare against.
+
+2.5D (``data.context`` K): each image input domain arrives as ``2K + 1`` channels, the slice and its neighbours
+(``medgan.data.pairs``); G and D take them as they take several modalities, and the inference state records K so
+that ``medgan translate`` stacks the neighbours of each slice of a volume alike.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from torch import nn
 from medgan.card import CARD_NAME
 from medgan.config import RunConfig
 from medgan.data import SliceSet
-from medgan.data.spec import spec_of
+from medgan.data.pairs import check_context
+from medgan.data.spec import DataSpec, spec_of
 from medgan.errors import ConfigError
 from medgan.inference.translate import KIND, build_translator, optional_domains, stack_inputs, translator_state
 from medgan.losses import get_adversarial
@@ -60,7 +65,7 @@ class PairedTask(GanState, TaskBase):
     default_recipe = "pix2pix"
     inference_kind = KIND
     Options = PairedOptions
-    capabilities = Capabilities()
+    capabilities = Capabilities(context=True)
     cli_options = CLI_OPTIONS
 
     @classmethod
@@ -72,6 +77,7 @@ class PairedTask(GanState, TaskBase):
         """Its section and the registered names it uses, checked before anything is created."""
         super().check_config(config)
         check_translation_names(config)
+        check_context(config.data)
 
     @classmethod
     def describe(cls, config: RunConfig) -> str:
@@ -118,6 +124,7 @@ class PairedTask(GanState, TaskBase):
         self.data = data
         self.spec = replace(spec_of(data, attributes=False), class_names=())
         self.input_domains = tuple(data.aligned)
+        _check_context_channels(self.spec, tuple(data.mappings), config.data.context, config.data.source)
         self.nearest_domains = frozenset(name for name in data.aligned if name not in data.mappings)
         self.groups_by_class = False
         self.attributes = None
@@ -249,7 +256,8 @@ class PairedTask(GanState, TaskBase):
                 "l1": float(l1(output, target))}
 
     def inference_state(self) -> dict[str, Any]:
-        return translator_state(self.inference_generator, self.input_domains, TARGET, self.optional)
+        return translator_state(self.inference_generator, self.input_domains, TARGET, self.optional,
+                                self.config.data.context)
 
     # ---------------------------------------------------------------------------------------------------
     # state
@@ -260,3 +268,13 @@ class PairedTask(GanState, TaskBase):
     def load_state_dict(self, state: dict[str, Any], path: str) -> None:
         self.load_gan_state(state, path)
 
+
+def _check_context_channels(spec: DataSpec, images: tuple[str, ...], context: int, where: str) -> None:
+    """Refuses training data whose image input domains do not hold ``2 * context + 1`` slices each (e.g. a prepared
+    cohort cache made with another ``data.context``): the run would record a context its model never saw."""
+    for name in images:
+        channels = spec.domain(name).channels
+        if channels != 2 * context + 1:
+            raise ConfigError(f"config key 'data.context' is {context}, so the input {name!r} needs {2 * context + 1} "
+                              f"slice channel(s), but the training data has {channels}; load the data with the "
+                              "same data.context", where)

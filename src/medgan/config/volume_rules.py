@@ -1,5 +1,6 @@
-"""What ``medgan evaluate --dims 3`` accepts, as plain numbers: the CLI's parser, the Python API and the volume
-reader (``medgan.evaluation.volume_inputs``) share them. No torch or NumPy here, so ``medgan --help`` stays instant.
+"""What ``--dims 3`` accepts (``medgan evaluate`` and 3D training), as plain numbers: the CLI's parser, the Python
+API, the training reader (``medgan.data.cubes``) and the evaluation reader (``medgan.evaluation.volume_inputs``)
+share them. No torch or NumPy here, so ``medgan --help`` stays instant.
 
 * ``VOLUME_SIDE``: every volume is resampled to a cube of this many voxels per side (``--resolution``), between
   ``SIDE_RANGE``: 16 is the smallest cube the 3D SSIM window (11 voxels) fits with a margin; 128 keeps a set of a
