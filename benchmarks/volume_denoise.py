@@ -1,0 +1,222 @@
+"""Volumetric denoising measured: slice-wise 2D vs 2.5D (``data.context``) on held-out phantom patients, in 3D.
+
+Simulated data. Renders contiguous phantom patients (``phantom_patient_volume``: portal phase, 2.5 mm slices, 3D
+texture, each dose its own scan with noise independent from slice to slice) at routine dose, quarter dose and
+noise-free, writes them as NIfTI (``save_patient_volume``), and for each ``--contexts`` K trains the paired
+pix2pix run quarter dose -> routine dose on the training patients' folders (``data.source`` the routine-dose
+folder, ``data.input`` the quarter-dose one; K = 0 is slice-wise 2D) with one recipe and one CPU-time budget
+(``train.cpu_minutes``). Each run translates every held-out quarter-dose volume with ``medgan translate`` (the CLI,
+whole NIfTI volumes, neighbours stacked by the run itself), and the outputs are measured in 3D inside the body
+(tissue label not air) with ``medgan.metrics.volume_translation``: MAE (HU), PSNR and SSIM on the CT window, and the
+through-plane consistency error (mean |change of the error between adjacent slices|), each with a 95% bootstrap
+interval over held-out patients, against the routine-dose scan (what the runs learn) and against the noise-free
+scan (the truth without the target's own noise). Paired differences (each 2.5D run minus 2D, per patient) come with
+their intervals; the quarter-dose input is the baseline row. Writes ``results.json`` and prints markdown tables.
+
+    OMP_WAIT_POLICY=PASSIVE python3 benchmarks/volume_denoise.py --out /tmp/volume-denoise
+
+Volumes and runs already in ``--out`` are reused (``--retrain`` trains again). Say which CPU the numbers came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from medgan.cli import main as cli
+from medgan.config import from_dict
+from medgan.data.phantom import ct_rendering_name, phantom_patient_volume, save_patient_volume
+from medgan.data.phantom.cases import patient_id, patient_seed
+from medgan.data.readers import read_volume
+from medgan.inference import load_model
+from medgan.metrics.volume_translation import MEASURES, paired_difference, volume_translation_metrics
+from medgan.training.loop import train
+from medgan.training.tasks import recipe
+
+TRAIN_SEED, TEST_SEED = 5, 6  # phantom dataset seeds: patients 5000+ train, 6000+ held out (no other source's)
+QUARTER = 0.25
+TARGETS = {"routine": ct_rendering_name("portal", 1.0), "noisefree": ct_rendering_name("portal", None)}
+INPUT = ct_rendering_name("portal", QUARTER)
+SHOWN = (("mae", "MAE HU", 2), ("psnr", "PSNR dB", 2), ("ssim", "SSIM", 4), ("through_plane_mae", "through-plane HU", 2),
+         ("through_plane_ratio", "through-plane / MAE", 3))
+IDEAL = "noise-free scan (ideal denoiser)"  # against the routine scan: the floor its own slice-wise noise sets
+
+
+def render(folder: Path, dataset_seed: int, count: int, size: int, slices: int) -> list[str]:
+    """Writes ``count`` phantom patients (routine, quarter and noise-free portal CT, labels); returns their ids."""
+    names = []
+    for index in range(count):
+        seed = patient_seed(dataset_seed, index)
+        names.append(patient_id(seed))
+        if (folder / INPUT / f"{names[-1]}.nii.gz").is_file():
+            continue
+        volume = phantom_patient_volume(seed, n_slices=slices, size=size, doses=(None, 1.0, QUARTER),
+                                        phases=("portal",), sequences=())
+        save_patient_volume(volume, folder)
+    return names
+
+
+def run_config(args: argparse.Namespace, context: int, data: Path):
+    """The one recipe of every arm: pix2pix on whole native slices (no crop, no resampling), one CPU budget."""
+    return from_dict({
+        "task": "paired",
+        "data": {"source": str(data / TARGETS["routine"]), "input": str(data / INPUT), "resolution": args.size,
+                 "crop_foreground": False, "context": context},
+        "paired": {"patch": args.patch},
+        "train": {"steps": 100000, "cpu_minutes": args.cpu_minutes, "eval_every": 0, "sample_every": 100000,
+                  "log_every": 50, "checkpoint_every": 100000, "seed": 0, "threads": args.threads},
+    }, base=recipe("pix2pix"))
+
+
+def train_arm(args: argparse.Namespace, context: int, data: Path, run: Path) -> dict:
+    """Trains one arm unless its run exists; returns its steps and wall/CPU seconds."""
+    record = run / "arm.json"
+    if record.is_file() and not args.retrain:
+        return json.loads(record.read_text())
+    wall, cpu = time.monotonic(), time.process_time()
+    result = train(run_config(args, context, data), run, progress=False, scorer=None)
+    info = {"context": context, "steps": result.steps, "wall_s": time.monotonic() - wall,
+            "cpu_s": time.process_time() - cpu}
+    record.write_text(json.dumps(info, indent=1))
+    return info
+
+
+def translate_arm(run: Path, inputs: Path, out: Path) -> float:
+    """``medgan translate`` of the held-out quarter-dose folder (the CLI code path); returns the seconds taken."""
+    started = time.monotonic()
+    if cli(["translate", "--run", str(run), "--input", str(inputs), "--out", str(out), "--quiet"]) != 0:
+        raise SystemExit(f"medgan translate failed for {run}")
+    return time.monotonic() - started
+
+
+def zyx(path: Path) -> np.ndarray:
+    """A NIfTI volume as ``[Z, Y, X]`` float64 (slices first, the metrics' axis 0)."""
+    return np.asarray(read_volume(path).array, dtype=np.float64).transpose(2, 1, 0)
+
+
+def measure_arms(test: Path, names: list[str], outputs: dict[str, Path], window: tuple[float, float]) -> dict:
+    """Per target: every method's 3D metrics and the paired differences of each 2.5D arm against 2D."""
+    low, width = window
+    body = np.stack([zyx(test / "labels" / f"{name}.nii.gz") > 0 for name in names])
+    methods = {"input (quarter dose)": np.stack([zyx(test / INPUT / f"{name}.nii.gz") for name in names])}
+    for label, folder in outputs.items():
+        methods[label] = np.stack([zyx(folder / f"{name}_translated.nii.gz") for name in names])
+    ideal = {IDEAL: np.stack([zyx(test / TARGETS["noisefree"] / f"{name}.nii.gz") for name in names])}
+    results = {}
+    for target_name, rendering in TARGETS.items():
+        truth = np.stack([zyx(test / rendering / f"{name}.nii.gz") for name in names])
+        compared = methods | ideal if target_name == "routine" else methods
+        scored = {label: volume_translation_metrics(volumes, truth, width, low, body, names, "HU")
+                  for label, volumes in compared.items()}
+        baseline = next(label for label in outputs if label.startswith("2D"))
+        differences = {label: {measure: paired_difference(scored[label]["per_volume"][measure],
+                                                          scored[baseline]["per_volume"][measure], names)
+                               for measure in MEASURES}
+                       for label in outputs if label != baseline}
+        results[target_name] = {"methods": scored, "differences": differences, "baseline": baseline}
+    return results
+
+
+def interval_text(entry: dict, key: str, digits: int) -> str:
+    found = entry.get(f"{key}_interval")
+    value = entry[key]
+    if found is None:
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} [{found['low']:.{digits}f}, {found['high']:.{digits}f}]"
+
+
+def apart(first: dict, second: dict, key: str) -> bool:
+    """The two methods' 95% intervals of ``key`` do not overlap."""
+    a, b = first.get(f"{key}_interval"), second.get(f"{key}_interval")
+    return bool(a and b and (a["high"] < b["low"] or b["high"] < a["low"]))
+
+
+def tables(results: dict) -> str:
+    """Markdown: per target, the methods with intervals, then the paired differences against 2D."""
+    lines = []
+    for target_name, found in results.items():
+        lines += ["", f"Against the {target_name} scan (body voxels; mean [95% interval] over held-out patients):", "",
+                  "| method | " + " | ".join(title for _, title, _ in SHOWN) + " |", "|---" * (len(SHOWN) + 1) + "|"]
+        for label, entry in found["methods"].items():
+            lines.append(f"| {label} | " + " | ".join(interval_text(entry, key, d) for key, _, d in SHOWN) + " |")
+        lines += ["", (f"Paired differences against {found['baseline']} (per patient; * = interval excludes 0; "
+                       "intervals apart = the two methods' own intervals do not overlap):"), "",
+                  "| method - 2D | " + " | ".join(title for _, title, _ in SHOWN[:4]) + " |", "|---" * 5 + "|"]
+        for label, measures in found["differences"].items():
+            cells = []
+            for key, _, digits in SHOWN[:4]:
+                difference = measures[key]
+                bounds = difference["difference_interval"]
+                mark = "*" if difference["separated"] else ""
+                gap = ", apart" if apart(found["methods"][label], found["methods"][found["baseline"]], key) else ""
+                cells.append(f"{difference['difference']:+.{digits}f} [{bounds['low']:+.{digits}f}, "
+                             f"{bounds['high']:+.{digits}f}]{mark}{gap}")
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def cpu_name() -> str:
+    try:
+        found = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        return next(line.split(":", 1)[1].strip() for line in found.splitlines() if line.startswith("Model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "?"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="working folder (volumes, runs, translations, results.json)")
+    parser.add_argument("--train-patients", type=int, default=10)
+    parser.add_argument("--test-patients", type=int, default=8)
+    parser.add_argument("--size", type=int, default=128, help="in-plane pixels (400 mm field of view)")
+    parser.add_argument("--slices", type=int, default=48, help="2.5 mm slices per patient")
+    parser.add_argument("--contexts", type=int, nargs="+", default=[0, 1, 2], help="data.context per arm (0 = 2D)")
+    parser.add_argument("--cpu-minutes", type=float, default=8.0, help="CPU-time budget per arm")
+    parser.add_argument("--patch", type=int, default=64, help="paired.patch")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per arm (one count for every arm, so "
+                        "a CPU-second buys the same work in each)")
+    parser.add_argument("--retrain", action="store_true", help="train again even where a run exists")
+    args = parser.parse_args()
+    out = Path(args.out)
+    started = time.monotonic()
+    train_names = render(out / "train", TRAIN_SEED, args.train_patients, args.size, args.slices)
+    test_names = render(out / "test", TEST_SEED, args.test_patients, args.size, args.slices)
+    print(f"rendered {len(train_names)} + {len(test_names)} patients: {time.monotonic() - started:.0f} s", flush=True)
+    arms, outputs = {}, {}
+    for context in args.contexts:
+        label = "2D (context 0)" if context == 0 else f"2.5D (context {context})"
+        arms[label] = train_arm(args, context, out / "train", out / "runs" / f"context{context}")
+        translated = out / "translated" / f"context{context}"
+        missing = [name for name in test_names if not (translated / f"{name}_translated.nii.gz").is_file()]
+        if missing or args.retrain:  # every held-out patient again (translate writes into a new folder)
+            shutil.rmtree(translated, ignore_errors=True)
+            arms[label]["translate_s"] = translate_arm(out / "runs" / f"context{context}", out / "test" / INPUT,
+                                                       translated)
+            arms[label]["translated_volumes"] = len(test_names)
+            (out / "runs" / f"context{context}" / "arm.json").write_text(json.dumps(arms[label], indent=1))
+        outputs[label] = translated
+        print(f"{label}: {arms[label]}", flush=True)
+    mapping = load_model(out / "runs" / f"context{args.contexts[0]}").spec.mapping
+    results = measure_arms(out / "test", test_names, outputs, (mapping.low, mapping.high - mapping.low))
+    summary = {"cpu": cpu_name(), "arms": arms, "train_patients": train_names, "test_patients": test_names,
+               "size": args.size, "slices": args.slices, "cpu_minutes": args.cpu_minutes, "patch": args.patch,
+               "window_hu": [mapping.low, mapping.high], "wall_s": time.monotonic() - started, "results": results}
+    (out / "results.json").write_text(json.dumps(summary, indent=1, default=float))
+    print(f"\nCPU {summary['cpu']}; {len(train_names)} training / {len(test_names)} held-out patients, {args.slices} "
+          f"slices of 2.5 mm at {args.size} px; {args.cpu_minutes:g} CPU-minutes per arm; wall {summary['wall_s']:.0f} s")
+    print(tables(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
