@@ -277,6 +277,30 @@ def test_utility_command_runs_end_to_end_on_a_tiny_conditional_run(tmp_path, cap
     assert result["test_seen_by_generator"]  # split off the run's own training data: say so
     assert "pass --test with patients the GAN never saw" in printed
     assert (out / "utility.html").read_text().count("<table>") == 3
+    # judge.pt: the real arm's first classifier as TorchScript, usable as medgan counterfactual's --judge
+    import torch
+
+    from medgan.evaluation.counterfactual import load_judge
+    from medgan.inference.sampling import load_generator
+
+    assert result["judge"]["seed"] == 0 and result["judge"]["file"] == "judge.pt"
+    assert result["judge"]["balanced_accuracy"] == result["arms"]["real"]["balanced_accuracy"]["values"][0]
+    judge = load_judge(out / "judge.pt", load_generator(run))
+    images = torch.rand(3, 1, 32, 32) * 2 - 1
+    logits = judge(images)
+    assert logits.shape == (3, 2) and torch.equal(logits, judge(images))  # eval mode: no dropout
+    assert "judge.pt" in printed
+    # --test with its own labels CSV (here the training images themselves, only to check the plumbing)
+    tested = tmp_path / "tested"
+    assert main(["utility", "--synthetic", str(run), "--out", str(tested), "--seeds", "1", "--epochs", "1",
+                 "--threads", "1", "--quiet", "--test", str(data), "--test-labels", str(data / "labels.csv")]) == 0
+    capsys.readouterr()
+    separate = json.loads((tested / "metrics.json").read_text())["utility"]
+    rows = (data / "labels.csv").read_text().strip().splitlines()[1:]
+    assert separate["n_test"] == len(rows) and not separate["test_seen_by_generator"]
+    assert main(["utility", "--synthetic", str(run), "--out", str(tmp_path / "nothing"), "--quiet",
+                 "--test-labels", str(data / "labels.csv")]) == 2
+    assert "which is not given" in capsys.readouterr().err
     # A 2-step generator's samples are noise: the real-trained judge accepts none of one class, so --select
     # stops with one line and writes nothing (the selection's success path: test_evaluation_utility).
     selected = tmp_path / "selected"

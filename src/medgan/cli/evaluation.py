@@ -136,8 +136,13 @@ def command_utility(args: argparse.Namespace) -> int:
         if not task.capabilities.conditional:
             raise ConfigError(f"medgan utility needs a class-conditional run; task {task.name!r} does not generate "
                               "by class (train with --task conditional)", args.synthetic)
+    for option, labels, data in (("--real-labels", args.real_labels, args.real),
+                                 ("--test-labels", args.test_labels, args.test)):
+        if labels and not data:
+            raise ConfigError(f"{option} labels the data of {option.removesuffix('-labels')}, which is not given")
     result = run_utility_app(args.synthetic, args.real, args.test, args.out, config, per_class=args.per_class,
-                             progress=not args.quiet, select=args.select)
+                             progress=not args.quiet, select=args.select, real_labels=args.real_labels,
+                             test_labels=args.test_labels)
     print(format_utility(result))
     if "selection" in result:
         selection = result["selection"]
@@ -148,7 +153,9 @@ def command_utility(args: argparse.Namespace) -> int:
         print("note: the test patients were split off the GAN's own training data, so the synthetic arms may be "
               "optimistic; pass --test with patients the GAN never saw")
     out = Path(args.out)
-    print(f"wrote {out / 'metrics.json'} and {out / 'utility.html'}")
+    print(f"wrote {out / 'metrics.json'}, {out / 'utility.html'} and {out / 'judge.pt'} (the real arm's first "
+          f"classifier, balanced accuracy {result['judge']['balanced_accuracy']:.3f}: a --judge for medgan "
+          "counterfactual)")
     return 0
 
 

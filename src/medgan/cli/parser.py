@@ -191,7 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     utility.add_argument("--synthetic", required=True, help="a class-conditional run directory")
     utility.add_argument("--real", help="labelled real data (default: the run's own training data)")
     utility.add_argument("--test", help="separate labelled real test data (default: patient-level split of --real)")
-    utility.add_argument("--out", required=True, help="output folder for metrics.json and utility.html")
+    utility.add_argument("--real-labels", metavar="CSV", help="labels CSV of --real (default: the run's data.labels)")
+    utility.add_argument("--test-labels", metavar="CSV", help="labels CSV of --test (default: the run's data.labels)")
+    utility.add_argument("--out", required=True, help="output folder for metrics.json, utility.html and judge.pt "
+                         "(the real arm's first classifier, a --judge for medgan counterfactual)")
     utility.add_argument("--seeds", type=int, default=5, help="classifier runs per arm")
     utility.add_argument("--epochs", type=int, default=30, help="classifier training epochs")
     utility.add_argument("--per-class", type=int, default=0, help="synthetic images per class (default 0: as many "

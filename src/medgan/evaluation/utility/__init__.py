@@ -12,8 +12,8 @@ Does a classifier trained with synthetic images do better on real data? The modu
 * ``selection``: ``select_consistent`` (keep the conditional samples a real-trained judge assigns to their
   requested class), ``acceptance_rate``.
 * ``report``: ``format_utility`` (terminal text), ``utility_html`` (HTML fragment).
-* ``app``: ``run_utility_app`` (the ``medgan utility`` command: run directory in, metrics.json and utility.html
-  out) and ``synthetic_set`` (labelled samples of every class of a conditional run).
+* ``app``: ``run_utility_app`` (the ``medgan utility`` command: run directory in, metrics.json, utility.html
+  and the judge.pt classifier out) and ``synthetic_set`` (labelled samples of every class of a conditional run).
 """
 
 from __future__ import annotations

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from medgan.progress import progress_bar
 
 from medgan.data import split_by_subject
@@ -241,6 +243,7 @@ def run_utility(
     synthetic: Any,
     config: UtilityConfig = UtilityConfig(),
     progress: bool = True,
+    on_model: Callable[[str, int, nn.Module, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Trains the three arms (real, real+synthetic, synthetic-only) ``config.seeds`` times and scores them on real data.
 
@@ -251,6 +254,8 @@ def run_utility(
         synthetic: labelled synthetic SliceSet with the same class names as the real data.
         config: training and summary settings.
         progress: show a progress bar over the runs.
+        on_model: called as ``on_model(arm, seed, model, metrics)`` after each classifier is trained and tested (e.g.
+            to keep the real arm's first classifier as a judge).
 
     Returns:
         A JSON-serialisable dict: ``arms`` (arm -> metric -> summary), ``per_class`` (arm -> class -> metric ->
@@ -284,6 +289,8 @@ def run_utility(
             model = train_classifier(images, labels, len(names), config, seed, steps)
             probabilities = predict_probabilities(model, prepared.test_images, config)
             runs[arm].append(classification_metrics(test_labels, probabilities, names))
+            if on_model is not None:
+                on_model(arm, seed, model, runs[arm][-1])
             bar.update(1)
     bar.close()
     result = _aggregate(runs, names, config.confidence)
