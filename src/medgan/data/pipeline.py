@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import medgan.data.brain_tumour_sources  # (registers the "brain-tumour-*" sources, 2D and 3D)
 import medgan.data.cohort  # noqa: F401  (registers the "mni152-cohort" source, 2D and 3D)
 import medgan.data.layouts  # noqa: F401  (registers the LiTS, MSD and MedMNIST layouts)
 import medgan.data.phantom  # noqa: F401  (registers the "ct-phantom" and "ct-lesions" sources)

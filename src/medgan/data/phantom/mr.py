@@ -201,14 +201,20 @@ class PatientMR:
 def patient_mr(seed: int) -> PatientMR:
     """The MR parameters of phantom patient ``seed`` (deterministic, cached)."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 71]))
-    table = [RELAXATION[name] for name in MR_TISSUES]
+    return PatientMR(*patient_spread(rng, [RELAXATION[name] for name in MR_TISSUES], 8, tuple(SEQUENCES)))
+
+
+def patient_spread(rng: np.random.Generator, table: list, bias_terms: int,
+                   sequences: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+    """One patient's draws, in this order: T1, T2 and proton density per tissue of ``table`` (each spread around
+    its table value, clipped), ``bias_terms`` bias-field coefficients and a receiver gain per sequence."""
     count = len(table)
     t1 = np.array([r.t1_ms for r in table]) * np.clip(rng.normal(1.0, RELAXATION_SPREAD, count), 0.8, 1.2)
     t2 = np.array([r.t2_ms for r in table]) * np.clip(rng.normal(1.0, RELAXATION_SPREAD, count), 0.8, 1.2)
     pd = np.array([r.pd for r in table]) * np.clip(rng.normal(1.0, PD_SPREAD, count), 0.9, 1.1)
-    bias = rng.normal(0.0, BIAS_SPREAD, 8)
-    gain = {name: float(math.exp(rng.normal(0.0, GAIN_SPREAD))) for name in SEQUENCES}
-    return PatientMR(t1, t2, pd, bias, gain)
+    bias = rng.normal(0.0, BIAS_SPREAD, bias_terms)
+    gain = {name: float(math.exp(rng.normal(0.0, GAIN_SPREAD))) for name in sequences}
+    return t1, t2, pd, bias, gain
 
 
 def bias_field(seed: int, z_mm: float, size: int, spacing_mm: float) -> np.ndarray:
