@@ -179,3 +179,31 @@ def test_relaxation_table_matches_tissues_and_cites_sources():
 
     assert tuple(BRAIN_RELAXATION) == TISSUES
     assert all(entry.source for entry in BRAIN_RELAXATION.values())
+
+
+def test_mask_to_image_pairs_carry_tissue_and_tumour_labels():
+    from medgan.data.degrade import INPUT, TARGET, parse_degradation
+    from medgan.data.paired_sources import derived_groups
+    from medgan.evaluation.segmentation import label_set_for
+
+    config = DataConfig(source="brain-tumour-t2", degrade="mask", resolution=32)
+    derived = derived_groups(config, parse_degradation("mask"), progress=False, patients=2)
+    groups = list(derived.groups)
+    assert len(groups) == 2 and derived.channels == len(sources.ANATOMY_LABELS) == 6
+    for index, group in zip((TUMOUR, NORMAL), groups):
+        patient = tumour_patient(index, sequences=("t2",))
+        labels, image = group[INPUT].array, group[TARGET].array
+        assert labels.shape == image.shape and group[INPUT].modality is None
+        np.testing.assert_array_equal(image, patient.images["t2"].array)
+        # the tumour's compartments are the mask's labels shifted past the three tissues
+        np.testing.assert_array_equal(labels >= 4, patient.mask.array > 0)
+        np.testing.assert_array_equal(labels[labels >= 4] - 3, patient.mask.array[labels >= 4])
+        brain = labels > 0
+        # tissues are where the brain is: CSF is bright on T2, white matter darker than grey matter
+        t2 = {value: float(image[labels == value].mean()) for value in (1, 2, 3)}
+        assert t2[3] > t2[1] > t2[2]
+        assert float(image[~brain].mean()) < 0.2 * t2[2]
+    assert label_set_for("brain-tumour-flair").class_names == ("oedema", "enhancing", "necrosis")
+    with pytest.raises(ConfigError, match="data.split"):
+        derived_groups(DataConfig(source="brain-tumour-t2", degrade="mask", split="val"),
+                       parse_degradation("mask"), progress=False)

@@ -97,6 +97,26 @@ def tumour_patient(index: int, seed: int = 0, sequences: tuple[str, ...] = SEQUE
     return TumourPatient(int(index), name, has_tumour(index, seed), volumes, mask)
 
 
+# The label map of mask-to-image runs on these sources: the brain's tissues and the tumour's compartments.
+ANATOMY_LABELS = {"grey-matter": 1, "white-matter": 2, "csf": 3, "oedema": 4, "enhancing": 5, "necrosis": 6}
+
+
+def anatomy_labels(index: int, seed: int = 0) -> Volume:
+    """Patient ``index``'s tissue-and-tumour label map (``ANATOMY_LABELS``; 0 outside the brain) on its images'
+    grid: a brain voxel (tissue fractions summing to at least one half) takes its largest tissue among grey
+    matter, white matter and CSF, and the tumour's label map (oedema, enhancing, necrosis) overrides it."""
+    anatomy = patient_anatomy(int(index), int(seed))
+    fractions = anatomy.fractions.astype(np.float32) / 255.0
+    brain = fractions.sum(axis=0) >= 0.5
+    labels = np.where(brain, fractions[:3].argmax(axis=0) + 1, 0).astype(np.float32)
+    tumour = anatomy.labels > 0
+    labels[tumour] = anatomy.labels[tumour].astype(np.float32) + ANATOMY_LABELS["csf"]
+    spacing = (VOXEL_MM,) * 3
+    name = patient_name(index)
+    return Volume(labels, centred_affine(labels.shape, spacing), spacing, None,
+                  Path(SOURCE_PREFIX) / name / "anatomy", name)
+
+
 def tumour_patients(count: int, first: int = 0, seed: int = 0,
                     sequences: tuple[str, ...] = SEQUENCE_NAMES) -> list[TumourPatient]:
     """Patients ``first`` .. ``first + count - 1`` (``first=HELD_OUT`` for held-out ones).

@@ -12,6 +12,10 @@
   each patient's routine-dose volume (40 contiguous 2.5 mm slices) is the target and its dose-F scan (same anatomy,
   independent noise) the input, so ``data.context`` finds true neighbouring slices. ``data.split`` picks disjoint
   patients: ``"train"`` (8, default), ``"test"`` (4 held out) or ``"all"``.
+* ``"brain-tumour-SEQUENCE"`` (simulated, ``medgan.data.brain_tumour_sources``): each patient's volume of that
+  sequence; ``mask`` takes its tissue-and-tumour label map (``ANATOMY_LABELS``: grey matter, white matter, CSF,
+  oedema, enhancing, necrosis), other degradations derive the input from the image. ``data.split`` picks disjoint
+  patients: ``"train"`` (48, default), ``"test"`` (16 held out) or ``"all"``.
 * ``"mni152"``: the T1 template; ``mask`` turns nilearn's bundled grey- and white-matter probability maps into
   a label map (``mni152_tissue``). One subject, so ``data.split`` holds out a slab of slice positions along
   ``data.axis`` (``slab_split``): ``"test"`` is a contiguous slab of ``SLAB_FRACTION`` of the kept slices in
@@ -27,6 +31,8 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from medgan.config import DataConfig
+from medgan.data.brain_tumour_sources import (ANATOMY_LABELS, SOURCE_PREFIX, anatomy_labels, split_patients,
+                                             tumour_patient)
 from medgan.data.datasets import SliceSet
 from medgan.data.degrade import DEGRADATIONS, INPUT, TARGET, Degradation, degrade_volume
 from medgan.data.layouts.lits_msd import MASK_CLASSES, CtCase, find_lits_cases, find_msd_cases
@@ -99,9 +105,13 @@ def derived_groups(config: DataConfig, degradation: Degradation, progress: bool 
             groups = [{TARGET: target, INPUT: mni152_tissue(target)}]
             return DerivedGroups(groups, label_domains, 2, path, slab=True)
         return DerivedGroups(_derived([target], degradation, config, progress), label_domains, 0, path, slab=True)
+    if config.source.startswith(f"{SOURCE_PREFIX}-") and config.source in SOURCES:
+        _check_split(config.split, config.source)
+        return DerivedGroups(_tumour_groups(config, degradation, progress, patients), label_domains,
+                             len(ANATOMY_LABELS) if degradation.name == "mask" else 0)
     if config.source in SOURCES:
-        raise ConfigError(f"config key 'data.degrade' works on ct-phantom, {VOLUME_SOURCE}, mni152 and image files, "
-                          f"not on the {config.source!r} source")
+        raise ConfigError(f"config key 'data.degrade' works on ct-phantom, {VOLUME_SOURCE}, mni152, "
+                          f"{SOURCE_PREFIX}-* and image files, not on the {config.source!r} source")
     path = Path(config.source).expanduser()
     if not path.exists():
         raise DataError(f"no such file or folder (embedded sources: {', '.join(SOURCES.names())})", path)
@@ -126,6 +136,21 @@ def _derived(volumes: Iterable[Volume], degradation: Degradation, config: DataCo
     for volume in volumes:
         target, derived = degrade_volume(volume, degradation, config, progress)
         yield {TARGET: target, **derived}
+
+
+def _tumour_groups(config: DataConfig, degradation: Degradation, progress: bool,
+                   patients: int | None) -> Iterator[dict[str, Volume]]:
+    """Simulated brain-tumour patients of ``data.split`` (the first ``patients``): (image, label map) for
+    ``mask``, else derived inputs."""
+    sequence = config.source.removeprefix(f"{SOURCE_PREFIX}-")
+    indices = list(split_patients(config.split))[:patients]
+    for index in progress_over(indices, progress, "rendering", "patient"):
+        target = tumour_patient(index, sequences=(sequence,)).images[sequence]
+        if degradation.name == "mask":
+            yield {TARGET: target, INPUT: anatomy_labels(index)}
+        else:
+            target, derived = degrade_volume(target, degradation, config)
+            yield {TARGET: target, **derived}
 
 
 def _check_split(split: str, source: str) -> None:

@@ -93,6 +93,9 @@ LABEL_SETS: dict[str, LabelSet] = {
         "the other 15 labels are background"),
     "mni152-tissue": LabelSet("mni152-tissue", (("grey matter", (1,)), ("white matter", (2,))),
                               "MNI152 tissue: grey matter and white matter; background and CSF are background"),
+    "brain-tumour": LabelSet("brain-tumour", (("oedema", (4,)), ("enhancing", (5,)), ("necrosis", (6,))),
+                             "simulated brain tumour compartments (ANATOMY_LABELS 4-6); grey matter, white matter, "
+                             "CSF and background are background"),
     "liver-tumour": LabelSet("liver-tumour", tuple((name, (index,)) for index, name in enumerate(MASK_CLASSES, 1)),
                              "LiTS / MSD segmentation classes: liver and tumour"),
 }
@@ -100,6 +103,8 @@ LABEL_SETS: dict[str, LabelSet] = {
 
 def label_set_for(source: str) -> LabelSet:
     """The documented default label set of a mask-to-image run's ``data.source`` (module docstring)."""
+    if source.startswith("brain-tumour-"):
+        return LABEL_SETS["brain-tumour"]
     return LABEL_SETS[{"ct-phantom": "phantom-abdomen", "mni152": "mni152-tissue"}.get(source, "liver-tumour")]
 
 
