@@ -1,0 +1,472 @@
+"""Domain shift (issue 28, item 2): does GAN translation of the training images into the target domain's look help a
+segmenter more than classic intensity augmentation or histogram matching? (After Sandfort et al. 2019, who
+translated contrast CT into non-contrast CT with a CycleGAN to train kidney segmentation.)
+
+Simulated CT phantom, not patient data. Per shift (``--shifts``):
+
+- ``phase``: labelled portal-venous slices -> unenhanced test slices;
+- ``dose``: labelled routine-dose (portal) slices -> quarter-dose test slices (``render_patient(dose=0.25)``).
+
+Patients (phantom dataset seeds nobody else uses: ct-phantom 0, ct-lesions 1, paired tests 2, benchmarks 5-8):
+
+- ``TRAIN_SEED`` 21: the labelled source-domain training patients (also rendered in the target domain, with the
+  same labels, for the upper-bound row only);
+- ``TARGET_SEED`` 22: other patients, target domain, *unlabelled*: the reference of histogram matching and domain A
+  of the CycleGAN;
+- ``TEST_SEED`` 23: new patients, never seen by a segmenter or the GAN, rendered in both domains (target: the test;
+  source: the in-domain reference).
+
+Each slice is rendered at 128 px (400 mm field of view) and block-averaged to 64 px (the demo's resolution), its
+labels reduced to classes (liver = liver + intrahepatic vessels + lesions, as organ contours include them; kidney)
+and taken at 64 px by majority over each 2 x 2 block. Images enter the segmenter through the abdomen window
+(level 50, width 400 HU) mapped to [-1, 1].
+
+Arms, all trained with ``medgan.evaluation.segmentation.train_segmenter`` (MONAI U-Net, Dice + CE, its rotation /
+zoom augmentation in every arm) for the same number of optimizer steps (``--epochs`` passes over the labelled
+originals), seeds 0..seeds-1 paired across arms (same initial weights and batch streams):
+
+- ``none``: the source-domain originals;
+- ``intensity``: the originals + ``INTENSITY_COPIES`` copies with random gamma, contrast, brightness, blur and
+  noise (``acquisition_augment``), drawn anew per seed;
+- ``histmatch``: every original histogram-matched (``skimage.exposure.match_histograms``, in HU) to the pooled
+  unlabelled target-domain slices;
+- ``histmatch-mix``: the originals + their histogram-matched copies (1:1), the like-for-like baseline of ``gan-mix``
+  (added after the first run, which compared ``gan-mix`` with ``histmatch`` alone);
+- ``gan-mix``: the originals + their CycleGAN translations into the target domain (1:1), the masks of the originals;
+- ``gan-only``: the translations alone (a variant fixed before any result was seen);
+- ``target``: the labelled target-domain slices of the training patients (upper bound).
+
+Dice per test patient over its slices (``subject_dice``), per class; a seed's value is the mean over patients.
+Intervals: 95% t over seeds (what retraining varies), and for the paired differences also a bootstrap over test
+patients of the seed-averaged per-patient difference (what the choice of test patients varies).
+
+The CycleGAN is the ``phases`` demo's recipe and budget (6 wall-clock minutes, ``demo_config("phases")``), trained
+once per shift on the labelled source slices (domain B) and the unlabelled target slices (domain A), one torch
+thread; its ``best.pt`` translates B -> A. Renders, the GAN run and the translations are cached under ``--work``
+(``--gan-run SHIFT=RUN`` reuses another run). The figures of docs/benchmarks.md ("Domain shift"), one process per
+shift:
+
+    PYTHONPATH=src python3 benchmarks/domain_shift.py --shifts phase --seeds 5 --epochs 40 \
+        --work runs/domain-shift --out runs/domain-shift/phase.json
+    PYTHONPATH=src python3 benchmarks/domain_shift.py --shifts dose --seeds 5 --epochs 40 \
+        --work runs/domain-shift --out runs/domain-shift/dose.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import stats
+from skimage.exposure import match_histograms
+
+from medgan.data.phantom.cases import patient_seed, render_patient
+from medgan.data.phantom.sources import slice_heights
+from medgan.data.phantom.tissue import LABEL
+from medgan.data.transforms import acquisition_augment
+from medgan.evaluation.segmentation import (
+    LabelSet,
+    SegmentationConfig,
+    SegmentationPairs,
+    predict_labels,
+    subject_dice,
+    train_segmenter,
+    training_steps,
+)
+
+TRAIN_SEED, TARGET_SEED, TEST_SEED = 21, 22, 23  # phantom dataset seeds (patients 21000+, 22000+, 23000+)
+RENDER_SIZE, SIZE = 128, 64  # rendered, then block-averaged to the demo's 64 px
+WINDOW = (50.0, 400.0)  # abdomen window (level, width) in HU -> [-1, 1]
+INTENSITY_COPIES = 3  # intensity-augmented copies per original in the "intensity" arm
+CLASSES = LabelSet("liver-kidney", (("liver", (LABEL["liver"], LABEL["liver-vessel"], LABEL["lesion"])),
+                                    ("kidney", (LABEL["kidney"],))),
+                   "liver (with intrahepatic vessels and lesions) and kidney; everything else background")
+ARMS = ("none", "intensity", "histmatch", "histmatch-mix", "gan-mix", "gan-only", "target")
+# Like for like: translations + originals against histogram-matched + originals, translations alone against
+# histogram-matched alone.
+DIFFERENCES = (("gan-mix", "intensity"), ("gan-mix", "histmatch"), ("gan-mix", "histmatch-mix"),
+               ("gan-only", "intensity"), ("gan-only", "histmatch"))
+
+
+@dataclass(frozen=True)
+class Shift:
+    """A source -> target domain pair: ``render_patient`` keywords of each."""
+
+    name: str
+    source: dict
+    target: dict
+    description: str
+
+
+SHIFTS = {
+    "phase": Shift("phase", {"phase": "portal", "dose": 1.0}, {"phase": "unenhanced", "dose": 1.0},
+                   "portal-venous -> unenhanced CT (routine dose)"),
+    "dose": Shift("dose", {"phase": "portal", "dose": 1.0}, {"phase": "portal", "dose": 0.25},
+                  "routine dose -> quarter dose CT (portal-venous)"),
+}
+
+
+# --------------------------------------------------------------------------------------------------------
+# data
+
+
+def render_set(dataset_seed: int, patients: int, slices: int, domain: dict, cache: Path) -> dict:
+    """``{"hu": [N, 64, 64] float32, "labels": [N, 64, 64] int64 classes, "subjects": [N]}``, cached in ``cache``."""
+    if cache.exists():
+        stored = np.load(cache)
+        return {"hu": stored["hu"], "labels": stored["labels"], "subjects": list(stored["subjects"])}
+    hu, labels, subjects = [], [], []
+    for index in range(patients):
+        patient = patient_seed(dataset_seed, index)
+        for z in slice_heights(patient, slices):
+            case = render_patient(patient, RENDER_SIZE, n_lesions=(0, 2), z_mm=float(z), **domain)
+            hu.append(case.image_hu.reshape(SIZE, 2, SIZE, 2).mean(axis=(1, 3)))
+            classes = CLASSES.group(torch.as_tensor(case.organ_labels.astype(np.int64)))
+            votes = torch.nn.functional.one_hot(classes, len(CLASSES.classes) + 1).float()  # [H, W, K+1]
+            votes = votes.reshape(SIZE, 2, SIZE, 2, -1).sum(dim=(1, 3))
+            labels.append(votes.argmax(dim=-1).numpy())  # majority of each 2 x 2 block (ties: lower class)
+            subjects.append(case.patient)
+    result = {"hu": np.stack(hu).astype(np.float32), "labels": np.stack(labels).astype(np.int64),
+              "subjects": subjects}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, hu=result["hu"], labels=result["labels"], subjects=np.array(subjects))
+    return result
+
+
+def to_unit(hu: np.ndarray) -> torch.Tensor:
+    """HU [N, H, W] -> [N, 1, H, W] in [-1, 1] through the abdomen window."""
+    level, width = WINDOW
+    return torch.from_numpy(np.clip((hu - level) / (width / 2), -1.0, 1.0)).float()[:, None]
+
+
+def pairs(hu: np.ndarray, labels: np.ndarray, subjects: list[str] | None = None) -> SegmentationPairs:
+    return SegmentationPairs(to_unit(hu), torch.from_numpy(labels), list(subjects or []))
+
+
+def histogram_matched(hu: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Each slice of ``hu`` matched to the pooled histogram of all ``reference`` slices (2D: rows stacked)."""
+    pooled = reference.reshape(-1, reference.shape[-1])
+    return np.stack([match_histograms(image, pooled) for image in hu]).astype(np.float32)
+
+
+def intensity_augmented(images: torch.Tensor, copies: int, seed: int) -> torch.Tensor:
+    """``copies`` random intensity versions of every image (in [-1, 1]): gamma 0.6-1.6 (log-uniform), contrast
+    x0.75-1.25 about the image mean, brightness +/-0.1, then blur and noise (``acquisition_augment``)."""
+    generator = torch.Generator().manual_seed(10_000 + seed)
+    out = []
+    count = images.shape[0]
+
+    def draw(low: float, high: float) -> torch.Tensor:
+        return low + (high - low) * torch.rand(count, 1, 1, 1, generator=generator)
+
+    for _ in range(copies):
+        unit = (images + 1) / 2
+        unit = unit.clamp(0, 1) ** torch.exp(draw(np.log(0.6), np.log(1.6)))
+        mean = unit.mean(dim=(2, 3), keepdim=True)
+        unit = (unit - mean) * draw(0.75, 1.25) + mean + draw(-0.1, 0.1)
+        out.append(acquisition_augment((unit * 2 - 1).clamp(-1, 1), generator=generator).clamp(-1, 1))
+    return torch.cat(out)
+
+
+# --------------------------------------------------------------------------------------------------------
+# the CycleGAN (domain A = target, domain B = source, as in the phases demo: A unenhanced, B portal)
+
+
+def gan_run(shift: Shift, source_hu: np.ndarray, target_hu: np.ndarray, work: Path, minutes: float,
+            given: Path | None) -> Path:
+    """A CycleGAN run trained unpaired on the source training slices (B) and unlabelled target slices (A): the
+    phases demo's recipe and budget; reused when ``given`` or ``work/gan-<shift>/`` already holds one."""
+    if given is not None:
+        return given
+    run = work / f"gan-{shift.name}"
+    if (run / "checkpoints").exists() and any((run / "checkpoints").glob("*.pt")):
+        print(f"reusing the CycleGAN run {run}")
+        return run
+    from medgan.demos import demo_config
+    from medgan.metrics import training_score
+    from medgan.training.loop import train
+
+    folders = {}
+    for name, stack in (("source", source_hu), ("target", target_hu)):
+        folder = work / f"gan-data-{shift.name}" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for index, image in enumerate(stack):  # names differ between domains: no subject is taken as shared
+            np.save(folder / f"{name}-slice{index:04d}.npy", image)
+        folders[name] = folder
+    overrides = {"data": {"source": str(folders["source"]), "domain_a": [str(folders["target"])], "modality": "ct",
+                          "crop_foreground": False, "min_foreground": 0.0},
+                 "train": {"threads": 1}}
+    config = demo_config("phases", minutes, overrides)
+    print(f"training the CycleGAN ({shift.description}) for {minutes:g} minutes into {run}")
+    result = train(config, run, progress=False, scorer=training_score)
+    print(result.summary())
+    return run
+
+
+def translated(run: Path, source_hu: np.ndarray) -> np.ndarray:
+    """The source slices translated B -> A (into the target domain), in HU."""
+    import medgan
+
+    model = medgan.load(run)
+    return np.stack([model.translate(image, direction="b2a").array for image in source_hu]).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------------------
+# statistics
+
+
+def t_interval(values: list[float] | np.ndarray, confidence: float = 0.95) -> dict:
+    values = np.asarray(values, dtype=float)
+    mean = float(values.mean())
+    if len(values) < 2:
+        return {"mean": mean, "low": None, "high": None, "n": len(values)}
+    half = float(stats.t.ppf((1 + confidence) / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
+    return {"mean": mean, "low": mean - half, "high": mean + half, "n": len(values)}
+
+
+def patient_bootstrap(differences: np.ndarray, draws: int = 10_000, seed: int = 0) -> dict:
+    """95% percentile bootstrap over test patients of the mean of per-patient differences ``[S]`` (NaN skipped)."""
+    values = differences[np.isfinite(differences)]
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), (draws, len(values)))].mean(axis=1)
+    return {"mean": float(values.mean()), "low": float(np.quantile(means, 0.025)),
+            "high": float(np.quantile(means, 0.975)), "n": len(values)}
+
+
+def seed_rows(dice: list[np.ndarray]) -> np.ndarray:
+    """Per-seed ``[seeds, K + 1]``: the mean over patients of each class, then the mean over classes."""
+    per_class = np.stack([np.nanmean(matrix, axis=0) for matrix in dice])
+    return np.concatenate([per_class, per_class.mean(axis=1, keepdims=True)], axis=1)
+
+
+def patient_mean_dice(matrix: np.ndarray) -> np.ndarray:
+    """Per patient: the mean Dice over the classes it has ``[S]``."""
+    return np.nanmean(matrix, axis=1)
+
+
+# --------------------------------------------------------------------------------------------------------
+# one shift
+
+
+def run_shift(shift: Shift, args: argparse.Namespace) -> dict:
+    started = time.perf_counter()
+    work = args.work / shift.name
+    names = CLASSES.class_names
+    key = f"{args.train_patients}x{args.slices}"
+    source = render_set(TRAIN_SEED, args.train_patients, args.slices, shift.source,
+                        args.work / "render" / f"train-{_tag(shift.source)}-{key}.npz")
+    target_labelled = render_set(TRAIN_SEED, args.train_patients, args.slices, shift.target,
+                                 args.work / "render" / f"train-{_tag(shift.target)}-{key}.npz")
+    unlabelled = render_set(TARGET_SEED, args.target_patients, args.slices, shift.target,
+                            args.work / "render" / f"target-{_tag(shift.target)}-{args.target_patients}x{args.slices}.npz")
+    tests = {domain: render_set(TEST_SEED, args.test_patients, args.slices, kwargs,
+                                args.work / "render" / f"test-{_tag(kwargs)}-{args.test_patients}x{args.slices}.npz")
+             for domain, kwargs in (("target", shift.target), ("source", shift.source))}
+    print(f"[{shift.name}] rendered in {time.perf_counter() - started:.0f} s")
+
+    gan_started = time.perf_counter()
+    run = gan_run(shift, source["hu"], unlabelled["hu"], work, args.gan_minutes,
+                  args.gan_run.get(shift.name) if args.gan_run else None)
+    cache = work / "translated.npz"  # valid for the same run, not older than its checkpoints
+    newest = max(path.stat().st_mtime for path in (run / "checkpoints").glob("*.pt"))
+    stored = np.load(cache) if cache.exists() and cache.stat().st_mtime >= newest else None
+    if stored is not None and str(stored["run"]) == str(run.resolve()) and len(stored["hu"]) == len(source["hu"]):
+        fake_hu = stored["hu"]
+    else:
+        fake_hu = translated(run, source["hu"])
+        np.savez(cache, hu=fake_hu, run=np.array(str(run.resolve())))
+    gan_seconds = time.perf_counter() - gan_started
+    matched_hu = histogram_matched(source["hu"], unlabelled["hu"])
+    fidelity = _fidelity(source, target_labelled, fake_hu, matched_hu)
+    print(f"[{shift.name}] GAN + translation {gan_seconds:.0f} s; {json.dumps(fidelity)}")
+
+    originals = pairs(source["hu"], source["labels"])
+    fake = pairs(fake_hu, source["labels"])
+    config = SegmentationConfig(epochs=args.epochs, batch_size=8, seeds=args.seeds)
+    steps = training_steps(len(originals), config)
+    test_target = pairs(tests["target"]["hu"], tests["target"]["labels"], tests["target"]["subjects"])
+    test_source = pairs(tests["source"]["hu"], tests["source"]["labels"], tests["source"]["subjects"])
+    dice: dict[str, list[np.ndarray]] = {arm: [] for arm in ARMS}
+    dice_source: dict[str, list[np.ndarray]] = {arm: [] for arm in ARMS}
+    for seed in range(args.seeds):
+        arm_data = {
+            "none": originals,
+            "intensity": _concat(originals, SegmentationPairs(
+                intensity_augmented(originals.images, INTENSITY_COPIES, seed),
+                originals.labels.repeat(INTENSITY_COPIES, 1, 1))),
+            "histmatch": pairs(matched_hu, source["labels"]),
+            "histmatch-mix": _concat(originals, pairs(matched_hu, source["labels"])),
+            "gan-mix": _concat(originals, fake),
+            "gan-only": fake,
+            "target": pairs(target_labelled["hu"], target_labelled["labels"]),
+        }
+        for arm in ARMS:
+            arm_started = time.perf_counter()
+            model = train_segmenter(arm_data[arm], len(names), config, seed, steps)
+            dice[arm].append(subject_dice(predict_labels(model, test_target.images), test_target.labels,
+                                          test_target.subjects, len(names)))
+            dice_source[arm].append(subject_dice(predict_labels(model, test_source.images), test_source.labels,
+                                                 test_source.subjects, len(names)))
+            print(f"[{shift.name}] seed {seed} {arm:10s} target Dice {np.nanmean(dice[arm][-1], axis=0).round(3)} "
+                  f"source Dice {np.nanmean(dice_source[arm][-1], axis=0).round(3)} "
+                  f"({time.perf_counter() - arm_started:.0f} s)", flush=True)
+    columns = (*names, "mean")
+    arms = {arm: {column: t_interval(seed_rows(dice[arm])[:, k]) for k, column in enumerate(columns)}
+            for arm in ARMS}
+    in_domain = {arm: {column: t_interval(seed_rows(dice_source[arm])[:, k]) for k, column in enumerate(columns)}
+                 for arm in ARMS}
+    differences = {}
+    for arm, base in DIFFERENCES:
+        rows = seed_rows(dice[arm]) - seed_rows(dice[base])
+        per_patient = np.mean([patient_mean_dice(a) - patient_mean_dice(b)
+                               for a, b in zip(dice[arm], dice[base])], axis=0)
+        differences[f"{arm} - {base}"] = {
+            **{column: t_interval(rows[:, k]) for k, column in enumerate(columns)},
+            "mean_patient_bootstrap": patient_bootstrap(per_patient)}
+    return {
+        "shift": shift.description, "source": shift.source, "target": shift.target,
+        "arms": arms, "in_domain": in_domain, "differences": differences,
+        "per_seed_subject_dice": {arm: [m.tolist() for m in rows] for arm, rows in dice.items()},
+        "test_subjects": sorted(set(test_target.subjects)),
+        "gan_run": str(run), "gan_and_translation_seconds": round(gan_seconds, 1), "fidelity": fidelity,
+        "sizes": {"train_slices": len(originals), "train_patients": args.train_patients,
+                  "unlabelled_target_slices": len(unlabelled["hu"]), "unlabelled_target_patients": args.target_patients,
+                  "test_slices": len(test_target), "test_patients": args.test_patients, "image_px": SIZE,
+                  "steps_per_run": steps},
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def _tag(domain: dict) -> str:
+    return f"{domain['phase']}-d{domain['dose']:g}"
+
+
+def _concat(a: SegmentationPairs, b: SegmentationPairs) -> SegmentationPairs:
+    return SegmentationPairs(torch.cat([a.images, b.images]), torch.cat([a.labels, b.labels]))
+
+
+def _fidelity(source: dict, target: dict, fake_hu: np.ndarray, matched_hu: np.ndarray) -> dict:
+    """How close translated / matched training slices are to the same slices truly rendered in the target domain
+    (the training patients' own target rendering, which only this check and the upper-bound arm use): mean
+    absolute HU error inside the body (> -500 HU) and per-class median HU."""
+    body = target["hu"] > -500
+    result = {"mae_hu": {name: float(np.abs(stack - target["hu"])[body].mean())
+                         for name, stack in (("source", source["hu"]), ("gan", fake_hu), ("histmatch", matched_hu))}}
+    for k, name in enumerate(CLASSES.class_names, start=1):
+        mask = source["labels"] == k
+        result[f"median_hu_{name}"] = {label: float(np.median(stack[mask])) for label, stack in (
+            ("source", source["hu"]), ("target", target["hu"]), ("gan", fake_hu), ("histmatch", matched_hu))}
+    return result
+
+
+# --------------------------------------------------------------------------------------------------------
+# output
+
+
+def _cell(summary: dict) -> str:
+    if summary["low"] is None:
+        return f"{summary['mean']:.3f}"
+    return f"{summary['mean']:.3f} [{summary['low']:.3f}, {summary['high']:.3f}]"
+
+
+def _signed(summary: dict) -> str:
+    if summary["low"] is None:
+        return f"{summary['mean']:+.3f}"
+    return f"{summary['mean']:+.3f} [{summary['low']:+.3f}, {summary['high']:+.3f}]"
+
+
+ARM_TITLES = {
+    "none": "(a) no augmentation", "intensity": f"(b) intensity augmentation (+{INTENSITY_COPIES} copies)",
+    "histmatch": "(c) histogram matching", "histmatch-mix": "(c') histogram-matched + originals (1:1)",
+    "gan-mix": "(d) CycleGAN translations + originals (1:1)",
+    "gan-only": "(d') CycleGAN translations only", "target": "(e) upper bound: labelled target-domain slices",
+}
+
+
+def markdown(result: dict) -> str:
+    lines = []
+    for shift in result["shifts"].values():
+        names = (*CLASSES.class_names, "mean")
+        sizes = shift["sizes"]
+        lines += [f"### {shift['shift']}", "",
+                  (f"{sizes['train_patients']} labelled training patients ({sizes['train_slices']} slices), "
+                  f"{sizes['unlabelled_target_patients']} unlabelled target-domain patients, "
+                  f"{sizes['test_patients']} test patients ({sizes['test_slices']} slices), {sizes['image_px']} px, "
+                  f"{sizes['steps_per_run']} steps per run, {result['seeds']} seeds. Dice on the target-domain test "
+                   "patients, mean over seeds [95% t over seeds]."), "",
+                  "| arm | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        for arm in ARMS:
+            lines.append(f"| {ARM_TITLES[arm]} | " + " | ".join(_cell(shift["arms"][arm][c]) for c in names) + " |")
+        lines.append("| (e) in-domain: (a) tested on source-domain test patients | "
+                     + " | ".join(_cell(shift["in_domain"]["none"][c]) for c in names) + " |")
+        lines += ["", ("Paired differences (same seeds, same test patients): mean [95% t over seeds]; last column: "
+                       "mean Dice, 95% bootstrap over test patients of the seed-averaged per-patient difference."), "",
+                  "| difference | " + " | ".join(names) + " | mean (patient bootstrap) |",
+                  "|---|" + "---|" * (len(names) + 1)]
+        for label, summary in shift["differences"].items():
+            lines.append(f"| {label} | " + " | ".join(_signed(summary[c]) for c in names)
+                         + f" | {_signed(summary['mean_patient_bootstrap'])} |")
+        lines.append("")
+        fidelity = shift["fidelity"]
+        lines.append("Training slices vs the same slices rendered in the target domain: body MAE "
+                     + ", ".join(f"{k} {v:.1f} HU" for k, v in fidelity["mae_hu"].items()) + "; median HU "
+                     + "; ".join(f"{c}: " + ", ".join(f"{k} {v:.0f}" for k, v in fidelity[f"median_hu_{c}"].items())
+                                 for c in CLASSES.class_names) + ".")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def cpu_name() -> str:
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines():
+            if line.startswith("Model name"):
+                return line.split(":", 1)[1].strip()
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return platform.processor() or "unknown"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shifts", default="phase", help="comma-separated: phase, dose")
+    parser.add_argument("--seeds", type=int, default=5, help="segmenter seeds per arm (0..seeds-1, paired)")
+    parser.add_argument("--epochs", type=int, default=40, help="passes over the labelled originals per run")
+    parser.add_argument("--train-patients", type=int, default=24, help="labelled source-domain patients")
+    parser.add_argument("--target-patients", type=int, default=24, help="unlabelled target-domain patients")
+    parser.add_argument("--test-patients", type=int, default=16, help="test patients")
+    parser.add_argument("--slices", type=int, default=4, help="axial slices per patient")
+    parser.add_argument("--gan-minutes", type=float, default=6.0, help="CycleGAN budget (the phases demo: 6)")
+    parser.add_argument("--gan-run", action="append", default=[], metavar="SHIFT=RUN",
+                        help="reuse a trained CycleGAN run for a shift (domain A target, B source)")
+    parser.add_argument("--work", type=Path, default=Path("runs/domain-shift"), help="cache folder")
+    parser.add_argument("--out", type=Path, default=None, help="JSON results")
+    args = parser.parse_args(argv)
+    args.gan_run = {key: Path(value) for key, value in (item.split("=", 1) for item in args.gan_run)}
+    torch.set_num_threads(1)  # a shared CPU; the library itself leaves threads alone
+    started = time.perf_counter()
+    result = {"command": " ".join(["python3", "benchmarks/domain_shift.py", *(argv or sys.argv[1:])]),
+              "cpu": cpu_name(), "torch_threads": 1, "seeds": args.seeds,
+              "dataset_seeds": {"train": TRAIN_SEED, "unlabelled_target": TARGET_SEED, "test": TEST_SEED},
+              "classes": CLASSES.description, "shifts": {}}
+    for name in args.shifts.split(","):
+        result["shifts"][name] = run_shift(SHIFTS[name], args)
+        result["seconds"] = round(time.perf_counter() - started, 1)
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(result, indent=1))
+    table = markdown(result)
+    print(table)
+    print(f"CPU: {result['cpu']}; wall time {result['seconds']:.0f} s; command: {result['command']}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
