@@ -19,6 +19,8 @@ same reconstruction: the change a different patient of that class would make.
 Figures: the judge's class change rate (judge(counterfactual) != judge(reconstruction)) and to-class rate, with
 Wilson 95% intervals over counterfactuals; median changed area (pixels whose change exceeds 5% of the window) and
 median mean |change| in HU, with 95% percentile-bootstrap intervals over patients; the same for the baseline.
+Reconstruction: the inversion's SSIM and PSNR against the retrieval baseline (each input's most similar training
+ROI by SSIM, ``benchmarks/inversion.py``'s), means with 95% patient-bootstrap intervals, and their paired difference.
 
 Usage::
 
@@ -39,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from bench_audit import write_lesion_non_members  # same folder: new patients' ROIs as CT DICOM + labels.csv
+from inversion import retrieval, subject_interval  # same folder: the retrieval baseline and patient bootstrap
 
 NEW_PATIENT_SEED = 7  # phantom dataset seed of the inputs (ct-lesions uses seed 1)
 BOOTSTRAP = 2000
@@ -51,6 +54,17 @@ def medgan(*arguments: str) -> str:
         raise SystemExit(result.stderr)
     print(result.stdout, flush=True)
     return result.stdout
+
+
+def cpu_name() -> str:
+    """The CPU model (lscpu), else the platform's machine name."""
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
 
 
 def wilson(successes: int, total: int, z: float = 1.959964) -> list[float]:
@@ -134,6 +148,21 @@ def main() -> None:
     seconds = time.monotonic() - started
     found = [names[int(i)] for i in result.labels]
     judge_input = judged(judge, tiles, names)
+    # The retrieval baseline: each input's most similar training ROI (SSIM), as benchmarks/inversion.py does.
+    from medgan.data import load_slices
+
+    training = load_slices(model.config.data, progress=False).images.float()
+    found_ssim, found_psnr = retrieval(tiles, training)
+    subjects = list(patients)
+    reconstruction = {
+        "inversion": {"ssim": subject_interval(quality["ssim"], subjects),
+                      "psnr_db": subject_interval(quality["psnr"], subjects)},
+        "retrieval (nearest training ROI)": {"ssim": subject_interval(found_ssim, subjects),
+                                             "psnr_db": subject_interval(found_psnr, subjects)},
+        "inversion - retrieval": {"ssim": subject_interval(quality["ssim"] - found_ssim, subjects),
+                                  "psnr_db": subject_interval(quality["psnr"] - found_psnr, subjects)},
+        "training_rois": len(training),
+    }
 
     generator = torch.Generator().manual_seed(args.seed + 1)
     rows = []
@@ -160,12 +189,13 @@ def main() -> None:
     to_class_hits = sum(r["judge_after"] == r["to"] for r in rows)
     row_patients = np.array([r["patient"] for r in rows])
     summary = {
-        "run": str(run), "cpu": platform.processor() or platform.machine(),
+        "run": str(run), "cpu": cpu_name(),
         "inputs": len(files), "per_class": args.per_class, "patients": len(np.unique(patients)),
         "inversion": {"steps": args.steps, "restarts": args.restarts, "seconds": round(seconds, 1),
                       "ssim_mean": round(float(quality["ssim"].mean()), 3),
                       "psnr_mean_db": round(float(quality["psnr"].mean()), 2),
                       "found_class_is_true_class": round(float(np.mean([f == t for f, t in zip(found, true)])), 3)},
+        "reconstruction": reconstruction,
         "judge": {"trained_on": "ct-lesions (the GAN's training patients)",
                   "balanced_accuracy_new_patients": round(judge_record["balanced_accuracy"], 3),
                   "accuracy_on_inputs": round(float(np.mean([j == t for j, t in zip(judge_input, true)])), 3),
