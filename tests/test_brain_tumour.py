@@ -134,6 +134,15 @@ def test_slices_labelled_from_masks_and_held_out_disjoint(monkeypatch):
         assert (CLASS_NAMES[label] == "tumour") == (area >= TUMOUR_AREA_MM2)
         assert CLASS_NAMES[label] == "tumour" or not masks[subject].any()  # normal slices: normal patients only
     assert set(labels.tolist()) == {0, 1}
+    # only central slices, for both classes: brain size cannot tell them apart
+    brains = {name: sources.anatomy_labels(index).array > 0 for index, name in enumerate(sorted(masks))}
+    areas = {name: np.count_nonzero(brain, axis=(0, 1)) for name, brain in brains.items()}
+    kept = [areas[subject][int(source.rpartition("#")[2])] / areas[subject].max()
+            for subject, source in zip(slices.subjects, slices.sources)]
+    assert min(kept) >= sources.CENTRAL_FRACTION
+    normal_areas = [a for a, label in zip(kept, labels) if CLASS_NAMES[label] == "normal"]
+    tumour_areas = [a for a, label in zip(kept, labels) if CLASS_NAMES[label] == "tumour"]
+    assert abs(np.median(normal_areas) - np.median(tumour_areas)) < 0.15
     train, test = set(split_patients("train")), set(split_patients("test"))
     assert not train & test and min(test) == HELD_OUT and len(test) == 16
     assert set(split_patients("all")) == train | test

@@ -38,6 +38,10 @@ from medgan.errors import ConfigError, DataError
 
 TRAIN_PATIENTS = 48  # patients 0 .. 47 make the "train" split of the embedded sources
 HELD_OUT_PATIENTS = 16  # patients HELD_OUT .. HELD_OUT + 15 make the "test" split
+# Slices of the brain's top and bottom (brain area below this fraction of the patient's largest slice) are dropped:
+# tumours sit in the white matter of the central slices, so otherwise every small slice is "normal" and a
+# classifier could tell the classes by brain size alone.
+CENTRAL_FRACTION = 0.5
 TUMOUR_AREA_MM2 = 100.0  # a slice is "tumour" from this whole-tumour area on (25 pixels of 2 x 2 mm)
 CLASS_NAMES = ("normal", "tumour")
 SOURCE_PREFIX = "brain-tumour"
@@ -146,7 +150,8 @@ def split_patients(split: str) -> range | list[int]:
     raise ConfigError(f"config key 'data.split' is {split!r}; the {SOURCE_PREFIX} sources have: train, test, all")
 
 
-def slice_labels(slices: SliceSet, masks: dict[str, np.ndarray], axis: int) -> tuple[np.ndarray, np.ndarray]:
+def slice_labels(slices: SliceSet, masks: dict[str, np.ndarray], axis: int,
+                 brains: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per slice of ``slices`` (sources ``"path#index"`` along ``axis``, subjects = patient names), its class
     index in ``CLASS_NAMES`` and whether it is kept (module docstring).
 
@@ -154,12 +159,20 @@ def slice_labels(slices: SliceSet, masks: dict[str, np.ndarray], axis: int) -> t
         slices: slices of the patients' volumes, as ``slices_from_volumes`` makes them (RAS volumes).
         masks: each patient's label map by name.
         axis: the slicing axis.
+        brains: each patient's brain mask by name; given, slices whose brain area is below ``CENTRAL_FRACTION``
+            of the patient's largest are dropped, whatever their class.
     """
     pixel_mm2 = VOXEL_MM * VOXEL_MM
     labels, keep = np.zeros(len(slices), dtype=np.int64), np.ones(len(slices), dtype=bool)
+    areas = {name: np.count_nonzero(brain, axis=tuple(a for a in range(3) if a != axis))
+             for name, brain in (brains or {}).items()}
     for row, (subject, source) in enumerate(zip(slices.subjects, slices.sources)):
         mask = masks[subject]
-        area = float(np.count_nonzero(np.take(mask, int(source.rpartition("#")[2]), axis=axis))) * pixel_mm2
+        index = int(source.rpartition("#")[2])
+        if subject in areas and areas[subject][index] < CENTRAL_FRACTION * areas[subject].max():
+            keep[row] = False  # the top or bottom of the brain: tumours never reach there, so "normal" would mean "small"
+            continue
+        area = float(np.count_nonzero(np.take(mask, index, axis=axis))) * pixel_mm2
         if area >= TUMOUR_AREA_MM2:
             labels[row] = CLASS_NAMES.index("tumour")
         elif mask.any():  # a tumour patient's slice below the threshold: ambiguous, dropped
@@ -180,14 +193,17 @@ def tumour_slices(sequence: str, config: DataConfig, patients: range | list[int]
     indices = split_patients(config.split) if patients is None else list(patients)
     masks: dict[str, np.ndarray] = {}
 
+    brains: dict[str, np.ndarray] = {}
+
     def volumes():
         for index in indices:
             patient = tumour_patient(index, seed, (sequence,))
             masks[patient.name] = patient.mask.array
+            brains[patient.name] = anatomy_labels(index, seed).array > 0
             yield patient.images[sequence]
 
     slices = slices_from_volumes(volumes(), config)
-    labels, keep = slice_labels(slices, masks, config.axis)
+    labels, keep = slice_labels(slices, masks, config.axis, brains)
     kept = slices.subset(np.flatnonzero(keep))
     if not len(kept):
         raise DataError(f"no {SOURCE_PREFIX}-{sequence} slice left after the tumour/normal rule")
