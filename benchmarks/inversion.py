@@ -19,9 +19,14 @@ SSIM s": the first step at which the mean over images of the best SSIM reached s
 random-start arm's final mean SSIM (and 95% of the way from its start to that value).
 Membership: the inversion attack's AUC (members = training slices) with its patient-bootstrap interval.
 
+``--setting liver``: a liver lesion run (``--run``, e.g. the liver demo recipe), held-out images = ``--per-class``
+lesion ROIs per class of new phantom patients (dataset seed 7, as ``benchmarks/counterfactual.py``), windowed as the
+run windows its ROIs; the class is searched; members for the membership signal = as many of the run's training ROIs.
+
 Usage::
 
     python3 benchmarks/inversion.py --work /tmp/inv-bench [--run /tmp/inv-bench/run] [--train-minutes 10]
+    python3 benchmarks/inversion.py --setting liver --run LIVER_RUN --work /tmp/inv-liver [--per-class 8]
 """
 
 from __future__ import annotations
@@ -131,6 +136,10 @@ def main() -> None:
     parser.add_argument("--encoder", help="an encoder file from an earlier run of this script (WORK/encoder."
                                           "safetensors) instead of training one")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--setting", choices=("brain", "liver"), default="brain",
+                        help="brain: held-out mni152-cohort slices (default); liver: lesion ROIs of new phantom "
+                             "patients (dataset seed 7) for a liver lesion run given with --run")
+    parser.add_argument("--per-class", type=int, default=8, help="liver: new-patient ROIs per class")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from medgan.data.cohort import HELD_OUT
@@ -148,10 +157,19 @@ def main() -> None:
         train_run(run, args.train_minutes)
     model = load_generator(run)
     data = model.config.data
-    queries, subjects = held_out(data, args.subjects, args.per_subject, HELD_OUT, seed=0)
     training = load_slices(data, progress=False, skip_blank=True)
+    if args.setting == "liver":
+        from liver_experiments import new_patient_rois  # same folder
+
+        rois = new_patient_rois(data, per_class=args.per_class, seed=7)
+        queries, subjects = rois.images.float(), list(rois.subjects)
+        picked = torch.randperm(len(training), generator=torch.Generator().manual_seed(1))[: len(queries)]
+        members, member_subjects = training.images[picked].float(), [training.subjects[i] for i in picked]
+    else:
+        queries, subjects = held_out(data, args.subjects, args.per_subject, HELD_OUT, seed=0)
+        members, member_subjects = held_out(data, args.subjects, args.per_subject, 0, seed=1)  # training subjects
     features, _ = discriminator_features(run)
-    results: dict = {"run": str(run), "held_out_images": len(queries), "held_out_subjects": len(set(subjects)),
+    results: dict = {"setting": args.setting, "run": str(run), "held_out_images": len(queries), "held_out_subjects": len(set(subjects)),
                      "training_images": len(training), "steps": args.steps, "restarts": args.restarts}
 
     timer = time.perf_counter()
@@ -192,7 +210,6 @@ def main() -> None:
     results["subjects"] = subjects
     results["paired"] = paired(rows, subjects)
 
-    members, member_subjects = held_out(data, args.subjects, args.per_subject, 0, seed=1)  # training subjects
     fast = {"steps": 60, "restarts": 2}
     scores = [inversion_scores(model, images, None, features, **fast) for images in (members, queries)]
     results["membership"] = {"setting": fast, **attack_summary(scores[0], member_subjects, scores[1], subjects)}
