@@ -31,7 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from counterfactual import cpu_name  # same folder
+from inversion import cpu_name  # same folder
 
 RECIPE = ["--task", "conditional", "--resolution", "64", "--set", "model.auxiliary_classifier=true",
           "--set", "conditional.mode_seeking=0.075", "--set", "train.minutes=0"]

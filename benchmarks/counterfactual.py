@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import subprocess
 import sys
@@ -41,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from bench_audit import write_lesion_non_members  # same folder: new patients' ROIs as CT DICOM + labels.csv
-from inversion import retrieval, subject_interval  # same folder: the retrieval baseline and patient bootstrap
+from inversion import cpu_name, retrieval, subject_interval  # same folder: retrieval baseline, patient bootstrap
 
 NEW_PATIENT_SEED = 7  # phantom dataset seed of the inputs (ct-lesions uses seed 1)
 BOOTSTRAP = 2000
@@ -54,17 +53,6 @@ def medgan(*arguments: str) -> str:
         raise SystemExit(result.stderr)
     print(result.stdout, flush=True)
     return result.stdout
-
-
-def cpu_name() -> str:
-    """The CPU model (lscpu), else the platform's machine name."""
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
 
 
 def wilson(successes: int, total: int, z: float = 1.959964) -> list[float]:
@@ -139,8 +127,9 @@ def main() -> None:
     groups = inputs_by_class(new, args.per_class)
     files = [path for name in names for path in groups[name]]
     true = [name for name in names for _ in groups[name]]
-    targets = [target_from_volume(model, read_volume(path)) for path in files]
-    patients = np.array([str(read_volume(path).subject) for path in files])
+    volumes = [read_volume(path) for path in files]
+    targets = [target_from_volume(model, volume) for volume in volumes]
+    patients = np.array([str(volume.subject) for volume in volumes])
     tiles = torch.cat([t.tile for t in targets])
     started = time.monotonic()
     config = InversionConfig(steps=args.steps, restarts=args.restarts, seed=args.seed)

@@ -56,8 +56,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -65,6 +63,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from inversion import cpu_name  # same folder
 from scipy import stats
 from skimage.exposure import match_histograms
 
@@ -422,16 +421,6 @@ def markdown(result: dict) -> str:
                                  for c in CLASSES.class_names) + ".")
         lines.append("")
     return "\n".join(lines)
-
-
-def cpu_name() -> str:
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines():
-            if line.startswith("Model name"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or "unknown"
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,6 +30,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from inversion import cpu_name  # same folder
 
 from medgan.cli import main as cli
 from medgan.config import from_dict
@@ -163,14 +163,6 @@ def tables(results: dict) -> str:
                              f"{bounds['high']:+.{digits}f}]{mark}{gap}")
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def cpu_name() -> str:
-    try:
-        found = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        return next(line.split(":", 1)[1].strip() for line in found.splitlines() if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "?"
 
 
 def main() -> int:

@@ -87,8 +87,9 @@ def derived_groups(config: DataConfig, degradation: Degradation, progress: bool 
         patients: phantom sources only: at most this many patients per patient set (quick tests).
 
     Raises:
-        ConfigError: an embedded source that takes no degradation, ct-phantom-volumes with another than lowdose, ``mask`` on data without segmentations,
-            ``data.extract`` other than slices, a ``data.split`` the source does not have.
+        ConfigError: an embedded source that takes no degradation, ct-phantom-volumes with another than lowdose,
+            ``mask`` on data without segmentations, ``data.extract`` other than slices, a ``data.split`` the source
+            does not have.
         DataError: a missing path, unreadable files, a CT-only degradation on MR, a case without segmentation.
     """
     label_domains = (INPUT,) if degradation.name == "mask" else DEGRADATIONS.get(degradation.name).label_domains
@@ -143,14 +144,13 @@ def _tumour_groups(config: DataConfig, degradation: Degradation, progress: bool,
     """Simulated brain-tumour patients of ``data.split`` (the first ``patients``): (image, label map) for
     ``mask``, else derived inputs."""
     sequence = config.source.removeprefix(f"{SOURCE_PREFIX}-")
-    indices = list(split_patients(config.split))[:patients]
-    for index in progress_over(indices, progress, "rendering", "patient"):
-        target = tumour_patient(index, sequences=(sequence,)).images[sequence]
-        if degradation.name == "mask":
-            yield {TARGET: target, INPUT: anatomy_labels(index)}
-        else:
-            target, derived = degrade_volume(target, degradation, config)
-            yield {TARGET: target, **derived}
+    indices = progress_over(list(split_patients(config.split))[:patients], progress, "rendering", "patient")
+    images = ((index, tumour_patient(index, sequences=(sequence,)).images[sequence]) for index in indices)
+    if degradation.name != "mask":
+        yield from _derived((image for _, image in images), degradation, config, progress)
+        return
+    for index, image in images:
+        yield {TARGET: image, INPUT: anatomy_labels(index)}
 
 
 def _check_split(split: str, source: str) -> None:

@@ -71,7 +71,8 @@ def run_utility_app(synthetic_run: str | Path, real: str | None, test: str | Non
                     config: UtilityConfig = UtilityConfig(), per_class: int = 0,
                     progress: bool = True, select: int = 0, real_labels: str | None = None,
                     test_labels: str | None = None) -> dict[str, Any]:
-    """Runs the utility experiment of a conditional run and writes ``out/metrics.json`` and ``out/utility.html``.
+    """Runs the utility experiment of a conditional run and writes ``out/metrics.json``, ``out/utility.html`` and
+    ``out/judge.pt``.
 
     Args:
         synthetic_run: a class-conditional run directory (the synthetic images are sampled from it).
@@ -105,8 +106,10 @@ def run_utility_app(synthetic_run: str | Path, real: str | None, test: str | Non
     if real is not None:
         data_config = replace(data_config, source=real, labels=real_labels or data_config.labels)
     real_set = load_slices(data_config, progress=progress)
-    test_config = replace(data_config, source=test, labels=test_labels or loaded.config.data.labels)
-    test_set = load_slices(test_config, progress=progress) if test else None
+    test_set = None
+    if test:
+        test_config = replace(data_config, source=test, labels=test_labels or loaded.config.data.labels)
+        test_set = load_slices(test_config, progress=progress)
     if real_set.labels is None:
         raise MedganError("the real data has no class labels (use a labelled source, layout or labels CSV)",
                           data_config.source)
