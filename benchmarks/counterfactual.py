@@ -21,6 +21,11 @@ Wilson 95% intervals over counterfactuals; median changed area (pixels whose cha
 median mean |change| in HU, with 95% percentile-bootstrap intervals over patients; the same for the baseline.
 Reconstruction: the inversion's SSIM and PSNR against the retrieval baseline (each input's most similar training
 ROI by SSIM, ``benchmarks/inversion.py``'s), means with 95% patient-bootstrap intervals, and their paired difference.
+Steering (``--steer N``, as ``medgan counterfactual --steer``): the class weights walk from the found class to the
+target in N steps until the judge's decision changes; the share of walks where it does (Wilson interval), the
+median class weight at that point, and the median changed area of that minimal counterfactual beside the full one's
+(the same counterfactuals; patient-bootstrap intervals).
+The inversion is cached in ``WORK/inversion.pt`` (a rerun with the same search settings reuses it).
 
 Usage::
 
@@ -97,10 +102,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--restarts", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steer", type=int, default=10, help="steps of the class walk (0: no steering)")
     args = parser.parse_args()
 
     from medgan.data.readers import read_volume
-    from medgan.evaluation.counterfactual import changes, counterfactual_images, judged, load_judge
+    from medgan.evaluation.counterfactual import changes, counterfactual_images, judged, load_judge, steer
     from medgan.evaluation.inversion import invert_targets, target_from_volume
     from medgan.inference.inversion import InversionConfig
     from medgan.inference.sampling import load_generator
@@ -133,8 +139,15 @@ def main() -> None:
     tiles = torch.cat([t.tile for t in targets])
     started = time.monotonic()
     config = InversionConfig(steps=args.steps, restarts=args.restarts, seed=args.seed)
-    result, quality = invert_targets(model, tiles, config, progress=True)
-    seconds = time.monotonic() - started
+    cache = work / "inversion.pt"
+    key = {"run": str(run), "files": [str(f) for f in files], "search": config.__dict__}
+    cached = torch.load(cache, weights_only=False) if cache.is_file() else None
+    if cached is not None and cached["key"] == key:
+        result, quality, seconds = cached["result"], cached["quality"], cached["seconds"]
+    else:
+        result, quality = invert_targets(model, tiles, config, progress=True)
+        seconds = time.monotonic() - started
+        torch.save({"key": key, "result": result, "quality": quality, "seconds": seconds}, cache)
     found = [names[int(i)] for i in result.labels]
     judge_input = judged(judge, tiles, names)
     # The retrieval baseline: each input's most similar training ROI (SSIM), as benchmarks/inversion.py does.
@@ -165,13 +178,18 @@ def main() -> None:
         _, stranger = counterfactual_images(model, other, result.labels[index], to_index)
         before, after = judged(judge, recon, names), judged(judge, changed, names)
         stranger_judged = judged(judge, stranger, names)
+        alphas, minimal = (steer(model, judge, result.latents[index], result.labels[index], to_index, args.steer)
+                           if args.steer else ([None] * len(keep), None))
         for j, k in enumerate(keep):
             _, l1, area = changes(targets[k], recon[j : j + 1], changed[j : j + 1])
             _, base_l1, base_area = changes(targets[k], recon[j : j + 1], stranger[j : j + 1])
             rows.append({"input": files[k].name, "patient": patients[k], "true": true[k], "found": found[k],
                          "to": to_class, "judge_input": judge_input[k], "judge_before": before[j],
                          "judge_after": after[j], "judge_new_patient": stranger_judged[j], "l1": l1, "area": area,
-                         "new_patient_l1": base_l1, "new_patient_area": base_area})
+                         "new_patient_l1": base_l1, "new_patient_area": base_area, "steer_alpha": alphas[j]})
+            if alphas[j] is not None:
+                _, rows[-1]["steer_l1"], rows[-1]["steer_area"] = changes(targets[k], recon[j : j + 1],
+                                                                         minimal[j : j + 1])
 
     count = len(rows)
     changed_class = sum(r["judge_before"] != r["judge_after"] for r in rows)
@@ -203,6 +221,21 @@ def main() -> None:
         "new_patient_median_l1_hu": median_interval(np.array([r["new_patient_l1"] for r in rows]), row_patients),
         "per_pair": {},
     }
+    if args.steer:
+        walked = [r for r in rows if r["steer_alpha"] is not None]
+        walked_patients = np.array([r["patient"] for r in walked])
+        summary["steer"] = {
+            "steps": args.steer,
+            "judge_change_rate": [round(len(walked) / count, 3), *wilson(len(walked), count)],
+            "median_alpha": median_interval(np.array([r["steer_alpha"] for r in walked]), walked_patients),
+            "median_changed_area_minimal": median_interval(np.array([r["steer_area"] for r in walked]),
+                                                           walked_patients),
+            "median_changed_area_full_same_rows": median_interval(np.array([r["area"] for r in walked]),
+                                                                  walked_patients),
+            "median_l1_hu_minimal": median_interval(np.array([r["steer_l1"] for r in walked]), walked_patients),
+            "median_area_ratio_minimal_to_full": median_interval(
+                np.array([r["steer_area"] / max(r["area"], 1e-9) for r in walked]), walked_patients),
+        }
     for source in names:
         for to_class in names:
             pair = [r for r in rows if r["true"] == source and r["to"] == to_class]

@@ -147,3 +147,108 @@ def test_model_counterfactual_writes_what_the_cli_writes(conditional, tmp_path, 
     assert {k: v for k, v in written.items() if k != "run"} == {k: v for k, v in record.items() if k != "run"}
     defaults = inspect.signature(medgan.Model.counterfactual).parameters
     assert (defaults["steps"].default, defaults["restarts"].default) == (latent.DEFAULT_STEPS, latent.DEFAULT_RESTARTS)
+
+
+def test_one_hot_class_weights_render_what_class_indices_render():
+    from medgan.networks.dcgan import DCGANGenerator as Generator
+
+    torch.manual_seed(0)
+    for conditional_norm in (False, True):
+        generator = Generator(32, latent_dim=8, channels=8, num_classes=3, conditional_norm=conditional_norm).eval()
+        z, labels = torch.randn(4, 8), torch.tensor([0, 1, 2, 1])
+        with torch.no_grad():
+            by_index = generator(z, labels)
+            by_weights = generator(z, torch.nn.functional.one_hot(labels, 3).float())
+        assert torch.allclose(by_index, by_weights, atol=1e-6)
+    from medgan.networks.common import class_vectors
+
+    halfway = torch.tensor([[0.5, 0.0, 0.5]])  # a mixture is the mean of the two classes' rows
+    weight = generator.embedding.weight
+    assert torch.allclose(class_vectors(generator.embedding, halfway)[0], (weight[0] + weight[2]) / 2)
+
+
+def test_steer_stops_where_the_judge_changes_its_decision(conditional, tmp_path, one_thread):
+    from medgan.evaluation.counterfactual import steer
+    from medgan.inference.sampling import load_generator
+
+    run, _ = conditional
+    judge = torch.jit.script(Judge())
+    model = load_generator(run)
+    latents = torch.randn(6, model.latent_dim, generator=torch.Generator().manual_seed(1))
+    labels = torch.tensor([0, 0, 0, 1, 1, 1])
+    alphas, images = steer(model, judge, latents, labels, 1, steps=8)
+    with torch.no_grad():
+        before = judge(model.forward(latents, labels, None).clamp(-1, 1)).argmax(1)
+        after_all = judge(images).argmax(1)
+    for k, alpha in enumerate(alphas):
+        if labels[k] == 1:  # already the target class: the walk stays at the reconstruction's conditioning
+            assert alpha is None
+            continue
+        if alpha is None:
+            continue
+        assert alpha in [step / 8 for step in range(1, 9)] and after_all[k] != before[k]
+        if alpha > 1 / 8:  # one step earlier the judge had not changed its mind
+            weights = torch.tensor([[1 - alpha + 1 / 8, alpha - 1 / 8]])
+            with torch.no_grad():
+                earlier = model.forward(latents[k : k + 1], weights, None).clamp(-1, 1)
+            assert judge(earlier).argmax(1) == before[k]
+
+
+class ThresholdJudge(torch.nn.Module):
+    """Class 1 when the image's mean is above ``threshold``, else class 0."""
+
+    def __init__(self, threshold: float) -> None:
+        super().__init__()
+        self.threshold = threshold
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        mean = images.mean(dim=(1, 2, 3)) - self.threshold
+        return torch.stack([-mean, mean], dim=1)
+
+
+def test_counterfactual_steer_writes_the_minimal_counterfactual(conditional, tmp_path, one_thread, capsys):
+    from medgan.data.readers import read_volume
+    from medgan.evaluation.counterfactual import counterfactual_images
+    from medgan.evaluation.inversion import invert_targets, target_from_volume
+    from medgan.inference.inversion import InversionConfig
+    from medgan.inference.sampling import load_generator
+
+    run, data = conditional
+    image = data / "img00.png"
+    model = load_generator(run)
+    target = target_from_volume(model, read_volume(image))
+    result, _ = invert_targets(model, target.tile, InversionConfig(steps=15, restarts=1, seed=0))
+    to_class = "square" if model.class_names[int(result.labels[0])] == "disc" else "disc"
+    recon, changed = counterfactual_images(model, result.latents, result.labels, model.class_index(to_class))
+    # A judge whose boundary lies halfway between the reconstruction's and the counterfactual's mean: the walk must
+    # cross it, and not at the first step unless the whole change happens there.
+    judge = tmp_path / "judge.pt"
+    torch.jit.script(ThresholdJudge(float(recon.mean() + changed.mean()) / 2)).save(str(judge))
+    out = tmp_path / "steer"
+    assert main(["counterfactual", "--run", str(run), "--input", str(image), "--to", to_class, "--out", str(out),
+                 "--judge", str(judge), "--steer", "5", *FAST]) == 0
+    record = json.loads((out / "counterfactual.json").read_text())
+    (entry,) = record["images"]
+    assert entry["judge_before"] != entry["judge_after"]
+    assert entry["steer_alpha"] in (0.2, 0.4, 0.6, 0.8, 1.0)
+    assert 0 < entry["steer_changed_area"] <= 1 and entry["steer_l1_change"] > 0
+    assert (out / "img00" / "img00_minimal_0000.png").is_file()
+    walk = record["steer"]
+    assert walk["steps"] == 5 and walk["judge_change_rate"] == 1.0 and walk["median_alpha"] == entry["steer_alpha"]
+    assert "steered in 5 steps: the judge changed its decision for 100%" in capsys.readouterr().out
+    # A judge that never changes its mind: nothing minimal is written, and the record says so.
+    never = tmp_path / "never.pt"
+    torch.jit.script(ThresholdJudge(10.0)).save(str(never))
+    assert main(["counterfactual", "--run", str(run), "--input", str(image), "--to", to_class, "--out",
+                 str(tmp_path / "never"), "--judge", str(never), "--steer", "5", *FAST]) == 0
+    record = json.loads((tmp_path / "never" / "counterfactual.json").read_text())
+    assert record["images"][0]["steer_alpha"] is None and record["steer"]["judge_change_rate"] == 0.0
+    assert "median_alpha" not in record["steer"] and not list((tmp_path / "never").rglob("*minimal*"))
+
+
+def test_steer_needs_a_judge(conditional, tmp_path, capsys):
+    run, data = conditional
+    code = main(["counterfactual", "--run", str(run), "--input", str(data / "img00.png"), "--to", "disc", "--out",
+                 str(tmp_path / "out"), "--steer", "4", "--quiet"])
+    assert_one_error_line(code, capsys, "--steer")
+    assert not (tmp_path / "out").exists()

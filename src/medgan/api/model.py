@@ -159,10 +159,10 @@ class Model:
         return explore(self.source, out, directions, steps, span, seed, class_name, loaded=self.inference)
 
     def counterfactual(self, image: str | Path, to_class: str, out: str | Path, judge: str | Path | None = None,
-                       steps: int = 300, restarts: int = 4, seed: int = 0) -> dict[str, Any]:
+                       steps: int = 300, restarts: int = 4, seed: int = 0, steer: int = 0) -> dict[str, Any]:
         """Writes what ``medgan counterfactual`` writes for ``image`` (a file or folder of images) as class
-        ``to_class`` into the new or empty folder ``out`` (same defaults) and returns ``counterfactual.json``'s record
-        (``medgan.evaluation.counterfactual``)."""
+        ``to_class`` into the new or empty folder ``out`` (same defaults; ``steer`` is ``--steer``) and returns
+        ``counterfactual.json``'s record (``medgan.evaluation.counterfactual``)."""
         from medgan.evaluation.counterfactual import counterfactual_file
         from medgan.inference.inversion import InversionConfig
 
@@ -170,7 +170,7 @@ class Model:
             raise ConfigError(f"this model (task {self.task}) translates images; it has no classes to change",
                               self.source)
         config = InversionConfig(steps=steps, restarts=restarts, seed=seed)
-        return counterfactual_file(self.source, image, out, to_class, config, judge, progress=False)
+        return counterfactual_file(self.source, image, out, to_class, config, judge, progress=False, steer_steps=steer)
 
     def translate(self, image: Any, direction: str | None = None,
                   domains: Mapping[str, Any] | None = None, spacing: tuple[float, ...] | None = None) -> Images:

@@ -63,6 +63,9 @@ def add_latent_commands(commands: argparse._SubParsersAction, command: type) -> 
     counterfactual.add_argument("--out", required=True, help="a new or empty output folder")
     counterfactual.add_argument("--judge", help="a TorchScript classifier: [N, 1, R, R] in [-1, 1] -> logits in the "
                                                 "run's class order; its class before and after is recorded")
+    counterfactual.add_argument("--steer", type=int, default=0, metavar="N",
+                                help="with --judge: walk from the found class to --to in N steps and write the first "
+                                     "image the judge classifies differently (NAME_minimal)")
     counterfactual.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="inversion steps per start")
     counterfactual.add_argument("--restarts", type=int, default=DEFAULT_RESTARTS, help="starts per image and class")
     counterfactual.add_argument("--seed", type=int, default=0, help="seed of the random starts")
@@ -120,13 +123,19 @@ def command_counterfactual(args: argparse.Namespace) -> int:
     args.run = str(locate(args.run))
     config = InversionConfig(steps=args.steps, restarts=args.restarts, seed=args.seed)
     record = counterfactual_file(args.run, args.input, args.out, args.to_class, config, args.judge,
-                                 progress=not args.quiet)
+                                 progress=not args.quiet, steer_steps=args.steer)
     unit = record["images"][0]["unit"]
     print(f"{len(record['images'])} image(s) as {record['to_class']}: median changed area "
           f"{record['median_changed_area']:.3f}, median L1 change {record['median_l1_change']:.4g} {unit}".rstrip())
     if "judge_class_change_rate" in record:
         print(f"judge: class changed for {record['judge_class_change_rate']:.0%}, predicted {record['to_class']} for "
               f"{record['judge_to_class_rate']:.0%}")
+    if "steer" in record:
+        walk = record["steer"]
+        found = (f": median class weight {walk['median_alpha']:.2f}, median changed area "
+                 f"{walk['median_changed_area']:.3f}" if "median_alpha" in walk else "")
+        print(f"steered in {walk['steps']} steps: the judge changed its decision for {walk['judge_change_rate']:.0%}"
+              f"{found}")
     print(f"wrote the counterfactuals, change maps, previews, counterfactual.json and {CARD_NAME} to {args.out} "
           "(derived from the inputs: as private as they are)")
     return 0

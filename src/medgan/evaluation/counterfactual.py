@@ -11,6 +11,10 @@ Per input ``NAME`` (the slice's stem, as ``medgan invert`` names it), all or not
 * ``NAME_change`` (counterfactual - reconstruction in physical units: NIfTI, else float32 NPY);
 * ``NAME_preview.png``: input | reconstruction | counterfactual | difference (mid grey 0, white +, black -, full
   scale half the mapping's range);
+* with ``--steer N`` (needs ``--judge``): the conditioning walks from the found class to ``--to`` in N equal steps
+  (the straight line between the two classes' embeddings, ``medgan.networks.common.class_vectors``) until the
+  judge's decision differs from its decision on the reconstruction; that image, the minimal counterfactual, is
+  written as ``NAME_minimal`` (same format as the counterfactual) where the judge changes its decision on the way;
 
 then ``counterfactual.json`` and ``DATA_CARD.json``.
 """
@@ -78,6 +82,34 @@ def load_judge(path: str | Path, model: NoiseToImage) -> torch.jit.ScriptModule:
     return judge
 
 
+def steer(model: NoiseToImage, judge: Any, latents: torch.Tensor, labels: torch.Tensor, to_index: int,
+          steps: int) -> tuple[list[float | None], torch.Tensor]:
+    """Walks each latent's class weights from its found class to ``to_index`` in ``steps`` equal steps.
+
+    Returns:
+        (per image the first weight alpha in (0, 1] of the class ``to_index`` at which the judge's decision differs
+        from its decision at alpha = 0, None where it never does; the images at those alphas [N, C, R, R] in
+        [-1, 1], the full counterfactual where the decision never changes).
+    """
+    count = len(model.class_names)
+    start = torch.nn.functional.one_hot(labels, count).float()
+    end = torch.nn.functional.one_hot(torch.full_like(labels, to_index), count).float()
+    attributes = model.attribute_vector(None)
+    with torch.no_grad():
+        images = model.forward(latents, labels, attributes).clamp(-1, 1)
+        before = judge(images[:, :1].float()).argmax(1)
+        alphas: list[float | None] = [None] * len(labels)
+        for step in range(1, steps + 1):
+            alpha = step / steps
+            rendered = model.forward(latents, (1 - alpha) * start + alpha * end, attributes).clamp(-1, 1)
+            flipped = judge(rendered[:, :1].float()).argmax(1) != before
+            for k in range(len(labels)):
+                if alphas[k] is None and (bool(flipped[k]) or step == steps):
+                    images[k] = rendered[k]
+                    alphas[k] = alpha if bool(flipped[k]) else None
+    return alphas, images
+
+
 def counterfactual_images(model: NoiseToImage, latents: torch.Tensor, labels: torch.Tensor,
                           to_index: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(reconstruction, counterfactual) [N, C, R, R] in [-1, 1]: the same latents rendered as the found classes
@@ -112,9 +144,10 @@ def judged(judge: Any, images: torch.Tensor, names: tuple[str, ...]) -> list[str
 
 def counterfactual_file(run: str | Path, path: str | Path, out: str | Path, to_class: str,
                         config: InversionConfig | None = None, judge_path: str | Path | None = None,
-                        progress: bool = True) -> dict[str, Any]:
+                        progress: bool = True, steer_steps: int = 0) -> dict[str, Any]:
     """``medgan counterfactual``: every input under ``path`` (a file, a DICOM series folder or a folder of images)
-    as class ``to_class``; writes the outputs into ``out`` (module docstring).
+    as class ``to_class``; writes the outputs into ``out`` (module docstring). ``steer_steps`` > 0 (with a judge)
+    also walks from the found class to ``to_class`` in that many steps until the judge changes its decision.
 
     Returns:
         The record written as ``counterfactual.json``.
@@ -129,6 +162,9 @@ def counterfactual_file(run: str | Path, path: str | Path, out: str | Path, to_c
 
     config = config or InversionConfig()
     config.check()
+    if steer_steps < 0 or (steer_steps > 0 and judge_path is None):
+        raise ConfigError("--steer takes a number of steps >= 1 and needs --judge (the classifier whose decision "
+                          "ends the walk)", judge_path or run)
     check_output_folder(out, "--out")
     model = load_generator(run)
     to_index = check_model(model, to_class)
@@ -141,8 +177,34 @@ def counterfactual_file(run: str | Path, path: str | Path, out: str | Path, to_c
     recon, changed = counterfactual_images(model, result.latents, result.labels, to_index)
     record = counterfactual_record(model, targets, stems, result.labels, quality, recon, changed, to_class, judge)
     record.update(run=str(run), search=config.__dict__, judge=None if judge_path is None else str(judge_path))
-    write_counterfactuals(out, targets, stems, recon, changed, record, run)
+    minimal = None
+    if steer_steps > 0:
+        alphas, minimal = steer(model, judge, result.latents, result.labels, to_index, steer_steps)
+        record["steer"] = steer_record(targets, record["images"], alphas, recon, minimal, steer_steps)
+        minimal = [minimal[k : k + 1] if alpha is not None else None for k, alpha in enumerate(alphas)]
+    write_counterfactuals(out, targets, stems, recon, changed, record, run, minimal)
     return record
+
+
+def steer_record(targets: list[InversionTarget], images: list[dict[str, Any]], alphas: list[float | None],
+                 recon: torch.Tensor, minimal: torch.Tensor, steps: int) -> dict[str, Any]:
+    """Adds each image's steering result to its entry; the summary over images."""
+    flipped = []
+    for k, (target, entry, alpha) in enumerate(zip(targets, images, alphas)):
+        entry["steer_alpha"] = alpha
+        if alpha is not None:
+            _, l1, area = changes(target, recon[k : k + 1], minimal[k : k + 1])
+            entry.update(steer_l1_change=l1, steer_changed_area=area)
+            flipped.append(entry)
+    summary: dict[str, Any] = {
+        "steps": steps, "judge_change_rate": len(flipped) / len(images),
+        "path": "class weights (1 - alpha) * found class + alpha * --to, alpha = 1/steps .. 1; the walk stops at "
+                "the first alpha where the judge's decision differs from its decision on the reconstruction"}
+    if flipped:
+        summary.update(median_alpha=statistics.median(e["steer_alpha"] for e in flipped),
+                       median_changed_area=statistics.median(e["steer_changed_area"] for e in flipped),
+                       median_l1_change=statistics.median(e["steer_l1_change"] for e in flipped))
+    return summary
 
 
 def counterfactual_record(model: NoiseToImage, targets: list[InversionTarget], stems: list[str], labels: torch.Tensor,
@@ -178,8 +240,10 @@ def counterfactual_record(model: NoiseToImage, targets: list[InversionTarget], s
 
 
 def write_counterfactuals(out: str | Path, targets: list[InversionTarget], stems: list[str], recon: torch.Tensor,
-                          changed: torch.Tensor, record: dict[str, Any], run: str | Path) -> list[Path]:
-    """Writes every image's files, ``counterfactual.json`` and ``DATA_CARD.json`` into ``out``, all or nothing."""
+                          changed: torch.Tensor, record: dict[str, Any], run: str | Path,
+                          minimal: list[torch.Tensor | None] | None = None) -> list[Path]:
+    """Writes every image's files, ``counterfactual.json`` and ``DATA_CARD.json`` into ``out``, all or nothing;
+    ``minimal``: per image the minimal counterfactual of ``--steer`` (None: none found, nothing written)."""
     from medgan.card import CARD_NAME, card_text, export_card, sealed
     from medgan.export.common import all_or_nothing
 
@@ -188,6 +252,8 @@ def write_counterfactuals(out: str | Path, targets: list[InversionTarget], stems
     with all_or_nothing(out) as batch:
         for k, (target, stem) in enumerate(zip(targets, stems)):
             _write_one(batch, out, target, stem, recon[k : k + 1], changed[k : k + 1])
+            if minimal is not None and minimal[k] is not None:
+                _write_image(out, target, stem, minimal[k], "minimal")
         batch.write_text("counterfactual.json", json.dumps(record, indent=2, allow_nan=False) + "\n")
         batch.write_text(CARD_NAME, card_text(sealed(card)))
         return list(batch.written)
@@ -195,22 +261,28 @@ def write_counterfactuals(out: str | Path, targets: list[InversionTarget], stems
 
 def _write_one(batch: Any, out: Path, target: InversionTarget, stem: str, recon: torch.Tensor,
                changed: torch.Tensor) -> None:
-    from medgan.export import write_nifti, write_npy, write_png
-
     difference, _, _ = changes(target, recon, changed)
+    _write_image(out, target, stem, changed, "counterfactual")
     if target.kind == "nifti":
-        write_nifti(changed, out / f"{stem}_counterfactual.nii.gz", target.mapping, target.spacing, dtype="float32")
         _write_difference_nifti(batch, f"{stem}_change.nii.gz", difference, target.spacing,
                                 b"medgan counterfactual: counterfactual - reconstruction")
     else:
-        if target.kind == "png16":
-            write_png(changed, out / stem, 16, target.mapping, f"{stem}_counterfactual", target.spacing)
-        else:
-            write_npy(changed, out / f"{stem}_counterfactual.npy", target.mapping, target.spacing)
         with batch.file(f"{stem}_change.npy") as temporary:
             np.save(temporary, difference)
     with batch.file(f"{stem}_preview.png") as temporary:
         temporary.write_bytes(_preview(target, recon, changed))
+
+
+def _write_image(out: Path, target: InversionTarget, stem: str, image: torch.Tensor, suffix: str) -> None:
+    """One generated image [1, C, R, R] as ``NAME_<suffix>`` in the input's format family, marked SYNTHETIC."""
+    from medgan.export import write_nifti, write_npy, write_png
+
+    if target.kind == "nifti":
+        write_nifti(image, out / f"{stem}_{suffix}.nii.gz", target.mapping, target.spacing, dtype="float32")
+    elif target.kind == "png16":
+        write_png(image, out / stem, 16, target.mapping, f"{stem}_{suffix}", target.spacing)
+    else:
+        write_npy(image, out / f"{stem}_{suffix}.npy", target.mapping, target.spacing)
 
 
 def _preview(target: InversionTarget, recon: torch.Tensor, changed: torch.Tensor) -> bytes:

@@ -44,12 +44,24 @@ def conditioned_latent(z: torch.Tensor, labels: torch.Tensor | None, attributes:
     if classes is not None:
         if labels is None:
             raise ValueError("a class-conditional generator needs labels")
-        parts.append(classes(labels))
+        parts.append(class_vectors(classes, labels))
     if continuous is not None:
         if attributes is None:
             raise ValueError("an attribute-conditional generator needs attributes")
         parts.append(continuous(attributes.to(z.dtype)))
     return torch.cat(parts, dim=1) if len(parts) > 1 else z
+
+
+def class_vectors(embedding: nn.Embedding, labels: torch.Tensor) -> torch.Tensor:
+    """Rows of ``embedding`` for int64 class indices [N], or their mixtures for float class weights [N, K].
+
+    Mixtures move a generator's conditioning along the straight line between two classes' embeddings (and
+    conditional norm parameters), the path ``medgan counterfactual --steer`` walks; one-hot weights give exactly
+    the rows that the indices give.
+    """
+    if labels.is_floating_point():
+        return labels.to(embedding.weight.dtype) @ embedding.weight
+    return embedding(labels)
 
 
 class ConditionalBatchNorm2d(nn.Module):
@@ -75,9 +87,9 @@ class ConditionalBatchNorm2d(nn.Module):
         nn.init.zeros_(self.shift.weight)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        shape = (*labels.shape, -1, *([1] * (x.dim() - 2)))  # [N, C, 1, 1(, 1)]
-        scale = self.scale(labels).reshape(shape).to(x.dtype)
-        shift = self.shift(labels).reshape(shape).to(x.dtype)
+        shape = (labels.shape[0], -1, *([1] * (x.dim() - 2)))  # [N, C, 1, 1(, 1)]
+        scale = class_vectors(self.scale, labels).reshape(shape).to(x.dtype)
+        shift = class_vectors(self.shift, labels).reshape(shape).to(x.dtype)
         return self.norm(x) * scale + shift
 
 
