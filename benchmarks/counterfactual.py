@@ -178,7 +178,7 @@ def main() -> None:
         _, stranger = counterfactual_images(model, other, result.labels[index], to_index)
         before, after = judged(judge, recon, names), judged(judge, changed, names)
         stranger_judged = judged(judge, stranger, names)
-        alphas, minimal = (steer(model, judge, result.latents[index], result.labels[index], to_index, args.steer)
+        alphas, minimal = (steer(model, judge, result.latents[index], result.labels[index], recon, to_index, args.steer)
                            if args.steer else ([None] * len(keep), None))
         for j, k in enumerate(keep):
             _, l1, area = changes(targets[k], recon[j : j + 1], changed[j : j + 1])

@@ -144,20 +144,18 @@ def gan_job(work: str, fold: int, kind: str, class_index: int, steps: int) -> st
 
 def synthetic(work: Path, fold: int, kind: str, per_class: np.ndarray, multiple: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``multiple`` x (real ROIs of the class) synthetic ROIs per class from the fold's GAN(s), cached."""
-    from medgan.inference.sampling import generate
+    from medgan.inference.sampling import generate, load_generator
 
     cache = work / f"fold{fold}" / f"synthetic-{kind}.pt"
     if cache.exists():
         return torch.load(cache)
+    conditional = work / f"fold{fold}" / "conditional"
+    loaded = load_generator(conditional) if kind == "conditional" else None
     images, labels = [], []
     for index, count in enumerate(per_class):
         n = int(count) * multiple
         if kind == "conditional":
-            from medgan.inference.sampling import load_generator
-
-            run = work / f"fold{fold}" / "conditional"
-            loaded = load_generator(run)
-            batch, _ = generate(run, n, seed=1000 + index, class_name=loaded.class_names[index], loaded=loaded)
+            batch, _ = generate(conditional, n, seed=1000 + index, class_name=loaded.class_names[index], loaded=loaded)
         else:
             batch, _ = generate(work / f"fold{fold}" / f"class{index}", n, seed=1000 + index)
         images.append(batch.float())
@@ -204,6 +202,7 @@ def classifier_job(work: str, fold: int, seed: int, args: argparse.Namespace) ->
     per_class = np.bincount(labels.numpy(), minlength=classes)
     config = UtilityConfig(augment=False, threads=1)
     augmented = copies(images, max(args.copies), seed)
+    pools = {kind: torch.load(Path(work) / f"fold{fold}" / f"synthetic-{kind}.pt") for kind in GAN_KINDS}
     results = {}
     for name in arm_names(args):
         if name.startswith("classic"):
@@ -212,7 +211,7 @@ def classifier_job(work: str, fold: int, seed: int, args: argparse.Namespace) ->
             y = labels.repeat(k + 1)
         else:
             kind, m = name.split(" +")
-            fake = nested_synthetic(*torch.load(Path(work) / f"fold{fold}" / f"synthetic-{kind}.pt"), per_class, int(m))
+            fake = nested_synthetic(*pools[kind], per_class, int(m))
             x = torch.cat([images, augmented[: max(args.copies) * len(images)], fake[0]])
             y = torch.cat([labels.repeat(max(args.copies) + 1), fake[1]])
         model = train_classifier(x, y, classes, config, seed=seed, steps=args.steps)
@@ -255,8 +254,8 @@ def summarise(work: Path, args: argparse.Namespace) -> dict:
                                                                       if k not in ("report",)}}
     for metric, values in draws.items():
         values = np.array(values)  # [DRAWS, arms]
-        full = (correct.mean(axis=-1) if metric == "accuracy" else balanced(correct, labels, classes)).mean(axis=0)
         per_seed = correct.mean(axis=-1) if metric == "accuracy" else balanced(correct, labels, classes)
+        full = per_seed.mean(axis=0)
         for index, name in enumerate(names):
             difference = values[:, index] - values[:, reference]
             result["arms"].setdefault(name, {})[metric] = {

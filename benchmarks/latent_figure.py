@@ -25,27 +25,25 @@ from pathlib import Path
 import numpy as np
 import torch
 from counterfactual import inputs_by_class  # same folder
-from inversion import held_out, retrieval  # same folder
+from inversion import held_out  # same folder
 
 
 def brain_rows(run: Path, count: int, config) -> list[tuple[list[np.ndarray], list[str]]]:
     from medgan.data.cohort import HELD_OUT
     from medgan.data.pipeline import load_slices
     from medgan.evaluation.inversion import discriminator_features
-    from medgan.inference.inversion import invert
+    from medgan.inference.inversion import invert, ssim_values
     from medgan.inference.sampling import load_generator
 
     model = load_generator(run)
     queries, _ = held_out(model.config.data, count, 1, HELD_OUT, seed=0)
     training = load_slices(model.config.data, progress=False, skip_blank=True).images.float()
-    found_ssim, _ = retrieval(queries, training)
-    nearest = []
-    from medgan.inference.inversion import ssim_values
-
+    found_ssim, nearest = [], []  # the retrieval baseline (benchmarks/inversion.py's), keeping the slice it found
     for query in queries:
         with torch.no_grad():
             values = torch.cat([ssim_values(query[None].expand(len(block), -1, -1, -1), block)
                                 for block in training.split(1024)])
+        found_ssim.append(float(values.max()))
         nearest.append(training[int(values.argmax())])
     features, _ = discriminator_features(run)
     result = invert(model, queries, config, None, features)
@@ -80,7 +78,7 @@ def liver_rows(run: Path, judge_path: Path, inputs: Path, steps: int, config) ->
         to_index = (found + 1) % len(names)
         latents, labels = result.latents[k : k + 1], result.labels[k : k + 1]
         recon, full = counterfactual_images(model, latents, labels, to_index)
-        alphas, minimal = steer(model, judge, latents, labels, to_index, steps)
+        alphas, minimal = steer(model, judge, latents, labels, recon, to_index, steps)
         before, after = judged(judge, recon, names)[0], judged(judge, full, names)[0]
         _, _, area = changes(target, recon, full)
         _, _, minimal_area = changes(target, recon, minimal)

@@ -176,9 +176,11 @@ def test_steer_stops_where_the_judge_changes_its_decision(conditional, tmp_path,
     model = load_generator(run)
     latents = torch.randn(6, model.latent_dim, generator=torch.Generator().manual_seed(1))
     labels = torch.tensor([0, 0, 0, 1, 1, 1])
-    alphas, images = steer(model, judge, latents, labels, 1, steps=8)
     with torch.no_grad():
-        before = judge(model.forward(latents, labels, None).clamp(-1, 1)).argmax(1)
+        recon = model.forward(latents, labels, None).clamp(-1, 1)
+        before = judge(recon).argmax(1)
+    alphas, images = steer(model, judge, latents, labels, recon, 1, steps=8)
+    with torch.no_grad():
         after_all = judge(images).argmax(1)
     for k, alpha in enumerate(alphas):
         if labels[k] == 1:  # already the target class: the walk stays at the reconstruction's conditioning

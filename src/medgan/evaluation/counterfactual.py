@@ -22,6 +22,7 @@ then ``counterfactual.json`` and ``DATA_CARD.json``.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from pathlib import Path
 from typing import Any
@@ -82,32 +83,30 @@ def load_judge(path: str | Path, model: NoiseToImage) -> torch.jit.ScriptModule:
     return judge
 
 
-def steer(model: NoiseToImage, judge: Any, latents: torch.Tensor, labels: torch.Tensor, to_index: int,
-          steps: int) -> tuple[list[float | None], torch.Tensor]:
-    """Walks each latent's class weights from its found class to ``to_index`` in ``steps`` equal steps.
+def steer(model: NoiseToImage, judge: Any, latents: torch.Tensor, labels: torch.Tensor, recon: torch.Tensor,
+          to_index: int, steps: int) -> tuple[list[float | None], torch.Tensor]:
+    """Walks each latent's class weights from its found class (its reconstruction ``recon``) to ``to_index`` in
+    ``steps`` equal steps.
 
     Returns:
         (per image the first weight alpha in (0, 1] of the class ``to_index`` at which the judge's decision differs
-        from its decision at alpha = 0, None where it never does; the images at those alphas [N, C, R, R] in
+        from its decision on ``recon``, None where it never does; the images at those alphas [N, C, R, R] in
         [-1, 1], the full counterfactual where the decision never changes).
     """
     count = len(model.class_names)
     start = torch.nn.functional.one_hot(labels, count).float()
     end = torch.nn.functional.one_hot(torch.full_like(labels, to_index), count).float()
     attributes = model.attribute_vector(None)
+    images = recon.clone()
+    alphas = torch.full((len(labels),), math.nan, dtype=torch.float64)
     with torch.no_grad():
-        images = model.forward(latents, labels, attributes).clamp(-1, 1)
-        before = judge(images[:, :1].float()).argmax(1)
-        alphas: list[float | None] = [None] * len(labels)
+        before = judge(recon[:, :1].float()).argmax(1)
         for step in range(1, steps + 1):
-            alpha = step / steps
-            rendered = model.forward(latents, (1 - alpha) * start + alpha * end, attributes).clamp(-1, 1)
-            flipped = judge(rendered[:, :1].float()).argmax(1) != before
-            for k in range(len(labels)):
-                if alphas[k] is None and (bool(flipped[k]) or step == steps):
-                    images[k] = rendered[k]
-                    alphas[k] = alpha if bool(flipped[k]) else None
-    return alphas, images
+            rendered = model.forward(latents, (1 - step / steps) * start + step / steps * end, attributes).clamp(-1, 1)
+            newly = (judge(rendered[:, :1].float()).argmax(1) != before) & alphas.isnan()
+            images[newly], alphas[newly] = rendered[newly], step / steps
+        images[alphas.isnan()] = rendered[alphas.isnan()]  # never changed: the full counterfactual (alpha 1)
+    return [None if math.isnan(a) else a for a in alphas.tolist()], images
 
 
 def counterfactual_images(model: NoiseToImage, latents: torch.Tensor, labels: torch.Tensor,
@@ -177,12 +176,12 @@ def counterfactual_file(run: str | Path, path: str | Path, out: str | Path, to_c
     recon, changed = counterfactual_images(model, result.latents, result.labels, to_index)
     record = counterfactual_record(model, targets, stems, result.labels, quality, recon, changed, to_class, judge)
     record.update(run=str(run), search=config.__dict__, judge=None if judge_path is None else str(judge_path))
-    minimal = None
+    found = None
     if steer_steps > 0:
-        alphas, minimal = steer(model, judge, result.latents, result.labels, to_index, steer_steps)
+        alphas, minimal = steer(model, judge, result.latents, result.labels, recon, to_index, steer_steps)
         record["steer"] = steer_record(targets, record["images"], alphas, recon, minimal, steer_steps)
-        minimal = [minimal[k : k + 1] if alpha is not None else None for k, alpha in enumerate(alphas)]
-    write_counterfactuals(out, targets, stems, recon, changed, record, run, minimal)
+        found = [minimal[k : k + 1] if alpha is not None else None for k, alpha in enumerate(alphas)]
+    write_counterfactuals(out, targets, stems, recon, changed, record, run, found)
     return record
 
 
