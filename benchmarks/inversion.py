@@ -90,9 +90,12 @@ def paired(rows: dict, subjects: list[str]) -> dict:
     names = list(rows)
     retrieval_name, random_name, encoder_name = names[0], names[2], names[3]
     result = {}
-    for label, (a, b) in {"inversion (random starts) - retrieval": (random_name, retrieval_name),
-                          "inversion (encoder start) - retrieval": (encoder_name, retrieval_name),
-                          "encoder start - random starts": (encoder_name, random_name)}.items():
+    pairs = {"inversion (random starts) - retrieval": (random_name, retrieval_name),
+             "inversion (encoder start) - retrieval": (encoder_name, retrieval_name),
+             "encoder start - random starts": (encoder_name, random_name)}
+    for name in names[4:]:  # layer-wise arms
+        pairs[f"{name.removeprefix('inversion + ')} - retrieval"] = (name, retrieval_name)
+    for label, (a, b) in pairs.items():
         result[label] = {metric: subject_interval(np.asarray(rows[a][i]) - np.asarray(rows[b][i]), subjects)
                          for i, metric in enumerate(("ssim", "psnr_db"))}
     return result
@@ -106,14 +109,19 @@ def steps_to(trace: torch.Tensor, level: float) -> int | None:
 
 
 def arm(model, tiles, config, features, starts=None):
-    """(per-image SSIM, PSNR, trace, seconds) of one inversion arm."""
+    """(per-image SSIM, PSNR, trace, seconds) of one inversion arm; with ``config.layer_steps`` a pair of them:
+    the latent's own images G(z) (the arm without refinement: the same search) and the refined ones."""
     from medgan.inference.inversion import invert
     from medgan.metrics.image import psnr, ssim
 
     began = time.perf_counter()
     result = invert(model, tiles, config, None, features, starts)
     seconds = time.perf_counter() - began
-    return ssim(result.images, tiles).numpy(), psnr(result.images, tiles).numpy(), result.ssim_trace, seconds
+    refined = (ssim(result.images, tiles).numpy(), psnr(result.images, tiles).numpy(), result.ssim_trace, seconds)
+    if not config.layer_steps:
+        return refined
+    plain = model.forward(result.latents, result.labels, model.attribute_vector(None))
+    return (ssim(plain, tiles).numpy(), psnr(plain, tiles).numpy(), result.ssim_trace, None), refined
 
 
 def train_run(run: Path, minutes: float) -> None:
@@ -140,6 +148,8 @@ def main() -> None:
                         help="brain: held-out mni152-cohort slices (default); liver: lesion ROIs of new phantom "
                              "patients (dataset seed 7) for a liver lesion run given with --run")
     parser.add_argument("--per-class", type=int, default=8, help="liver: new-patient ROIs per class")
+    parser.add_argument("--layer-steps", type=int, default=0,
+                        help="also refine each inversion layer-wise for N steps (medgan invert --layer-steps)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from medgan.data.cohort import HELD_OUT
@@ -186,22 +196,27 @@ def main() -> None:
     results["encoder"] = encoder.record
     print(f"retrieval {results['retrieval_seconds']:.0f} s, encoder {results['encoder_seconds']:.0f} s", flush=True)
     starts = encoder.encode(queries)
-    config = InversionConfig(steps=args.steps, restarts=args.restarts)
+    config = InversionConfig(steps=args.steps, restarts=args.restarts, layer_steps=args.layer_steps)
     random_arm = arm(model, queries, config, features)
     encoder_arm = arm(model, queries, config, features, starts)
     alone = arm(model, queries, InversionConfig(steps=0, restarts=1), features, starts)
+    layered = {}
+    if args.layer_steps:  # the refined arms last, so that the first four rows keep their places
+        (random_arm, layered["inversion + layer-wise, random starts"]) = random_arm
+        (encoder_arm, layered["inversion + layer-wise, encoder start"]) = encoder_arm
+        results["layer_steps"] = args.layer_steps
 
     final = float(random_arm[2].cummax(0).values.mean(1)[-1])
     first = float(random_arm[2][0].mean())
     levels = {"final": final, "95% of the way": first + 0.95 * (final - first)}
     rows = {"retrieval (nearest training image by SSIM)": (retrieved[0], retrieved[1], None, None),
             "encoder alone, G(E(x))": alone, "inversion, random starts": random_arm,
-            "inversion, encoder start": encoder_arm}
+            "inversion, encoder start": encoder_arm, **layered}
     results["arms"] = {}
     for name, (ssim_values, psnr_values, trace, seconds) in rows.items():
         entry = {"ssim": subject_interval(ssim_values, subjects), "psnr_db": subject_interval(psnr_values, subjects),
                  "seconds": seconds}
-        if trace is not None and trace.shape[0] > 1:
+        if trace is not None and trace.shape[0] > 1 and "layer-wise" not in name:
             entry["steps_to"] = {label: steps_to(trace, level) for label, level in levels.items()}
         results["arms"][name] = entry
     results["levels"] = levels

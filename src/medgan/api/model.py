@@ -115,7 +115,7 @@ class Model:
 
     def invert(self, image: Any, class_name: str | None = None, steps: int = 300, restarts: int = 4,
                encoder: str | Path | None = None, slice_index: int | None = None,
-               spacing: tuple[float, ...] | None = None, seed: int = 0) -> Any:
+               spacing: tuple[float, ...] | None = None, seed: int = 0, layer_steps: int = 0) -> Any:
         """The latent whose generated image reproduces ``image``, as ``medgan invert`` finds it (same defaults).
 
         Args:
@@ -128,6 +128,7 @@ class Model:
             slice_index: volumes: the slice (default: the middle one of those training would keep).
             spacing: mm per pixel of an array input (default 1 mm).
             seed: seed of the random starts.
+            layer_steps: then refine the reconstruction on G's feature maps (``--layer-steps``; 0: off).
 
         Returns:
             ``medgan.api.inversion.Inversion``: reconstruction, target, difference, latent, SSIM, PSNR; ``save``.
@@ -142,7 +143,7 @@ class Model:
         if self.kind != "noise-to-image":
             raise ConfigError(f"this model (task {self.task}) translates images; it has no generator from noise to "
                               "invert", self.source)
-        config = InversionConfig(steps=steps, restarts=restarts, seed=seed)
+        config = InversionConfig(steps=steps, restarts=restarts, seed=seed, layer_steps=layer_steps)
         config.check()
         volume = _volume(image, spacing, "image")
         return invert_image(self.inference, volume, self.source, class_name, config, encoder, slice_index)

@@ -34,6 +34,10 @@ def add_latent_commands(commands: argparse._SubParsersAction, command: type) -> 
     invert.add_argument("--restarts", type=int, default=DEFAULT_RESTARTS, help="starts per image (and class)")
     invert.add_argument("--encoder", help="an encoder from medgan train-encoder (NAME.safetensors): the first "
                                           "start is its guess")
+    invert.add_argument("--layer-steps", type=int, default=0, metavar="N",
+                        help="then refine the reconstruction N steps on the generator's feature maps at a quarter "
+                             "of the side (Bau et al. 2019): closer to the input, no longer G(z) for the saved "
+                             "latent (default 0: off)")
     invert.add_argument("--seed", type=int, default=0, help="seed of the random starts")
     invert.add_argument("--quiet", action="store_true", help="no progress bar")
     invert.set_defaults(handler=command_invert)
@@ -89,7 +93,7 @@ def command_invert(args: argparse.Namespace) -> int:
     from medgan.zoo import locate
 
     args.run = str(locate(args.run))  # a zoo model by name (medgan zoo), else the run or bundle path as given
-    config = InversionConfig(steps=args.steps, restarts=args.restarts, seed=args.seed)
+    config = InversionConfig(steps=args.steps, restarts=args.restarts, seed=args.seed, layer_steps=args.layer_steps)
     record = invert_file(args.run, args.input, args.out, config, class_name=args.class_name,
                          encoder_path=args.encoder, slice_index=args.slice, progress=not args.quiet)
     chosen = f", class {record['class']}" if record["class"] is not None else ""

@@ -192,6 +192,9 @@ def inversion_record(model: NoiseToImage, target: InversionTarget, result: Inver
         "encoder": None if encoder_path is None else str(encoder_path),
         "search": asdict(config), "discriminator_features": result.feature_term,
         "notes": [note] if note else [],
+        "layer_wise": (f"refined {result.layer_steps} steps on the generator's feature maps at a quarter of the "
+                       "side: the reconstruction is not G(latent); the latent reproduces the image before "
+                       "refinement") if result.layer_steps else None,
         "measures": "SSIM and PSNR on the display scale of the model's grid (medgan.metrics.image); the "
                     "difference is reconstruction - input in physical units",
     }

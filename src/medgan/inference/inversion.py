@@ -52,6 +52,8 @@ class InversionConfig:
     feature_weight: float = 1.0  # weight of the discriminator-feature distance (0 or no D: left out)
     prior_weight: float = 0.01  # weight of (mean(z^2) - 1)^2, keeping z where the Gaussian latent lives
     seed: int = 0  # seed of the random starts
+    layer_steps: int = 0  # then Adam steps on G's feature maps at a quarter of the side (medgan.inference.layerwise)
+    layer_weight: float = 0.1  # weight of the layer-wise step's pull back to the latent's own feature maps
 
     def check(self) -> None:
         """Raises ConfigError for values the search cannot run with."""
@@ -61,6 +63,10 @@ class InversionConfig:
             raise ConfigError(f"--restarts must be between 1 and 64, got {self.restarts}")
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
             raise ConfigError(f"the learning rate must be positive, got {self.learning_rate}")
+        if not 0 <= self.layer_steps <= 100_000:
+            raise ConfigError(f"--layer-steps must be between 0 and 100,000, got {self.layer_steps}")
+        if not (self.layer_weight >= 0 and math.isfinite(self.layer_weight)):
+            raise ConfigError(f"the layer-wise weight must be at least 0, got {self.layer_weight}")
 
 
 @dataclass
@@ -70,10 +76,12 @@ class InversionResult:
     Attributes:
         latents: [N, latent_dim] the best z per image.
         labels: [N] class index per image (conditional runs), else None.
-        images: [N, C, R, R] G(z) in [-1, 1].
-        objective: [N] the objective of the best candidate.
+        images: [N, C, R, R] G(z) in [-1, 1] (with ``layer_steps``: the layer-wise refinement of G(z)).
+        objective: [N] the objective of the best candidate (with ``layer_steps``: after refinement, its pull
+            back to the latent's maps included).
         ssim_trace: [steps + 1, N] the best SSIM among each image's candidates at each step (step 0: the starts).
         feature_term: whether the discriminator-feature distance was part of the objective.
+        layer_steps: the layer-wise steps that refined ``images`` (0: ``images`` is G(latents)).
     """
 
     latents: torch.Tensor
@@ -82,6 +90,7 @@ class InversionResult:
     objective: torch.Tensor
     ssim_trace: torch.Tensor
     feature_term: bool
+    layer_steps: int = 0
 
 
 # -----------------------------------------------------------------------------------------------------------
@@ -238,7 +247,28 @@ def invert(model: NoiseToImage, targets: torch.Tensor, config: InversionConfig =
         stop = min(start + chunk, targets.shape[0])
         parts.append(_invert_chunk(model, generator, objective, targets[start:stop].float(), classes[start:stop],
                                    None if starts is None else starts[start:stop], start, progress))
-    return _joined(parts, model, objective.features is not None)
+    result = _joined(parts, model, objective.features is not None)
+    if config.layer_steps:
+        _refined(result, model, generator, objective, targets.float(), chunk)
+    return result
+
+
+def _refined(result: InversionResult, model: NoiseToImage, generator: nn.Module, objective: Objective,
+             targets: torch.Tensor, chunk: int) -> None:
+    """Replaces ``result``'s images and objective by their layer-wise refinement (``medgan.inference.layerwise``)."""
+    from medgan.inference.layerwise import refine
+
+    config = objective.config
+    attributes = model.attribute_vector(None)
+    for start in range(0, targets.shape[0], chunk):
+        rows = slice(start, min(start + chunk, targets.shape[0]))
+        count = rows.stop - rows.start
+        images, loss = refine(generator, objective, targets[rows], result.latents[rows],
+                              None if result.labels is None else result.labels[rows],
+                              None if attributes is None else attributes.expand(count, -1),
+                              config.layer_steps, config.layer_weight)
+        result.images[rows], result.objective[rows] = images, loss
+    result.layer_steps = config.layer_steps
 
 
 def images_per_chunk(model: NoiseToImage, config: InversionConfig, labels: torch.Tensor | None) -> int:
