@@ -125,6 +125,13 @@ ON_SESSION7 = {
     "pool4-outnear": {TASK: {"mode_seeking_pool": 4}, "model": {"upsample": "nearest-output"}},
 }
 CANDIDATES.update({name: ("medgan", overrides) for name, overrides in ON_SESSION7.items()})
+# Session 8 (issue 25): the lead of session 7 (nearest resize-convolution into the image) with a diversity term
+# that pays less for speckle: mode seeking on 8 x 8 average-pooled images, or on 16 x 16 with a light spectral term.
+ON_SESSION8 = {
+    "pool8-outnear": {TASK: {"mode_seeking_pool": 8}, "model": {"upsample": "nearest-output"}},
+    "pool4-outnear-spec03": {TASK: {"mode_seeking_pool": 4, "spectral": 0.3}, "model": {"upsample": "nearest-output"}},
+}
+CANDIDATES.update({name: ("medgan", overrides) for name, overrides in ON_SESSION8.items()})
 BASE_RECIPES = ("medgan", "dcgan", "standard")
 DATASETS = {
     "mni": {"task": "unconditional", "data": {"source": "mni152"}},
