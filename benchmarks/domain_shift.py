@@ -55,6 +55,12 @@ shift:
         --work runs/domain-shift --out runs/domain-shift/phase.json
     PYTHONPATH=src python3 benchmarks/domain_shift.py --shifts dose --seeds 5 --epochs 40 \
         --work runs/domain-shift --out runs/domain-shift/dose.json
+
+T1 -> T2 with five CycleGANs, trained first (two processes at a time, seeds 0 2 4 and 1 3), then the segmenters:
+
+    python3 benchmarks/domain_shift.py --shifts t1t2 --work runs/domain-shift --train-gan 0   # ... to 4
+    python3 benchmarks/domain_shift.py --shifts t1t2 --seeds 5 --gan-seeds 5 --epochs 40 \
+        --work runs/domain-shift --out runs/domain-shift/t1t2.json
 """
 
 from __future__ import annotations
