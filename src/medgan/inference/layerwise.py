@@ -48,8 +48,9 @@ def layer_at(generator: nn.Module, side: int, probe: tuple[torch.Tensor, torch.T
 
 def refine(generator: nn.Module, objective, targets: torch.Tensor, latents: torch.Tensor,
            labels: torch.Tensor | None, attributes: torch.Tensor | None, steps: int, weight: float,
-           learning_rate: float = 0.01) -> tuple[torch.Tensor, torch.Tensor]:
-    """(images [N, C, R, R], objective [N]) after ``steps`` Adam steps on the feature maps at side R / 4.
+           learning_rate: float = 0.01, side: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images [N, C, R, R], objective [N]) after ``steps`` Adam steps on the feature maps at side R / 4 (or
+    ``side``: ``benchmarks/layerwise_control.py`` compares coarser stages).
 
     Args:
         generator: the inference copy of G (eval mode, no gradients to its weights).
@@ -60,7 +61,7 @@ def refine(generator: nn.Module, objective, targets: torch.Tensor, latents: torc
             latent's own image) included, so the objective never rises.
         weight: weight of the pull back to the latent's maps.
     """
-    side = max(4, targets.shape[-1] // 4)
+    side = side or max(4, targets.shape[-1] // 4)
     layer = layer_at(generator, side, (latents[:1], None if labels is None else labels[:1],
                                         None if attributes is None else attributes[:1]))
     captured: dict[str, torch.Tensor] = {}
