@@ -7,7 +7,10 @@ layers above them still render it in the generator's own texture.
 The objective is the inversion's (SSIM, L1, discriminator features) plus a pull back to the latent's own maps,
 ``layer_weight x mean((h - h0)^2) / mean(h0^2)``, so the refined maps stay near what the generator makes. The
 reconstruction then is no longer G(z) for any z: the saved latent reproduces the image before refinement, and
-what needs a latent (counterfactuals, the inversion attack) never uses this step.
+what needs a latent (counterfactuals, the inversion attack) never uses this step. The maps are many numbers: a
+brain generator's refinement reproduces rotated brains and abdominal CT about as closely as brains
+(``benchmarks/layerwise_control.py``), so the refined image shows what G cannot draw (where it differs from G(z)),
+not that G represents the input.
 """
 
 from __future__ import annotations
