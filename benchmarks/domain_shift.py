@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -160,8 +161,16 @@ def render_set(role: str, patients: int, slices: int, domain: dict, cache: Path)
     result = {"hu": np.stack(hu).astype(np.float32), "labels": np.stack(labels).astype(np.int64),
               "subjects": subjects}
     cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, hu=result["hu"], labels=result["labels"], subjects=np.array(subjects))
+    save_npz(cache, hu=result["hu"], labels=result["labels"], subjects=np.array(subjects))
     return result
+
+
+def save_npz(path: Path, **arrays: np.ndarray) -> None:
+    """``np.savez`` through a temporary file and a rename: a process reading the cache (``--train-gan`` jobs run
+    side by side) never sees half a file."""
+    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+    np.savez(temporary, **arrays)
+    os.replace(temporary, path)
 
 
 def hu_to_unit(hu: np.ndarray) -> torch.Tensor:
@@ -410,7 +419,7 @@ def _translations(data: Data, run: Path, source: np.ndarray, cache: Path) -> np.
     if stored is not None and str(stored["run"]) == str(run.resolve()) and len(stored["hu"]) == len(source):
         return stored["hu"]
     fake = data.translate(run, source)
-    np.savez(cache, hu=fake, run=np.array(str(run.resolve())))
+    save_npz(cache, hu=fake, run=np.array(str(run.resolve())))
     return fake
 
 
@@ -546,6 +555,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--work", type=Path, default=Path("runs/domain-shift"), help="cache folder")
     parser.add_argument("--out", type=Path, default=None, help="JSON results")
     args = parser.parse_args(argv)
+    if args.gan_seeds < 1 or (args.train_gan is not None and args.train_gan < 0):
+        parser.error("--gan-seeds must be at least 1 and --train-gan at least 0")
     args.gan_run = {key: Path(value) for key, value in (item.split("=", 1) for item in args.gan_run)}
     torch.set_num_threads(1)  # a shared CPU; the library itself leaves threads alone
     started = time.perf_counter()

@@ -21,6 +21,7 @@ tumour's oedema brightest), which no monotone intensity map (gamma, contrast, hi
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -93,7 +94,9 @@ def render_set(role: str, patients: int, slices: int, domain: dict, cache: Path)
             subjects.append(patient.name)
     result = {"hu": np.stack(images), "labels": np.stack(labels).astype(np.int64), "subjects": subjects}
     cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, hu=result["hu"], labels=result["labels"], subjects=np.array(subjects))
+    temporary = cache.with_name(f".{cache.stem}.{os.getpid()}.tmp.npz")  # atomic: parallel --train-gan jobs
+    np.savez(temporary, hu=result["hu"], labels=result["labels"], subjects=np.array(subjects))
+    os.replace(temporary, cache)
     return result
 
 

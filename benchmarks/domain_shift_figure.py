@@ -23,12 +23,13 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("runs/domain-shift"))
     parser.add_argument("--out", type=Path, default=Path("docs/domain_shift_t1t2.png"))
     parser.add_argument("--columns", type=int, default=8)
-    parser.add_argument("--key", default="24x4", help="PATIENTSxSLICES of the cached renders")
+    parser.add_argument("--key", default="24x4", help="PATIENTSxSLICES of the cached training renders")
+    parser.add_argument("--target-key", default="24x4", help="PATIENTSxSLICES of the cached unlabelled T2 renders")
     args = parser.parse_args()
     render = args.work / "render" / "brain"
     source = np.load(render / f"train-t1-{args.key}.npz")
     truth = np.load(render / f"train-t2-{args.key}.npz")
-    unlabelled = np.load(next(render.glob("target-t2-*.npz")))["hu"]
+    unlabelled = np.load(render / f"target-t2-{args.target_key}.npz")["hu"]
     fake = np.load(args.work / "t1t2" / "translated.npz")["hu"]
     picks = np.linspace(0, len(source["hu"]) - 1, args.columns).round().astype(int)
     t1 = source["hu"][picks]

@@ -77,11 +77,11 @@ def refine(generator: nn.Module, objective, targets: torch.Tensor, latents: torc
     start = captured["h"]
     scale = start.pow(2).flatten(1).mean(1).clamp_min(1e-8)
     maps = start.clone().requires_grad_(True)
-    hook = layer.register_forward_hook(lambda _m, _i, _out: maps)
     target_features = objective.target_features(targets)
     optimizer = torch.optim.Adam([maps], lr=learning_rate)
     best_loss = torch.full((targets.shape[0],), math.inf)
     best_images = torch.empty_like(targets)
+    hook = layer.register_forward_hook(lambda _m, _i, _out: maps)
     try:
         with torch.enable_grad():
             for step in range(steps + 1):
