@@ -67,7 +67,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -153,24 +152,12 @@ def render_set(role: str, patients: int, slices: int, domain: dict, cache: Path)
         for z in slice_heights(patient, slices):
             case = render_patient(patient, RENDER_SIZE, n_lesions=(0, 2), z_mm=float(z), **domain)
             hu.append(case.image_hu.reshape(SIZE, 2, SIZE, 2).mean(axis=(1, 3)))
-            classes = CLASSES.group(torch.as_tensor(case.organ_labels.astype(np.int64)))
-            votes = torch.nn.functional.one_hot(classes, len(CLASSES.classes) + 1).float()  # [H, W, K+1]
-            votes = votes.reshape(SIZE, 2, SIZE, 2, -1).sum(dim=(1, 3))
-            labels.append(votes.argmax(dim=-1).numpy())  # majority of each 2 x 2 block (ties: lower class)
+            labels.append(brain.halved_classes(CLASSES, case.organ_labels))
             subjects.append(case.patient)
     result = {"hu": np.stack(hu).astype(np.float32), "labels": np.stack(labels).astype(np.int64),
               "subjects": subjects}
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    save_npz(cache, hu=result["hu"], labels=result["labels"], subjects=np.array(subjects))
+    brain.save_npz(cache, hu=result["hu"], labels=result["labels"], subjects=np.array(subjects))
     return result
-
-
-def save_npz(path: Path, **arrays: np.ndarray) -> None:
-    """``np.savez`` through a temporary file and a rename: a process reading the cache (``--train-gan`` jobs run
-    side by side) never sees half a file."""
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez(temporary, **arrays)
-    os.replace(temporary, path)
 
 
 def hu_to_unit(hu: np.ndarray) -> torch.Tensor:
@@ -419,7 +406,7 @@ def _translations(data: Data, run: Path, source: np.ndarray, cache: Path) -> np.
     if stored is not None and str(stored["run"]) == str(run.resolve()) and len(stored["hu"]) == len(source):
         return stored["hu"]
     fake = data.translate(run, source)
-    save_npz(cache, hu=fake, run=np.array(str(run.resolve())))
+    brain.save_npz(cache, hu=fake, run=np.array(str(run.resolve())))
     return fake
 
 

@@ -21,7 +21,6 @@ tumour's oedema brightest), which no monotone intensity map (gamma, contrast, hi
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +31,7 @@ from medgan.data.brain_tumour_sources import ANATOMY_LABELS, TUMOUR_AREA_MM2, an
 from medgan.data.cohort import VOXEL_MM
 from medgan.data.intensity import mri_mapping
 from medgan.evaluation.segmentation import LabelSet
+from medgan.utils import atomic_path
 
 STARTS = {"train": 21_000, "target": 22_000, "test": 23_000}
 PAD, SIZE = 128, 64
@@ -88,16 +88,27 @@ def render_set(role: str, patients: int, slices: int, domain: dict, cache: Path)
         for z in tumour_slices(anatomy, slices):
             image = _padded(np.take(volume, z, axis=AXIS), float(volume.min()))
             images.append(unit_slice(image.reshape(SIZE, 2, SIZE, 2).mean(axis=(1, 3))))
-            classes = CLASSES.group(torch.from_numpy(_padded(np.take(anatomy, z, axis=AXIS), 0).astype(np.int64)))
-            votes = torch.nn.functional.one_hot(classes, len(CLASSES.classes) + 1).float()
-            labels.append(votes.reshape(SIZE, 2, SIZE, 2, -1).sum(dim=(1, 3)).argmax(dim=-1).numpy())
+            labels.append(halved_classes(CLASSES, _padded(np.take(anatomy, z, axis=AXIS), 0)))
             subjects.append(patient.name)
     result = {"hu": np.stack(images), "labels": np.stack(labels).astype(np.int64), "subjects": subjects}
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    temporary = cache.with_name(f".{cache.stem}.{os.getpid()}.tmp.npz")  # atomic: parallel --train-gan jobs
-    np.savez(temporary, hu=result["hu"], labels=result["labels"], subjects=np.array(subjects))
-    os.replace(temporary, cache)
+    save_npz(cache, hu=result["hu"], labels=result["labels"], subjects=np.array(subjects))
     return result
+
+
+def halved_classes(classes: LabelSet, label_map: np.ndarray) -> np.ndarray:
+    """A label map [2S, 2S] as class indices [S, S], each pixel the majority class of its 2 x 2 block (ties: the
+    lower class), the way both the CT and the brain data reach 64 px."""
+    grouped = classes.group(torch.as_tensor(np.asarray(label_map, dtype=np.int64)))
+    votes = torch.nn.functional.one_hot(grouped, len(classes.classes) + 1).float()  # [2S, 2S, K + 1]
+    side = grouped.shape[0] // 2
+    return votes.reshape(side, 2, side, 2, -1).sum(dim=(1, 3)).argmax(dim=-1).numpy()
+
+
+def save_npz(path: Path, **arrays: np.ndarray) -> None:
+    """``np.savez`` through ``atomic_path``: a process reading the cache (``--train-gan`` jobs run side by side)
+    never sees half a file."""
+    with atomic_path(path) as temporary:
+        np.savez(temporary, **arrays)
 
 
 def to_unit(values: np.ndarray) -> torch.Tensor:

@@ -249,19 +249,20 @@ def invert(model: NoiseToImage, targets: torch.Tensor, config: InversionConfig =
                                    None if starts is None else starts[start:stop], start, progress))
     result = _joined(parts, model, objective.features is not None)
     if config.layer_steps:
-        _refined(result, model, generator, objective, targets.float(), chunk)
+        _refined(result, model, generator, objective, targets.float())
     return result
 
 
 def _refined(result: InversionResult, model: NoiseToImage, generator: nn.Module, objective: Objective,
-             targets: torch.Tensor, chunk: int) -> None:
-    """Replaces ``result``'s images and objective by their layer-wise refinement (``medgan.inference.layerwise``)."""
+             targets: torch.Tensor) -> None:
+    """Replaces ``result``'s images and objective by their layer-wise refinement (``medgan.inference.layerwise``):
+    one candidate per image, so ``CANDIDATES_PER_BATCH`` images at a time."""
     from medgan.inference.layerwise import refine
 
     config = objective.config
     attributes = model.attribute_vector(None)
-    for start in range(0, targets.shape[0], chunk):
-        rows = slice(start, min(start + chunk, targets.shape[0]))
+    for start in range(0, targets.shape[0], CANDIDATES_PER_BATCH):
+        rows = slice(start, min(start + CANDIDATES_PER_BATCH, targets.shape[0]))
         count = rows.stop - rows.start
         images, loss = refine(generator, objective, targets[rows], result.latents[rows],
                               None if result.labels is None else result.labels[rows],
