@@ -128,12 +128,12 @@ def test_context_is_refused_where_inputs_have_no_neighbours(tmp_path):
                    progress=False)
 
 
-def test_context_on_an_unpaired_task_is_one_line_exit_2(tmp_path, capsys):
+def test_unpaired_context_on_embedded_2d_slices_is_one_line_exit_2(tmp_path, capsys):
     from medgan.cli import main
 
     code = main(["train", "--task", "unpaired", "--data", "ct-phantom", "--domain-a", "mni152", "--out",
                  str(tmp_path / "run"), "--set", "data.context=1", "--quiet"])
-    assert_one_error_line(code, capsys, "data.context", "paired")
+    assert_one_error_line(code, capsys, "data.context", "embedded source", "volume files")
 
 
 @pytest.fixture(scope="module")

@@ -304,8 +304,10 @@ class SliceBuilder:
     ) -> None:
         if not sources:
             return
-        tiles, fitted = fit_slices(slices, spacing, self.config.resolution, self.config.fit)
-        self.tiles.append(tiles)
+        # [S, H, W], or [S, 2C + 1, H, W] for a primary domain with context (each slice fitted alike)
+        tiles, fitted = fit_slices(slices.reshape(-1, *slices.shape[-2:]), spacing, self.config.resolution,
+                                   self.config.fit)
+        self.tiles.append(tiles.reshape(len(sources), -1, *tiles.shape[-2:]))
         # The stored spacing is the median over volumes; images cut by a layout count one by one.
         self.spacings.extend([fitted] * (len(sources) if spacing_per_image else 1))
         self.subjects.extend(subjects)

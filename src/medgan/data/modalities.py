@@ -54,17 +54,40 @@ def load_domain_a(config: DataConfig, load: Loader, progress: bool = True) -> Sl
     sources = tuple(config.domain_a)
     if not sources:
         raise ConfigError("unpaired translation needs domain A: --domain-a PATH (and domain B: --domain-b PATH)")
+    if config.context > 0:
+        _refuse_slices_without_neighbours(config, sources)
+        return _domain_a_files(config, sources, progress, config.context)
     if len(sources) == 1:
         return load(_single(config, sources[0]), progress)
     if _embedded(sources):
         sets = [load(_single(config, source), progress) for source in sources]
         return _stack(sets, sources, first=sources[0])
-    paired = pairs_from_folders(Path(sources[0]).expanduser(), [Path(p).expanduser() for p in sources[1:]],
-                                _single(config, sources[0]), progress)
+    return _domain_a_files(config, sources, progress)
+
+
+def _refuse_slices_without_neighbours(config: DataConfig, sources: Sequence[str]) -> None:
+    """Raises ConfigError for a 2.5D unpaired run (``data.context``) whose domain A is an embedded source or a
+    prepared cache: they hold separate 2D slices, with no neighbours to stack."""
+    from medgan.data.cache.store import is_cache  # the cache package reads SliceSets: imported where it is used
+
+    for source in sources:
+        if source in SOURCES or is_cache(source):
+            kind = "an embedded source" if source in SOURCES else "a prepared cache of 2D tiles"
+            raise ConfigError(f"config key 'data.context' is {config.context}: domain A {source!r} is {kind}, whose "
+                              "slices have no neighbours; give domain A as volume files (NIfTI, DICOM series), or "
+                              "set data.context=0")
+
+
+def _domain_a_files(config: DataConfig, sources: Sequence[str], progress: bool, context: int = 0) -> SliceSet:
+    """Domain A's modalities from files matched by name (``pairs.pairs_from_folders``): the first in ``images``,
+    the others aligned as ``"input2"``, ...; with ``context`` K each modality's kept slices come with their K
+    neighbours on each side, ``[N, 2K + 1, R, R]`` (a 2D image, with no neighbours, is refused there)."""
+    paths = [Path(source).expanduser() for source in sources]
+    paired = pairs_from_folders(paths[0], paths[1:], _single(config, sources[0]), progress, target_context=context)
     # pairs_from_folders names the matched folders input, input2, ...; here the first folder is "input" itself.
-    shifted = dict(zip(input_names(len(sources))[1:], paired.aligned.values()))
-    mappings = dict(zip(input_names(len(sources))[1:], (paired.mappings.get(n) for n in paired.aligned)))
-    return replace(paired, aligned=shifted, mappings={k: v for k, v in mappings.items() if v is not None})
+    names = input_names(len(sources))[1:]
+    mappings = {new: paired.mappings[old] for new, old in zip(names, paired.aligned) if old in paired.mappings}
+    return replace(paired, aligned=dict(zip(names, paired.aligned.values())), mappings=mappings)
 
 
 def load_unpaired(config: DataConfig, load: Loader, progress: bool = True) -> tuple[SliceSet, SliceSet, str]:
@@ -82,7 +105,7 @@ def load_unpaired(config: DataConfig, load: Loader, progress: bool = True) -> tu
         LOG.warning("domain A and domain B are the same data (%s): the model can only learn the identity",
                     config.source)
     domain_a = load_domain_a(config, load, progress)
-    domain_b = load(_single(config, config.source), progress)
+    domain_b = load(replace(_single(config, config.source), context=0), progress)  # B's slices go in alone
     domain_a, domain_b, note = _kept_apart(domain_a, domain_b, config)
     for name, domain, source in (("A", domain_a, ", ".join(config.domain_a)), ("B", domain_b, config.source)):
         _warn_small_domain(name, domain, source)

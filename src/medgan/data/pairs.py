@@ -132,11 +132,13 @@ def degraded_pairs(config: DataConfig, degradation: Degradation, progress: bool 
 
 
 def pairs_from_folders(targets: Path, inputs: Path | Sequence[Path], config: DataConfig,
-                       progress: bool = True) -> SliceSet:
+                       progress: bool = True, target_context: int = 0) -> SliceSet:
     """Targets under ``targets`` paired with the inputs of the same name under ``inputs`` (module docstring).
 
     Several input folders (modalities, e.g. T1 and T2 for a CT target) become the domains ``"input"``,
-    ``"input2"``, ... (``input_names``); every target needs a file of its name in each.
+    ``"input2"``, ... (``input_names``); every target needs a file of its name in each. ``target_context`` stacks
+    that many neighbouring slices with each target slice too (domain A of a 2.5D unpaired run, whose first
+    modality is read as the "target"); the inputs take ``config.context``.
 
     Raises:
         DataError: a missing path, a name found on one side only (the first such file named, with the count),
@@ -171,7 +173,7 @@ def pairs_from_folders(targets: Path, inputs: Path | Sequence[Path], config: Dat
             group.update({name: read_volume(source, config.nan_policy) for name, source in zip(names, sources)})
             yield group
 
-    domains = {TARGET: Domain(), **{name: Domain(context=config.context) for name in names}}
+    domains = {TARGET: Domain(context=target_context), **{name: Domain(context=config.context) for name in names}}
     sliced = aligned_slices_from_volumes(groups(), config, domains)
     return relative_sources(sliced, targets)
 

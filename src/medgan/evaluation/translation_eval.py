@@ -86,12 +86,12 @@ def _cycle(run_dir: str | Path, direction: str, tiles: dict[str, torch.Tensor], 
 
 def _linear(train: SliceSet, held: SliceSet, target_mapping: IntensityMapping) -> tuple[np.ndarray, dict]:
     """The linear baseline's outputs on ``held`` and its fit on ``train`` (module docstring)."""
-    x_train = as_stack(train.aligned["input"])
+    x_train = as_stack(train.aligned["input"][:, :1])
     y_unit = as_stack(train.images)
     y_train = np.asarray(train.mapping.to_physical(y_unit))
     body, _ = body_mask(y_train, y_unit, train.mapping)
     slope, intercept = fit_linear(x_train, y_train, body)
-    predicted = np.clip(slope * as_stack(held.aligned["input"]) + intercept, target_mapping.low, target_mapping.high)
+    predicted = np.clip(slope * as_stack(held.aligned["input"][:, :1]) + intercept, target_mapping.low, target_mapping.high)
     return predicted, {"slope_per_unit": slope, "intercept": intercept, "pixels": int(body.sum()),
                        "slices": len(train), "subjects": len(set(train.subjects))}
 
@@ -102,7 +102,7 @@ def _moments(train: SliceSet, held: SliceSet, target_mapping: IntensityMapping) 
     input's body is its own Otsu foreground, the target's its body mask)."""
     from skimage.filters import threshold_otsu
 
-    x_train = as_stack(train.aligned["input"])
+    x_train = as_stack(train.aligned["input"][:, :1])
     y_unit = as_stack(train.images)
     y_train = np.asarray(train.mapping.to_physical(y_unit))
     y_body, _ = body_mask(y_train, y_unit, train.mapping)
@@ -111,7 +111,7 @@ def _moments(train: SliceSet, held: SliceSet, target_mapping: IntensityMapping) 
     y_mean, y_std = float(y_train[y_body].mean()), float(y_train[y_body].std())
     slope = y_std / max(x_std, 1e-6)
     intercept = y_mean - slope * x_mean
-    predicted = np.clip(slope * as_stack(held.aligned["input"]) + intercept, target_mapping.low, target_mapping.high)
+    predicted = np.clip(slope * as_stack(held.aligned["input"][:, :1]) + intercept, target_mapping.low, target_mapping.high)
     return predicted, {"slope_per_unit": slope, "intercept": intercept, "input_body_mean": x_mean,
                        "input_body_std": x_std, "target_body_mean": y_mean, "target_body_std": y_std}
 
@@ -241,7 +241,7 @@ def evaluate_translation(run_dir: str | Path, out: str | Path, direction: str | 
         methods["linear"], fit = _linear(train, held, mapping)
         labels["linear"] = f"best line: {first_input} least-squares fitted on training pairs"
         if hu and held.mappings["input"].unit == "HU":
-            methods["input"] = np.asarray(held.mappings["input"].to_physical(as_stack(held.aligned["input"])))
+            methods["input"] = np.asarray(held.mappings["input"].to_physical(as_stack(held.aligned["input"][:, :1])))
             labels["input"] = "input as it is"
     for index, path in enumerate(compare, start=1):
         methods[f"compare{index}"] = _compare_outputs(path, name, held, config.source)

@@ -5,6 +5,7 @@ held-out true pairs (``medgan.evaluation.translation_eval``), to which each task
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -45,9 +46,10 @@ def describe_run(path: str | Path) -> str:
 
 
 def evaluate_modalities(run_dir: str | Path, request: EvaluationRequest, target: str, sources: tuple[str, ...],
-                        direction: str | None = None) -> str:
+                        direction: str | None = None, context: int | None = None) -> str:
     """``medgan evaluate --fake RUN`` for modality translation: the run (in ``direction``, for two-way runs)
-    against held-out true pairs of ``target`` <- ``sources`` (the task's domains for that direction).
+    against held-out true pairs of ``target`` <- ``sources`` (the task's domains for that direction), their
+    inputs with ``context`` neighbouring slices on each side (default: the run's ``data.context``).
 
     ``request.real`` naming one of those sources (or None) means their held-out ``split="test"``; otherwise
     ``request.real`` is the target folder and ``request.inputs`` the input folders, matched by file name.
@@ -63,7 +65,8 @@ def evaluate_modalities(run_dir: str | Path, request: EvaluationRequest, target:
     config = RunDir.existing(run_dir).read_config()
     own = (target, *sources)
     real = None if (request.real in own and not request.inputs) else request.real
-    held = held_out_pairs_config(config.data, target, sources, real, tuple(request.inputs))
+    data = config.data if context is None else replace(config.data, context=context)
+    held = held_out_pairs_config(data, target, sources, real, tuple(request.inputs))
     metrics = evaluate_translation(run_dir, request.out, direction, held_out_config=held,
                                    compare=tuple(request.compare), max_slices=request.max_images,
                                    progress=request.progress, label=describe_run(run_dir),

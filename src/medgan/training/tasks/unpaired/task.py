@@ -10,6 +10,11 @@ discriminators (D_A, D_B). Phases per step, in CycleGAN's order:
   D phase: D_A on real a vs a fake drawn from its image pool of past F(b), D_B likewise (each loss halved);
   then the generator EMAs.
 
+2.5D (``data.context`` K): each A modality arrives as ``2K + 1`` channels, the slice and its neighbours, read from
+volume files (``medgan.data.modalities``); B's slices go in alone. So G maps an A slab to one B slice, F maps a B
+slice to a whole A slab, D_A judges slabs (real ones against F's), and the cycle compares F(G(a)) with the whole
+slab; identity needs equal channels and is refused. ``medgan translate`` stacks each slice's neighbours for a2b.
+
 With several A modalities, G's input carries one availability channel per modality and each is dropped with
 ``unpaired.modality_dropout`` per image (never all), so G serves incomplete protocols; F outputs every modality
 and the cycle compares it with the full a. Identity needs A and B of the same channels (one modality).
@@ -75,7 +80,7 @@ class UnpairedTask(TaskBase):
     default_recipe = "cyclegan"
     inference_kind = KIND
     Options = UnpairedOptions
-    capabilities = Capabilities(directions=tuple(Direction))
+    capabilities = Capabilities(directions=tuple(Direction), context=True)
     cli_options = CLI_OPTIONS
 
     @classmethod
@@ -124,8 +129,11 @@ class UnpairedTask(TaskBase):
             from medgan.inference import load_model
 
             load_model(run_dir, direction=direction.value)  # a run without that direction refuses in one line
-        target, sources = cls.direction_sources(RunDir.existing(run_dir).read_config(), direction)
-        return evaluate_modalities(run_dir, request, target, sources, request.direction)
+        config = RunDir.existing(run_dir).read_config()
+        target, sources = cls.direction_sources(config, direction)
+        # b2a of a 2.5D run takes B's slices alone (its output's first channel is the A slice)
+        context = config.data.context if direction is Direction.A2B else 0
+        return evaluate_modalities(run_dir, request, target, sources, request.direction, context)
 
     @classmethod
     def showcase(cls, run_dir: str | Path, progress: bool = True) -> list[str]:
@@ -152,8 +160,9 @@ class UnpairedTask(TaskBase):
         options = self.options
         self.identity = options.identity * options.cycle
         if self.identity > 0 and (a_channels != self.spec.channels or self.optional):
+            slabs = f" (data.context {config.data.context}: slabs of {a_channels})" if config.data.context else ""
             raise ConfigError(f"config key '{NAME}.identity': identity needs domains of equal channels, but A has "
-                              f"{a_channels} ({' + '.join(self.a_domains)}) and B {self.spec.channels}; "
+                              f"{a_channels} ({' + '.join(self.a_domains)}{slabs}) and B {self.spec.channels}; "
                               f"set {NAME}.identity=0", config.data.source)
         self.score_rule: ScoreRule | None = ScoreRule("fid", lower_is_better=True)
         self.bf16 = use_bf16(config.train.precision, device)
@@ -313,7 +322,8 @@ class UnpairedTask(TaskBase):
     def inference_state(self) -> dict[str, Any]:
         """Both directions, and which one a loader reads by default (a2b). The weights are not repeated at the top
         level: a bundle stores each tensor once per name, so a copy there tripled its size."""
-        a2b = translator_state(self.inference_generator(Direction.A2B), self.a_domains, PRIMARY, self.optional)
+        a2b = translator_state(self.inference_generator(Direction.A2B), self.a_domains, PRIMARY, self.optional,
+                               context=self.config.data.context)
         b2a = translator_state(self.inference_generator(Direction.B2A), (PRIMARY,), self.a_domains)
         return {"kind": a2b["kind"], "directions": {Direction.A2B.value: a2b, Direction.B2A.value: b2a},
                 "default": Direction.A2B.value}
