@@ -26,35 +26,30 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from inversion import cpu_name  # same folder
-from volume_denoise import apart, interval_text, zyx  # same folder
+from volume_denoise import zyx  # same folder
+from volume_tables import arm_label, run_arms, seed_differences, tables  # same folder
 
-from medgan.cli import main as cli
 from medgan.config import from_dict
 from medgan.data.phantom import ct_rendering_name, phantom_patient_volume, save_patient_volume
 from medgan.data.phantom.cases import patient_id, patient_seed
 from medgan.inference import load_model
-from medgan.metrics.volume_translation import MEASURES, paired_difference, volume_translation_metrics
-from medgan.training.loop import train
+from medgan.metrics.volume_translation import volume_translation_metrics
 from medgan.training.tasks import recipe
 
 TRAIN_SEED, TEST_SEED = 11, 12  # phantom dataset seeds of no other source or benchmark (patients 11000+, 12000+)
 CT = ct_rendering_name("portal", 1.0)
 MR = ("t1", "t2")
-SHOWN = (("mae", "MAE HU", 1), ("psnr", "PSNR dB", 2), ("ssim", "SSIM", 4), ("through_plane_mae", "through-plane HU", 1),
-         ("through_plane_ratio", "through-plane / MAE", 3))
+SHOWN = (("mae", "MAE HU", 1), ("psnr", "PSNR dB", 2), ("ssim", "SSIM", 4),
+         ("through_plane_mae", "through-plane HU", 1), ("through_plane_ratio", "through-plane / MAE", 3))
 
 
 def render(folder: Path, dataset_seed: int, count: int, size: int, slices: int) -> list[str]:
@@ -99,32 +94,6 @@ def run_config(args: argparse.Namespace, context: int, seed: int, domains: Path)
     }, base=recipe("cyclegan"))
 
 
-def train_arm(args: argparse.Namespace, context: int, seed: int, domains: Path, run: Path) -> dict:
-    """Trains one arm unless its run exists; returns its steps and wall/CPU seconds."""
-    record = run / "arm.json"
-    if record.is_file():
-        return json.loads(record.read_text())
-    shutil.rmtree(run, ignore_errors=True)
-    wall, cpu = time.monotonic(), time.process_time()
-    result = train(run_config(args, context, seed, domains), run, progress=False, scorer=None)
-    info = {"context": context, "seed": seed, "steps": result.steps, "wall_s": time.monotonic() - wall,
-            "cpu_s": time.process_time() - cpu}
-    record.write_text(json.dumps(info, indent=1))
-    return info
-
-
-def translate_arm(run: Path, test: Path, names: list[str], out: Path) -> float:
-    """``medgan translate`` of each held-out patient's T1 + T2 volumes (the CLI code path); returns seconds."""
-    started = time.monotonic()
-    if all((out / f"{name}_translated.nii.gz").is_file() for name in names):
-        return 0.0
-    shutil.rmtree(out, ignore_errors=True)
-    if cli(["translate", "--run", str(run), "--input", str(test / MR[0]), "--domain", f"input2={test / MR[1]}",
-            "--out", str(out), "--quiet"]) != 0:
-        raise SystemExit(f"medgan translate failed for {run}")
-    return time.monotonic() - started
-
-
 def moments_baseline(train_dir: Path, names: list[str], test: Path, test_names: list[str],
                      window: tuple[float, float]) -> np.ndarray:
     """T1 linearly mapped so that its body mean and SD match CT's, each from its own disjoint training half."""
@@ -138,23 +107,6 @@ def moments_baseline(train_dir: Path, names: list[str], test: Path, test_names: 
     return np.stack([np.clip(slope * zyx(test / "t1" / f"{n}.nii.gz") + intercept, *window) for n in test_names])
 
 
-def _arm(job: tuple) -> tuple[str, dict]:
-    args, context, seed, domains, run, test, names, out = job
-    info = train_arm(args, context, seed, domains, run)
-    info["translate_s"] = translate_arm(run, test, names, out)
-    return f"{context}/{seed}", info
-
-
-def seed_summary(differences: list[float]) -> dict:
-    """Mean over seeds with a 95% t interval (one value: no interval)."""
-    values = np.asarray(differences, np.float64)
-    if len(values) < 2:
-        return {"mean": float(values.mean()), "low": None, "high": None, "seeds": len(values)}
-    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
-    return {"mean": float(values.mean()), "low": float(values.mean() - half), "high": float(values.mean() + half),
-            "seeds": len(values)}
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="working folder (volumes, runs, translations, results.json)")
@@ -163,7 +115,7 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=64, help="in-plane pixels (400 mm field of view)")
     parser.add_argument("--slices", type=int, default=32, help="2.5 mm slices per patient")
     parser.add_argument("--contexts", type=int, nargs="+", default=[0, 1], help="data.context per arm (0 = 2D)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="training seeds of each arm")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds of each arm")
     parser.add_argument("--cpu-minutes", type=float, default=8.0, help="CPU-time budget per arm")
     parser.add_argument("--parallel", type=int, default=2, help="arms trained at once (one thread each)")
     args = parser.parse_args()
@@ -173,13 +125,13 @@ def main() -> int:
     test_names = render(out / "test", TEST_SEED, args.test_patients, args.size, args.slices)
     domains = split_domains(out / "train", train_names)
     print(f"rendered {len(train_names)} + {len(test_names)} patients: {time.monotonic() - started:.0f} s", flush=True)
-    jobs = [(args, context, seed, domains, out / "runs" / f"context{context}-seed{seed}", out / "test", test_names,
-             out / "translated" / f"context{context}-seed{seed}") for seed in args.seeds for context in args.contexts]
-    with ProcessPoolExecutor(args.parallel, mp_context=get_context("spawn")) as pool:  # no fork after torch
-        arms = dict(pool.map(_arm, jobs))
-    for key, info in arms.items():
-        print(f"arm {key}: {info}", flush=True)
-    mapping = load_model(jobs[0][4]).spec.mapping
+    test = out / "test"
+    translate = ["--input", str(test / MR[0]), "--domain", f"input2={test / MR[1]}"]
+    names = {(c, s): f"context{c}-seed{s}" for s in args.seeds for c in args.contexts}
+    jobs = [(f"{c}/{s}", run_config(args, c, s, domains), out / "runs" / name, translate, test_names,
+             out / "translated" / name) for (c, s), name in names.items()]
+    arms = run_arms(jobs, args.parallel)
+    mapping = load_model(jobs[0][2]).spec.mapping
     window = (mapping.low, mapping.high)
     body = np.stack([zyx(out / "test" / "labels" / f"{n}.nii.gz") > 0 for n in test_names])
     truth = np.stack([zyx(out / "test" / CT / f"{n}.nii.gz") for n in test_names])
@@ -192,17 +144,9 @@ def main() -> int:
     for seed in args.seeds:
         for context in args.contexts:
             folder = out / "translated" / f"context{context}-seed{seed}"
-            label = ("2D" if context == 0 else f"2.5D (context {context})") + f", seed {seed}"
-            methods[label] = score(np.stack([zyx(folder / f"{n}_translated.nii.gz") for n in test_names]))
-    differences: dict[str, dict] = {}
-    for context in args.contexts[1:]:
-        per_seed = {}
-        for seed in args.seeds:
-            a = methods[f"2.5D (context {context}), seed {seed}"]["per_volume"]
-            b = methods[f"2D, seed {seed}"]["per_volume"]
-            per_seed[seed] = {m: paired_difference(a[m], b[m], test_names) for m in MEASURES}
-        over = {m: seed_summary([per_seed[s][m]["difference"] for s in args.seeds]) for m in MEASURES}
-        differences[f"context {context}"] = {"per_seed": per_seed, "over_seeds": over}
+            translated = np.stack([zyx(folder / f"{n}_translated.nii.gz") for n in test_names])
+            methods[arm_label(context, seed)] = score(translated)
+    differences = seed_differences(methods, args.contexts, args.seeds, test_names)
     summary = {"cpu": cpu_name(), "arms": arms, "train_patients": train_names, "test_patients": test_names,
                "size": args.size, "slices": args.slices, "cpu_minutes": args.cpu_minutes, "window_hu": list(window),
                "wall_s": time.monotonic() - started, "methods": methods, "differences": differences}
@@ -211,26 +155,7 @@ def main() -> int:
           f"the other {len(train_names) - len(train_names) // 2}) / {len(test_names)} held-out patients, "
           f"{args.slices} slices of 2.5 mm at {args.size} px; {args.cpu_minutes:g} CPU-minutes per arm; "
           f"wall {summary['wall_s']:.0f} s\n")
-    print("| method | " + " | ".join(title for _, title, _ in SHOWN) + " |\n" + "|---" * (len(SHOWN) + 1) + "|")
-    for label, entry in methods.items():
-        print(f"| {label} | " + " | ".join(interval_text(entry, key, d) for key, _, d in SHOWN) + " |")
-    for name, found in differences.items():
-        print(f"\n{name} - 2D, per seed (per patient; * = interval excludes 0), and over seeds (95% t):\n")
-        print("| seed | " + " | ".join(title for _, title, _ in SHOWN[:4]) + " |\n" + "|---" * 5 + "|")
-        for seed, measures in found["per_seed"].items():
-            cells = []
-            for key, _, d in SHOWN[:4]:
-                diff = measures[key]
-                bounds = diff["difference_interval"]
-                gap = ", apart" if apart(methods[f"2.5D ({name}), seed {seed}"], methods[f"2D, seed {seed}"], key) else ""
-                cells.append(f"{diff['difference']:+.{d}f} [{bounds['low']:+.{d}f}, {bounds['high']:+.{d}f}]"
-                             f"{'*' if diff['separated'] else ''}{gap}")
-            print(f"| {seed} | " + " | ".join(cells) + " |")
-        over = found["over_seeds"]
-        print("| over seeds | " + " | ".join(
-            f"{over[key]['mean']:+.{d}f}" + (f" [{over[key]['low']:+.{d}f}, {over[key]['high']:+.{d}f}]"
-                                             if over[key]["low"] is not None else "")
-            for key, _, d in SHOWN[:4]) + " |")
+    print(tables(methods, differences, SHOWN))
     return 0
 
 

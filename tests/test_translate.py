@@ -137,3 +137,33 @@ def test_translate_volume_matches_training_slicing_and_holds_one_output_volume(p
     expected = np.where((slices < HU.low) | (slices > HU.high), slices, HU.to_physical(unit[:, 0].numpy()))
     got = upright_slices(to_canonical(Volume(result, affine, volume.spacing, "CT", volume.path, "case")).array, axis)
     assert np.allclose(got, expected, atol=1e-3)
+
+
+def test_mr_to_the_same_mr_keeps_each_scans_own_scale_and_t1_to_t2_the_stored_one(tmp_path):
+    """Training normalizes each MR volume on its own: a denoiser's output of a scan at 3x the intensities is 3x the
+    output (the scan's own fit), while T1 -> T2 (another scale) is written in the run's stored T2 scale."""
+    from pathlib import Path
+
+    from medgan.data.readers import Volume
+    from medgan.inference import load_model
+    from medgan.inference.files import translate_volume
+
+    generator = torch.Generator().manual_seed(0)
+    target = torch.rand(16, 1, 32, 32, generator=generator) * 2 - 1
+    noisy = (target + 0.2 * torch.randn(target.shape, generator=generator)).clamp(-1, 1)
+    array = np.random.default_rng(0).uniform(50.0, 400.0, (32, 32, 5)).astype(np.float32)
+    volume = Volume(array, np.eye(4), (1.0, 1.0, 1.0), "MR", Path("scan.nii"), "scan")
+    brighter = Volume(3.0 * array, np.eye(4), (1.0, 1.0, 1.0), "MR", Path("scan3.nii"), "scan3")
+    results = {}
+    for name, target_mapping in (("same", IntensityMapping("percentile", 10.0, 500.0, "a.u.")),
+                                 ("t2", IntensityMapping("percentile", 100.0, 2000.0, "a.u."))):
+        data = SliceSet(target, target_mapping, (1.0, 1.0), [f"p{i % 4}" for i in range(16)],
+                        [f"f{i}#0" for i in range(16)], aligned={"input": noisy},
+                        mappings={"input": IntensityMapping("percentile", 12.0, 490.0, "a.u.")})
+        train(paired_config(train={"steps": 1, "eval_every": 0}), tmp_path / name, progress=False, data=data)
+        model = load_model(tmp_path / name)
+        results[name] = [translate_volume(model, {"input": v}) for v in (volume, brighter)]
+    plain, tripled = results["same"]
+    assert np.allclose(tripled, 3.0 * plain, rtol=1e-4, atol=1e-2)
+    plain, tripled = results["t2"]  # the stored T2 scale: the same output whatever the T1 scan's brightness
+    assert np.allclose(tripled, plain, atol=1e-2) and plain.max() <= 2000.0 + 1e-3

@@ -9,7 +9,9 @@ translated on its own, named after its file); the same kind comes out:
 * 2.5D runs (``data.context`` K) get each slice with its K neighbours on each side, read with each batch (the
   end slices replicated past the volume's ends, as in training); a 2D image has no neighbours and is refused;
 * intensities go through the run's stored mappings: a CT window in HU for CT domains, a per-volume
-  normalization (fitted like in training) for MR domains, and back to the target's physical units;
+  normalization (fitted like in training) for MR domains, and back to the target's physical units: the stored
+  one, except an MR target of the input's own scale (denoising, super-resolution of one sequence), which takes
+  the input scan's fit, as training normalized each target volume on its own;
 * where the input and the target share one CT window, values outside it (air, dense bone) are passed through
   from the input: the model was trained inside the window and cannot represent them;
 * DICOM output is a new *derived* series (see ``medgan.export.derived``): each file keeps its source file's
@@ -40,6 +42,7 @@ from medgan.inference import Translator
 from medgan.inference.translate import slices_per_batch
 
 NORMALIZED = ("percentile", "zscore")  # MR mappings, fitted to each volume as in training
+SAME_SCALE = 0.1  # MR input and target of one scale: median fits within this fraction of the target's range
 OUTPUT_FORMATS = ("same", "nifti", "dicom", "png16", "npy")
 
 
@@ -78,6 +81,10 @@ def translate_volume(model: Translator, volumes: dict[str, Volume], progress: bo
     mappings = [_input_mapping(model, name, volumes[name]) for name in names]
     target = model.spec.domain(model.target).mapping
     passthrough = model.spec.domain(names[0]).mapping == target and target.kind == "ct_window"
+    if _same_scale(model.spec.domain(names[0]).mapping, target) and mappings[0] is not None:
+        # MR -> same MR (denoising, super-resolution): training normalized each target volume on its own, so the
+        # output takes this scan's own scale (its input's fit), not the median scale of the training volumes.
+        target = mappings[0]
     result = np.empty(first.array.shape, dtype=np.float32)
     result_slices = upright_view(_canonical(result, ornt), axis)
     batch = slices_per_batch(*result_slices.shape[-2:])
@@ -132,6 +139,15 @@ def translate_path(model: Translator, inputs: dict[str, str | Path], out: str | 
 
 # -----------------------------------------------------------------------------------------------------------
 # intensities and geometry
+
+
+def _same_scale(source: IntensityMapping, target: IntensityMapping) -> bool:
+    """True for MR inputs and targets of one intensity scale (the run's median fits within ``SAME_SCALE`` of the
+    target's range at both ends): the same sequence degraded and restored, not T1 -> T2."""
+    if target.kind not in NORMALIZED or source.kind != target.kind:
+        return False
+    tolerance = SAME_SCALE * (target.high - target.low)
+    return abs(source.low - target.low) <= tolerance and abs(source.high - target.high) <= tolerance
 
 
 def _input_mapping(model: Translator, name: str, volume: Volume) -> IntensityMapping | None:
