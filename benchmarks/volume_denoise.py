@@ -1,17 +1,20 @@
-"""Volumetric denoising measured: slice-wise 2D vs 2.5D (``data.context``) on held-out phantom patients, in 3D.
+"""Volumetric denoising measured: slice-wise 2D vs 2.5D (``data.context``) vs a 3D U-Net on slabs
+(``model.name: unet3d``), on held-out phantom patients, in 3D.
 
 Simulated data. Renders contiguous phantom patients (``phantom_patient_volume``: portal phase, 2.5 mm slices, 3D
 texture, each dose its own scan with noise independent from slice to slice) at routine dose, quarter dose and
-noise-free, writes them as NIfTI (``save_patient_volume``), and for each ``--contexts`` K trains the paired
-pix2pix run quarter dose -> routine dose on the training patients' folders (``data.source`` the routine-dose
-folder, ``data.input`` the quarter-dose one; K = 0 is slice-wise 2D) with one recipe and one CPU-time budget
-(``train.cpu_minutes``). Each run translates every held-out quarter-dose volume with ``medgan translate`` (the CLI,
-whole NIfTI volumes, neighbours stacked by the run itself), and the outputs are measured in 3D inside the body
-(tissue label not air) with ``medgan.metrics.volume_translation``: MAE (HU), PSNR and SSIM on the CT window, and the
-through-plane consistency error (mean |change of the error between adjacent slices|), each with a 95% bootstrap
-interval over held-out patients, against the routine-dose scan (what the runs learn) and against the noise-free
-scan (the truth without the target's own noise). Paired differences (each 2.5D run minus 2D, per patient) come with
-their intervals; the quarter-dose input is the baseline row. Writes ``results.json`` and prints markdown tables.
+noise-free, writes them as NIfTI (``save_patient_volume``), and for each ``--contexts`` K trains the paired pix2pix
+run quarter dose -> routine dose on the training patients' folders (``data.source`` the routine-dose folder,
+``data.input`` the quarter-dose one; K = 0 is slice-wise 2D) with one recipe and one CPU-time budget
+(``train.cpu_minutes``), and for each ``--unet3d`` K the same with the 3D U-Net on slabs of 2K + 1 slices. Arms run
+``--parallel`` at a time in worker processes, one torch thread each by default. Each run translates every held-out
+quarter-dose volume with ``medgan translate`` (the CLI, whole NIfTI volumes, neighbours stacked by the run itself),
+and the outputs are measured in 3D inside the body (tissue label not air) with
+``medgan.metrics.volume_translation``: MAE (HU), PSNR and SSIM on the CT window, and the through-plane consistency
+error (mean |change of the error between adjacent slices|), each with a 95% bootstrap interval over held-out
+patients, against the routine-dose scan (what the runs learn) and against the noise-free scan (the truth without the
+target's own noise). Paired differences (each other arm minus 2D, per patient) come with their intervals; the
+quarter-dose input is the baseline row. Writes ``results.json`` and prints markdown tables.
 
     OMP_WAIT_POLICY=PASSIVE python3 benchmarks/volume_denoise.py --out /tmp/volume-denoise
 
@@ -32,23 +35,21 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from inversion import cpu_name  # same folder
+from volume_tables import apart, interval_text, run_arms, zyx  # same folder
 
-from medgan.cli import main as cli
 from medgan.config import from_dict
 from medgan.data.phantom import ct_rendering_name, phantom_patient_volume, save_patient_volume
 from medgan.data.phantom.cases import patient_id, patient_seed
-from medgan.data.readers import read_volume
 from medgan.inference import load_model
 from medgan.metrics.volume_translation import MEASURES, paired_difference, volume_translation_metrics
-from medgan.training.loop import train
 from medgan.training.tasks import recipe
 
 TRAIN_SEED, TEST_SEED = 5, 6  # phantom dataset seeds: patients 5000+ train, 6000+ held out (no other source's)
 QUARTER = 0.25
 TARGETS = {"routine": ct_rendering_name("portal", 1.0), "noisefree": ct_rendering_name("portal", None)}
 INPUT = ct_rendering_name("portal", QUARTER)
-SHOWN = (("mae", "MAE HU", 2), ("psnr", "PSNR dB", 2), ("ssim", "SSIM", 4), ("through_plane_mae", "through-plane HU", 2),
-         ("through_plane_ratio", "through-plane / MAE", 3))
+SHOWN = (("mae", "MAE HU", 2), ("psnr", "PSNR dB", 2), ("ssim", "SSIM", 4),
+         ("through_plane_mae", "through-plane HU", 2), ("through_plane_ratio", "through-plane / MAE", 3))
 IDEAL = "noise-free scan (ideal denoiser)"  # against the routine scan: the floor its own slice-wise noise sets
 
 
@@ -66,42 +67,18 @@ def render(folder: Path, dataset_seed: int, count: int, size: int, slices: int) 
     return names
 
 
-def run_config(args: argparse.Namespace, context: int, data: Path):
-    """The one recipe of every arm: pix2pix on whole native slices (no crop, no resampling), one CPU budget."""
+def run_config(args: argparse.Namespace, context: int, data: Path, model: str = "unet"):
+    """The one recipe of every arm: pix2pix on whole native slices (no crop, no resampling), one CPU budget; arms
+    differ in ``data.context`` and the generator (``model.name``: the 2D U-Net, or the 3D U-Net on slabs)."""
     return from_dict({
         "task": "paired",
         "data": {"source": str(data / TARGETS["routine"]), "input": str(data / INPUT), "resolution": args.size,
                  "crop_foreground": False, "context": context},
+        "model": {"name": model},
         "paired": {"patch": args.patch},
         "train": {"steps": 100000, "cpu_minutes": args.cpu_minutes, "eval_every": 0, "sample_every": 100000,
-                  "log_every": 50, "checkpoint_every": 100000, "seed": 0, "threads": args.threads},
+                  "log_every": 50, "checkpoint_every": 100000, "seed": args.seed, "threads": args.threads},
     }, base=recipe("pix2pix"))
-
-
-def train_arm(args: argparse.Namespace, context: int, data: Path, run: Path) -> dict:
-    """Trains one arm unless its run exists; returns its steps and wall/CPU seconds."""
-    record = run / "arm.json"
-    if record.is_file() and not args.retrain:
-        return json.loads(record.read_text())
-    wall, cpu = time.monotonic(), time.process_time()
-    result = train(run_config(args, context, data), run, progress=False, scorer=None)
-    info = {"context": context, "steps": result.steps, "wall_s": time.monotonic() - wall,
-            "cpu_s": time.process_time() - cpu}
-    record.write_text(json.dumps(info, indent=1))
-    return info
-
-
-def translate_arm(run: Path, inputs: Path, out: Path) -> float:
-    """``medgan translate`` of the held-out quarter-dose folder (the CLI code path); returns the seconds taken."""
-    started = time.monotonic()
-    if cli(["translate", "--run", str(run), "--input", str(inputs), "--out", str(out), "--quiet"]) != 0:
-        raise SystemExit(f"medgan translate failed for {run}")
-    return time.monotonic() - started
-
-
-def zyx(path: Path) -> np.ndarray:
-    """A NIfTI volume as ``[Z, Y, X]`` float64 (slices first, the metrics' axis 0)."""
-    return np.asarray(read_volume(path).array, dtype=np.float64).transpose(2, 1, 0)
 
 
 def measure_arms(test: Path, names: list[str], outputs: dict[str, Path], window: tuple[float, float]) -> dict:
@@ -118,27 +95,13 @@ def measure_arms(test: Path, names: list[str], outputs: dict[str, Path], window:
         compared = methods | ideal if target_name == "routine" else methods
         scored = {label: volume_translation_metrics(volumes, truth, width, low, body, names, "HU")
                   for label, volumes in compared.items()}
-        baseline = next(label for label in outputs if label.startswith("2D"))
+        baseline = next(label for label in outputs if label.startswith("2D"))  # every other arm against 2D
         differences = {label: {measure: paired_difference(scored[label]["per_volume"][measure],
                                                           scored[baseline]["per_volume"][measure], names)
                                for measure in MEASURES}
                        for label in outputs if label != baseline}
         results[target_name] = {"methods": scored, "differences": differences, "baseline": baseline}
     return results
-
-
-def interval_text(entry: dict, key: str, digits: int) -> str:
-    found = entry.get(f"{key}_interval")
-    value = entry[key]
-    if found is None:
-        return f"{value:.{digits}f}"
-    return f"{value:.{digits}f} [{found['low']:.{digits}f}, {found['high']:.{digits}f}]"
-
-
-def apart(first: dict, second: dict, key: str) -> bool:
-    """The two methods' 95% intervals of ``key`` do not overlap."""
-    a, b = first.get(f"{key}_interval"), second.get(f"{key}_interval")
-    return bool(a and b and (a["high"] < b["low"] or b["high"] < a["low"]))
 
 
 def tables(results: dict) -> str:
@@ -177,35 +140,41 @@ def main() -> int:
     parser.add_argument("--patch", type=int, default=64, help="paired.patch")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per arm (one count for every arm, so "
                         "a CPU-second buys the same work in each)")
+    parser.add_argument("--unet3d", type=int, nargs="*", default=[], help="data.context of arms with the 3D U-Net "
+                        "on slabs (model.name unet3d; at least 1)")
+    parser.add_argument("--seed", type=int, default=0, help="training seed of every arm")
+    parser.add_argument("--dataset-seeds", type=int, nargs=2, default=[TRAIN_SEED, TEST_SEED],
+                        metavar=("TRAIN", "TEST"), help="phantom dataset seeds of the training and held-out patients")
+    parser.add_argument("--parallel", type=int, default=2, help="arms trained at once")
     parser.add_argument("--retrain", action="store_true", help="train again even where a run exists")
     args = parser.parse_args()
     out = Path(args.out)
     started = time.monotonic()
-    train_names = render(out / "train", TRAIN_SEED, args.train_patients, args.size, args.slices)
-    test_names = render(out / "test", TEST_SEED, args.test_patients, args.size, args.slices)
+    train_names = render(out / "train", args.dataset_seeds[0], args.train_patients, args.size, args.slices)
+    test_names = render(out / "test", args.dataset_seeds[1], args.test_patients, args.size, args.slices)
     print(f"rendered {len(train_names)} + {len(test_names)} patients: {time.monotonic() - started:.0f} s", flush=True)
-    arms, outputs = {}, {}
-    for context in args.contexts:
-        label = "2D (context 0)" if context == 0 else f"2.5D (context {context})"
-        arms[label] = train_arm(args, context, out / "train", out / "runs" / f"context{context}")
-        translated = out / "translated" / f"context{context}"
-        missing = [name for name in test_names if not (translated / f"{name}_translated.nii.gz").is_file()]
-        if missing or args.retrain:  # every held-out patient again (translate writes into a new folder)
-            shutil.rmtree(translated, ignore_errors=True)
-            arms[label]["translate_s"] = translate_arm(out / "runs" / f"context{context}", out / "test" / INPUT,
-                                                       translated)
-            arms[label]["translated_volumes"] = len(test_names)
-            (out / "runs" / f"context{context}" / "arm.json").write_text(json.dumps(arms[label], indent=1))
-        outputs[label] = translated
-        print(f"{label}: {arms[label]}", flush=True)
-    mapping = load_model(out / "runs" / f"context{args.contexts[0]}").spec.mapping
+    arms_wanted = [(f"context{k}", "unet", k, "2D (context 0)" if k == 0 else f"2.5D (context {k})")
+                   for k in args.contexts]
+    arms_wanted += [(f"unet3d-context{k}", "unet3d", k, f"3D U-Net (slab of {2 * k + 1})") for k in args.unet3d]
+    if args.retrain:
+        for folder, *_ in arms_wanted:
+            shutil.rmtree(out / "runs" / folder, ignore_errors=True)
+            shutil.rmtree(out / "translated" / folder, ignore_errors=True)
+    jobs = [(label, run_config(args, context, out / "train", model), out / "runs" / folder,
+             ["--input", str(out / "test" / INPUT)], test_names, out / "translated" / folder)
+            for folder, model, context, label in arms_wanted]
+    arms = run_arms(jobs, args.parallel)
+    outputs = {label: out / "translated" / folder for folder, _, _, label in arms_wanted}
+    first = out / "runs" / arms_wanted[0][0]
+    mapping = load_model(first).spec.mapping
     results = measure_arms(out / "test", test_names, outputs, (mapping.low, mapping.high - mapping.low))
     summary = {"cpu": cpu_name(), "arms": arms, "train_patients": train_names, "test_patients": test_names,
                "size": args.size, "slices": args.slices, "cpu_minutes": args.cpu_minutes, "patch": args.patch,
                "window_hu": [mapping.low, mapping.high], "wall_s": time.monotonic() - started, "results": results}
     (out / "results.json").write_text(json.dumps(summary, indent=1, default=float))
     print(f"\nCPU {summary['cpu']}; {len(train_names)} training / {len(test_names)} held-out patients, {args.slices} "
-          f"slices of 2.5 mm at {args.size} px; {args.cpu_minutes:g} CPU-minutes per arm; wall {summary['wall_s']:.0f} s")
+          f"slices of 2.5 mm at {args.size} px; {args.cpu_minutes:g} CPU-minutes per arm; "
+          f"wall {summary['wall_s']:.0f} s")
     print(tables(results))
     return 0
 

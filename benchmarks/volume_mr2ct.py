@@ -35,8 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from inversion import cpu_name  # same folder
-from volume_denoise import zyx  # same folder
-from volume_tables import arm_label, run_arms, seed_differences, tables  # same folder
+from volume_tables import arm_label, run_arms, seed_differences, tables, zyx  # same folder
 
 from medgan.config import from_dict
 from medgan.data.phantom import ct_rendering_name, phantom_patient_volume, save_patient_volume

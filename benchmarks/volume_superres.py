@@ -36,8 +36,7 @@ from scipy.interpolate import interp1d
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from inversion import cpu_name  # same folder
-from volume_denoise import zyx  # same folder
-from volume_tables import arm_label, run_arms, seed_differences, tables  # same folder
+from volume_tables import arm_label, run_arms, seed_differences, tables, zyx  # same folder
 
 from medgan.config import from_dict
 from medgan.data.cohort import HELD_OUT, write_mni_cohort

@@ -1,14 +1,36 @@
-"""What the volumetric 2D-vs-2.5D benchmarks (``volume_mr2ct.py``, ``volume_superres.py``) share: per seed, the
-paired differences of each 2.5D arm against the 2D arm of the same seed; over seeds, their mean with a 95% t
-interval; and the markdown tables of both."""
+"""What the volumetric 2D-vs-2.5D benchmarks (``volume_denoise.py``, ``volume_mr2ct.py``, ``volume_superres.py``,
+``volume_inpaint.py``) share: reading a NIfTI volume slices-first, training and translating arms in worker
+processes, per seed the paired differences of each 2.5D arm against the 2D arm of the same seed, over seeds their
+mean with a 95% t interval, and the markdown tables."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from scipy import stats
-from volume_denoise import apart, interval_text  # same folder
 
+from medgan.data.readers import read_volume
 from medgan.metrics.volume_translation import MEASURES, paired_difference
+
+
+def zyx(path: Path) -> np.ndarray:
+    """A NIfTI volume as ``[Z, Y, X]`` float64 (slices first, the metrics' axis 0)."""
+    return np.asarray(read_volume(path).array, dtype=np.float64).transpose(2, 1, 0)
+
+
+def interval_text(entry: dict, key: str, digits: int) -> str:
+    found = entry.get(f"{key}_interval")
+    value = entry[key]
+    if found is None:
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} [{found['low']:.{digits}f}, {found['high']:.{digits}f}]"
+
+
+def apart(first: dict, second: dict, key: str) -> bool:
+    """The two methods' 95% intervals of ``key`` do not overlap."""
+    a, b = first.get(f"{key}_interval"), second.get(f"{key}_interval")
+    return bool(a and b and (a["high"] < b["low"] or b["high"] < a["low"]))
 
 
 def arm_label(context: int, seed: int) -> str:

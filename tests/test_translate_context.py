@@ -196,3 +196,41 @@ def test_evaluate_measures_a_context_run_on_its_centre_slices(context_run, tmp_p
     metrics = evaluate_paired(context_run, config, tmp_path / "eval", data=held, progress=False)
     assert metrics["held_out"]["slices"] == len(held) and metrics["methods"]["gan"]["mae"]["mean"] >= 0
     assert (tmp_path / "eval" / "report.html").is_file()
+
+
+def test_unet3d_reads_the_slab_in_spatial_order_and_starts_as_the_identity():
+    from medgan.networks.translation import UNet3DTranslator, slab_order
+
+    for context in (1, 2, 3):
+        channels = neighbour_indices(np.array([context]), 2 * context + 1, context)[0]  # z of each channel
+        assert channels[slab_order(2 * context + 1)].tolist() == list(range(2 * context + 1))
+    network = UNet3DTranslator(6, 1, channels=4, depth=2, slab=3)  # two modalities, slabs of 3
+    inputs = torch.rand(2, 6, 20, 18) * 2 - 1
+    assert torch.allclose(network(inputs), inputs[:, :1].clamp(-0.999, 0.999), atol=1e-5)
+    torch.nn.init.normal_(network.head.weight)
+    changed = inputs.clone()
+    changed[:, 2] += 0.5  # the first modality's slice above: a neighbour, not the slice itself
+    assert not torch.allclose(network(changed), network(inputs))
+    for bad in ((5, 1, 3), (3, 2, 3), (1, 1, 1)):
+        with pytest.raises(ConfigError, match="unet3d"):
+            UNet3DTranslator(bad[0], bad[1], slab=bad[2])
+
+
+def test_a_unet3d_run_trains_and_translates_a_volume_and_needs_context(tmp_path, capsys):
+    from medgan.cli import main
+
+    targets, inputs = _folder_pairs(tmp_path, depth=8)
+    data = {"source": str(targets), "input": str(inputs), "context": 1, "modality": "ct", "crop_foreground": False,
+            **WINDOW}
+    train(paired_config(data=data, model={"name": "unet3d"}, train={"steps": 2, "eval_every": 0}), tmp_path / "run",
+          progress=False, scorer=None)
+    model = load_model(tmp_path / "run")
+    assert model.context == 1 and type(model.generator).__name__ == "UNet3DTranslator"
+    assert main(["translate", "--run", str(tmp_path / "run"), "--input", str(inputs / "a.nii.gz"), "--out",
+                 str(tmp_path / "out"), "--quiet"]) == 0
+    assert nib.load(tmp_path / "out" / "a_translated.nii.gz").shape == (24, 20, 8)
+    capsys.readouterr()
+    code = main(["train", "--task", "paired", "--data", str(targets), "--input", str(inputs), "--model", "unet3d",
+                 "--steps", "1", "--resolution", "32", "--out", str(tmp_path / "bad"), "--quiet"])
+    assert_one_error_line(code, capsys, "unet3d", "data.context")
+    assert not (tmp_path / "bad").exists()

@@ -131,8 +131,10 @@ def build_translator(config: RunConfig, spec: DataSpec, input_domains: tuple[str
     in_channels += len(optional_domains(spec, input_domains))
     residual = model.residual and spec.domain(input_domains[0]).mapping.unit != "label"
     out_channels = sum(spec.domain(name).channels for name in targets)
-    return TRANSLATORS.get(model.name)(in_channels=in_channels, out_channels=out_channels,
-                                       channels=model.generator_channels, depth=model.depth, residual=residual)
+    network = TRANSLATORS.get(model.name)
+    slab = {"slab": 2 * config.data.context + 1} if getattr(network, "takes_slab", False) else {}
+    return network(in_channels=in_channels, out_channels=out_channels, channels=model.generator_channels,
+                   depth=model.depth, residual=residual, **slab)
 
 
 def translator_state(generator: torch.nn.Module, input_domains: tuple[str, ...], target: str | tuple[str, ...],

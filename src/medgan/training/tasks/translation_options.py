@@ -9,6 +9,7 @@ from medgan.config import check
 from medgan.training.tasks.declarations import TaskOption
 
 TRANSLATOR_ARCHITECTURES = ("unet",)  # medgan.networks.translation.TRANSLATORS: the generators they train
+SLAB_ARCHITECTURES = ("unet3d",)  # ... and the paired task's 3D U-Net on slabs of neighbouring slices (data.context)
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from dataclasses import dataclass, replace
 
 from medgan.config import AugmentConfig, DataConfig, LossConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig, check
 from medgan.training.tasks.declarations import DEMOS, RECIPES, Demo, Recipe, TaskOption, declare_task
-from medgan.training.tasks.translation_options import (DOMAIN_A, TRANSLATOR_ARCHITECTURES, TranslationOptions,
-                                                       check_translation_options)
+from medgan.training.tasks.translation_options import (DOMAIN_A, SLAB_ARCHITECTURES, TRANSLATOR_ARCHITECTURES,
+                                                       TranslationOptions, check_translation_options)
 
 NAME = "paired"
 
@@ -39,7 +39,7 @@ CLI_OPTIONS = (
                "tiles)", type=int, metavar="PX"),
     replace(DOMAIN_A, selects=False),
 )
-declare_task(NAME, CLI_OPTIONS, TRANSLATOR_ARCHITECTURES)
+declare_task(NAME, CLI_OPTIONS, TRANSLATOR_ARCHITECTURES + SLAB_ARCHITECTURES)
 
 
 def _pix2pix() -> RunConfig:
