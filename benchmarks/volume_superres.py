@@ -98,6 +98,24 @@ def run_config(args: argparse.Namespace, context: int, seed: int, data: Path):
     }, base=recipe("pix2pix"))
 
 
+def figure(out: Path, subject: str, seed: int, contexts: list[int], path: Path) -> None:
+    """Sagittal mid-planes of one held-out subject: linear | cubic | each arm of ``seed`` | the thin truth."""
+    from PIL import Image
+
+    columns = [out / "test" / "thick" / f"{subject}.nii.gz", out / "test" / "cubic" / f"{subject}.nii.gz"]
+    columns += [out / "translated" / f"context{k}-seed{seed}" / f"{subject}_translated.nii.gz" for k in contexts]
+    columns.append(out / "test" / "thin" / f"{subject}.nii.gz")
+    planes = []
+    for column in columns:
+        volume = zyx(column)  # [Z, Y, X]: the sagittal plane is Z x Y at the middle X, superior up
+        planes.append(volume[::-1, :, volume.shape[2] // 2])
+    top = np.percentile(planes[-1], 99.5)
+    strip = np.concatenate([np.clip(plane / top, 0, 1) for plane in planes], axis=1)
+    image = Image.fromarray((np.kron(strip, np.ones((3, 3))) * 255).astype(np.uint8))
+    with atomic_path(path) as temporary:
+        image.save(temporary, format="PNG")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="working folder (volumes, runs, translations, results.json)")
@@ -110,6 +128,8 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds of each arm")
     parser.add_argument("--cpu-minutes", type=float, default=6.0, help="CPU-time budget per arm")
     parser.add_argument("--parallel", type=int, default=2, help="arms trained at once (one thread each)")
+    parser.add_argument("--figure", type=Path, help="write a PNG of sagittal mid-planes of the first held-out "
+                        "subject: linear | cubic | each arm of the first seed | truth")
     args = parser.parse_args()
     out = Path(args.out)
     started = time.monotonic()
@@ -144,6 +164,8 @@ def main() -> int:
           f"subjects, 2 mm thin slices from {2 * args.factor} mm thick ones; {args.cpu_minutes:g} CPU-minutes per "
           f"arm; wall {summary['wall_s']:.0f} s; MAE in the template's units (range {data_range:.0f})\n")
     print(tables(methods, differences, SHOWN))
+    if args.figure:
+        figure(out, test_names[0], args.seeds[0], args.contexts, args.figure)
     return 0
 
 
