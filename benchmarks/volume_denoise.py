@@ -35,7 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from inversion import cpu_name  # same folder
-from volume_tables import apart, interval_text, run_arms, zyx  # same folder
+from volume_tables import apart, interval_text, only_these, run_arms, zyx  # same folder
 
 from medgan.config import from_dict
 from medgan.data.phantom import ct_rendering_name, phantom_patient_volume, save_patient_volume
@@ -64,6 +64,7 @@ def render(folder: Path, dataset_seed: int, count: int, size: int, slices: int) 
         volume = phantom_patient_volume(seed, n_slices=slices, size=size, doses=(None, 1.0, QUARTER),
                                         phases=("portal",), sequences=())
         save_patient_volume(volume, folder)
+    only_these(folder / INPUT, names)
     return names
 
 
@@ -153,9 +154,10 @@ def main() -> int:
     train_names = render(out / "train", args.dataset_seeds[0], args.train_patients, args.size, args.slices)
     test_names = render(out / "test", args.dataset_seeds[1], args.test_patients, args.size, args.slices)
     print(f"rendered {len(train_names)} + {len(test_names)} patients: {time.monotonic() - started:.0f} s", flush=True)
-    arms_wanted = [(f"context{k}", "unet", k, "2D (context 0)" if k == 0 else f"2.5D (context {k})")
+    seed = f"-seed{args.seed}" if args.seed else ""  # a run of another seed is another arm
+    arms_wanted = [(f"context{k}{seed}", "unet", k, "2D (context 0)" if k == 0 else f"2.5D (context {k})")
                    for k in args.contexts]
-    arms_wanted += [(f"unet3d-context{k}", "unet3d", k, f"3D U-Net (slab of {2 * k + 1})") for k in args.unet3d]
+    arms_wanted += [(f"unet3d-context{k}{seed}", "unet3d", k, f"3D U-Net (slab of {2 * k + 1})") for k in args.unet3d]
     if args.retrain:
         for folder, *_ in arms_wanted:
             shutil.rmtree(out / "runs" / folder, ignore_errors=True)

@@ -35,7 +35,7 @@ from skimage.restoration import inpaint_biharmonic
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from inversion import cpu_name  # same folder
-from volume_tables import arm_label, run_arms, seed_differences, tables, zyx  # same folder
+from volume_tables import arm_label, only_these, run_arms, seed_differences, tables, zyx  # same folder
 
 from medgan.config import from_dict
 from medgan.data.cohort import HELD_OUT, write_mni_cohort
@@ -86,6 +86,7 @@ def write_pairs(folder: Path, count: int, first: int, hole_count: int) -> list[s
     """Thin subjects in ``thin/``, holed inputs in ``input/``, holes in ``mask/``, the two biharmonic baselines in
     ``biharmonic2d/`` and ``biharmonic3d/`` (test only: ``first`` >= ``HELD_OUT``), and ``pairs.csv``."""
     names, rows = [], ["input,target,mask"]
+    folder = folder.resolve()  # the CSV's paths are read relative to its own folder otherwise
     for path in write_mni_cohort(folder / "thin", count, first):
         name = path.name.removesuffix(".nii.gz")
         names.append(name)
@@ -104,6 +105,7 @@ def write_pairs(folder: Path, count: int, first: int, hole_count: int) -> list[s
             _save(slices, image, folder / "biharmonic2d" / path.name, np.float32)
         _save(hole, image, folder / "mask" / path.name, np.uint8)  # last: marks the subject complete
     (folder / "pairs.csv").write_text("\n".join(rows) + "\n")
+    only_these(folder / "thin", names)
     return names
 
 

@@ -35,7 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from inversion import cpu_name  # same folder
-from volume_tables import arm_label, run_arms, seed_differences, tables, zyx  # same folder
+from volume_tables import arm_label, only_these, run_arms, seed_differences, tables, zyx  # same folder
 
 from medgan.config import from_dict
 from medgan.data.phantom import ct_rendering_name, phantom_patient_volume, save_patient_volume
@@ -62,6 +62,7 @@ def render(folder: Path, dataset_seed: int, count: int, size: int, slices: int) 
         volume = phantom_patient_volume(seed, n_slices=slices, size=size, doses=(1.0,), phases=("portal",),
                                         sequences=MR)
         save_patient_volume(volume, folder)
+    only_these(folder / CT, names)
     return names
 
 

@@ -36,7 +36,7 @@ from scipy.interpolate import interp1d
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from inversion import cpu_name  # same folder
-from volume_tables import arm_label, run_arms, seed_differences, tables, zyx  # same folder
+from volume_tables import arm_label, only_these, run_arms, seed_differences, tables, zyx  # same folder
 
 from medgan.config import from_dict
 from medgan.data.cohort import HELD_OUT, write_mni_cohort
@@ -83,6 +83,7 @@ def write_pairs(folder: Path, count: int, first: int, factor: int) -> list[str]:
             derived.set_data_dtype(np.float32)
             with atomic_path(target) as temporary:
                 nib.save(derived, str(temporary))
+    only_these(folder / "thin", names)
     return names
 
 

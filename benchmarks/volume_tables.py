@@ -132,3 +132,11 @@ def run_arms(jobs: list[tuple], parallel: int) -> dict:
     for key, info in arms.items():
         print(f"arm {key}: {info}", flush=True)
     return arms
+
+
+def only_these(folder: Path, names: list[str]) -> None:
+    """Stops the benchmark when ``folder`` holds volumes of other subjects than ``names`` (an ``--out`` reused with
+    other counts or seeds): training reads every file of a folder, so they would join the training set."""
+    found = {path.name.removesuffix(".nii.gz") for path in folder.glob("*.nii.gz")}
+    if found - set(names):
+        raise SystemExit(f"{folder} holds {len(found - set(names))} other subject(s) than this run's: use a new --out")

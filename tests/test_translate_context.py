@@ -234,3 +234,19 @@ def test_a_unet3d_run_trains_and_translates_a_volume_and_needs_context(tmp_path,
                  "--steps", "1", "--resolution", "32", "--out", str(tmp_path / "bad"), "--quiet"])
     assert_one_error_line(code, capsys, "unet3d", "data.context")
     assert not (tmp_path / "bad").exists()
+
+
+def test_unet3d_refuses_masks_and_availability_channels(context_run):
+    from dataclasses import replace as replaced
+
+    from medgan.data import IntensityMapping
+    from medgan.data.spec import DomainSpec
+    from medgan.inference.translate import build_translator
+
+    model = load_model(context_run)
+    config = replaced(model.config, model=replaced(model.config.model, name="unet3d"))
+    assert type(build_translator(config, model.spec, ("input",), "image")).__name__ == "UNet3DTranslator"
+    mask = DomainSpec("mask", 1, IntensityMapping("identity", -1.0, 1.0, "label"))
+    spec = replaced(model.spec, domains=(*model.spec.domains, mask))
+    with pytest.raises(ConfigError, match="image inputs only"):
+        build_translator(config, spec, ("input", "mask"), "image")

@@ -4,6 +4,7 @@ evaluate`` on whole volumes in both directions; and where context is refused."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nibabel as nib
@@ -93,11 +94,17 @@ def test_translate_and_evaluate_a_context_run_in_both_directions(context_run, fo
                      "--out", str(out), "--direction", direction, "--quiet"]) == 0
         written = nib.load(out / "p0_translated.nii.gz")
         assert written.shape == (32, 32, DEPTH)
+    slice_wise = tmp_path / "slice-wise"  # a 2D run of the same data, compared on the 2.5D run's held-out slabs
+    assert main(["train", "--domain-a", str(folders / "mr"), "--domain-b", str(folders / "ct"), "--out",
+                 str(slice_wise), "--steps", "1", "--resolution", "32", "--batch-size", "4", "--quiet",
+                 *[item.replace("data.context=1", "data.context=0") for item in TINY]]) == 0
     for direction, real, inputs in (("a2b", "held-ct", "held-mr"), ("b2a", "held-mr", "held-ct")):
         out = tmp_path / f"eval-{direction}"
         assert main(["evaluate", "--fake", str(context_run), "--real", str(folders / real), "--inputs",
-                     str(folders / inputs), "--direction", direction, "--out", str(out), "--quiet"]) == 0
-        assert (out / "metrics.json").is_file() and (out / "report.html").is_file()
+                     str(folders / inputs), "--direction", direction, "--out", str(out), "--quiet",
+                     "--compare", str(slice_wise)]) == 0
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert len(metrics["methods"]) >= 3 and (out / "report.html").is_file()  # the run, the 2D run, a baseline
     capsys.readouterr()
 
 
@@ -106,4 +113,17 @@ def test_identity_with_context_is_refused_in_one_line(folders, tmp_path, capsys)
     code = main([*base, "--domain-a", str(folders / "mr"), "--domain-b", str(folders / "ct"), "--set",
                  "data.context=1", "--set", "model.depth=2"])  # identity on (the recipe's 0.5)
     assert_one_error_line(code, capsys, "unpaired.identity", "data.context 1")
+    code = main([*base, "--domain-a", str(tmp_path / "missing"), "--domain-b", str(folders / "ct"), *TINY])
+    assert_one_error_line(code, capsys, "data.domain_a", "missing")
     assert not (tmp_path / "run").exists()
+
+
+def test_tiles_without_slabs_are_refused_for_a_context_run(tmp_path):
+    from test_unpaired_task import cyclegan_config, unpaired_data
+
+    from medgan.errors import ConfigError
+    from medgan.training.loop import train
+
+    config = cyclegan_config(data={"context": 1}, unpaired={"identity": 0.0})
+    with pytest.raises(ConfigError, match="3 slice channel"):  # 1-channel A tiles given through the API
+        train(config, tmp_path / "run", progress=False, data=unpaired_data(), scorer=None)

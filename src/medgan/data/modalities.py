@@ -81,8 +81,12 @@ def _refuse_slices_without_neighbours(config: DataConfig, sources: Sequence[str]
 def _domain_a_files(config: DataConfig, sources: Sequence[str], progress: bool, context: int = 0) -> SliceSet:
     """Domain A's modalities from files matched by name (``pairs.pairs_from_folders``): the first in ``images``,
     the others aligned as ``"input2"``, ...; with ``context`` K each modality's kept slices come with their K
-    neighbours on each side, ``[N, 2K + 1, R, R]`` (a 2D image, with no neighbours, is refused there)."""
+    neighbours on each side, ``[N, 2K + 1, R, R]`` (a 2D image, with no neighbours, is refused there). The files are
+    read one by one and held in memory: no dataset layout (MSD, LiTS) and no automatic cohort cache."""
     paths = [Path(source).expanduser() for source in sources]
+    for path in paths:
+        if not path.exists():
+            raise DataError("no such file or folder (data.domain_a)", path)
     paired = pairs_from_folders(paths[0], paths[1:], _single(config, sources[0]), progress, target_context=context)
     # pairs_from_folders names the matched folders input, input2, ...; here the first folder is "input" itself.
     names = input_names(len(sources))[1:]

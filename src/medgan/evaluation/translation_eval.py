@@ -91,7 +91,8 @@ def _linear(train: SliceSet, held: SliceSet, target_mapping: IntensityMapping) -
     y_train = np.asarray(train.mapping.to_physical(y_unit))
     body, _ = body_mask(y_train, y_unit, train.mapping)
     slope, intercept = fit_linear(x_train, y_train, body)
-    predicted = np.clip(slope * as_stack(held.aligned["input"][:, :1]) + intercept, target_mapping.low, target_mapping.high)
+    held_input = as_stack(held.aligned["input"][:, :1])  # the slice itself (2.5D inputs: its neighbours follow)
+    predicted = np.clip(slope * held_input + intercept, target_mapping.low, target_mapping.high)
     return predicted, {"slope_per_unit": slope, "intercept": intercept, "pixels": int(body.sum()),
                        "slices": len(train), "subjects": len(set(train.subjects))}
 
@@ -111,7 +112,8 @@ def _moments(train: SliceSet, held: SliceSet, target_mapping: IntensityMapping) 
     y_mean, y_std = float(y_train[y_body].mean()), float(y_train[y_body].std())
     slope = y_std / max(x_std, 1e-6)
     intercept = y_mean - slope * x_mean
-    predicted = np.clip(slope * as_stack(held.aligned["input"][:, :1]) + intercept, target_mapping.low, target_mapping.high)
+    held_input = as_stack(held.aligned["input"][:, :1])  # the slice itself (2.5D inputs: its neighbours follow)
+    predicted = np.clip(slope * held_input + intercept, target_mapping.low, target_mapping.high)
     return predicted, {"slope_per_unit": slope, "intercept": intercept, "input_body_mean": x_mean,
                        "input_body_std": x_std, "target_body_mean": y_mean, "target_body_std": y_std}
 
@@ -169,7 +171,19 @@ def _compare_outputs(path: str | Path, direction: str, held: SliceSet, where: st
                           f"{held.images.shape[-1]} px", path)
     own = other.spec.domain(other.target).mapping
     mapping = own if own.unit == held.mapping.unit == "HU" else held.mapping
-    outputs = other.translate(other.stack(_inputs(held, other, where)))[:, :1]
+    tiles = _inputs(held, other, where)
+    # Neighbour order is nested (the slice, -1, +1, -2, +2, ...): a run with context k takes the first 2k + 1 slices
+    # of held-out slabs loaded with a larger context.
+    wanted = 2 * getattr(other, "context", 0) + 1
+    for name, tile in tiles.items():
+        if other.spec.domain(name).mapping.unit == "label":
+            continue
+        if tile.shape[1] < wanted:
+            raise ConfigError(f"--compare: this run takes {wanted} neighbouring slice(s) per input (data.context "
+                              f"{other.context}) but the evaluated run's held-out inputs have {tile.shape[1]}; "
+                              "evaluate the run with the larger data.context and compare the other", path)
+        tiles[name] = tile[:, :wanted]
+    outputs = other.translate(other.stack(tiles))[:, :1]
     return np.asarray(mapping.to_physical(as_stack(outputs)))
 
 

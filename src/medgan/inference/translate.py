@@ -133,6 +133,10 @@ def build_translator(config: RunConfig, spec: DataSpec, input_domains: tuple[str
     out_channels = sum(spec.domain(name).channels for name in targets)
     network = TRANSLATORS.get(model.name)
     slab = {"slab": 2 * config.data.context + 1} if getattr(network, "takes_slab", False) else {}
+    if slab and in_channels != len(input_domains) * slab["slab"]:  # masks, label maps or availability channels
+        raise ConfigError(f"model.name {model.name!r} takes image inputs only, each a slab of {slab['slab']} slices "
+                          f"(data.context {config.data.context}); this run's inputs {' + '.join(input_domains)} have "
+                          f"{in_channels} channels in all; use model.name unet")
     return network(in_channels=in_channels, out_channels=out_channels, channels=model.generator_channels,
                    depth=model.depth, residual=residual, **slab)
 

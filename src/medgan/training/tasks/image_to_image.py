@@ -11,6 +11,8 @@ from pathlib import Path
 import torch
 
 from medgan.config import RunConfig
+from medgan.data.spec import DataSpec
+from medgan.errors import ConfigError
 from medgan.losses import get_adversarial
 from medgan.networks.translation import TRANSLATORS
 from medgan.training.augment import POLICIES
@@ -25,6 +27,18 @@ def check_translation_names(config: RunConfig) -> None:
     get_adversarial(config.loss.adversarial)
     for name in config.augment.policy:
         POLICIES.get(name)
+
+
+def check_context_channels(spec: DataSpec, images: tuple[str, ...], context: int, where: str) -> None:
+    """Refuses training data whose image input domains do not hold ``2 * context + 1`` slices each (e.g. a prepared
+    cohort cache made with another ``data.context``, or tiles given through the API): the run would record a context
+    its model never saw."""
+    for name in images:
+        channels = spec.domain(name).channels
+        if channels != 2 * context + 1:
+            raise ConfigError(f"config key 'data.context' is {context}, so the input {name!r} needs {2 * context + 1} "
+                              f"slice channel(s), but the training data has {channels}; load the data with the "
+                              "same data.context", where)
 
 
 def modality_dropout(count: int, modalities: int, chance: float, rng: torch.Generator) -> torch.Tensor:

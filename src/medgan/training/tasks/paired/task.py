@@ -25,7 +25,7 @@ from medgan.card import CARD_NAME
 from medgan.config import RunConfig
 from medgan.data import SliceSet
 from medgan.data.pairs import check_context
-from medgan.data.spec import DataSpec, spec_of
+from medgan.data.spec import spec_of
 from medgan.errors import ConfigError
 from medgan.inference.translate import KIND, build_translator, optional_domains, stack_inputs, translator_state
 from medgan.losses import get_adversarial
@@ -39,7 +39,8 @@ from medgan.training.precision import autocast_context, use_bf16
 from medgan.training.schedule import lr_factor, set_learning_rates
 from medgan.training.tasks.base import Capabilities, EvaluationRequest, ScoreRule, Scorer, TaskBase
 from medgan.training.tasks.gan_state import GanState
-from medgan.training.tasks.image_to_image import check_translation_names, evaluate_modalities, modality_dropout
+from medgan.training.tasks.image_to_image import (check_context_channels, check_translation_names,
+                                                   evaluate_modalities, modality_dropout)
 from medgan.training.tasks.paired.config import CLI_OPTIONS, NAME, PairedOptions, check_paired_options
 from medgan.training.tasks.registry import register_task
 from medgan.utils import exists
@@ -124,7 +125,7 @@ class PairedTask(GanState, TaskBase):
         self.data = data
         self.spec = replace(spec_of(data, attributes=False), class_names=())
         self.input_domains = tuple(data.aligned)
-        _check_context_channels(self.spec, tuple(data.mappings), config.data.context, config.data.source)
+        check_context_channels(self.spec, tuple(data.mappings), config.data.context, config.data.source)
         self.nearest_domains = frozenset(name for name in data.aligned if name not in data.mappings)
         self.groups_by_class = False
         self.attributes = None
@@ -267,14 +268,3 @@ class PairedTask(GanState, TaskBase):
 
     def load_state_dict(self, state: dict[str, Any], path: str) -> None:
         self.load_gan_state(state, path)
-
-
-def _check_context_channels(spec: DataSpec, images: tuple[str, ...], context: int, where: str) -> None:
-    """Refuses training data whose image input domains do not hold ``2 * context + 1`` slices each (e.g. a prepared
-    cohort cache made with another ``data.context``): the run would record a context its model never saw."""
-    for name in images:
-        channels = spec.domain(name).channels
-        if channels != 2 * context + 1:
-            raise ConfigError(f"config key 'data.context' is {context}, so the input {name!r} needs {2 * context + 1} "
-                              f"slice channel(s), but the training data has {channels}; load the data with the "
-                              "same data.context", where)

@@ -53,7 +53,8 @@ from medgan.training.precision import autocast_context, use_bf16
 from medgan.training.schedule import lr_factor, set_learning_rates
 from medgan.training.tasks.base import Capabilities, EvaluationRequest, ScoreRule, Scorer, TaskBase
 from medgan.training.tasks.gan_state import STATE_ERRORS
-from medgan.training.tasks.image_to_image import check_translation_names, evaluate_modalities, modality_dropout
+from medgan.training.tasks.image_to_image import (check_context_channels, check_translation_names,
+                                                   evaluate_modalities, modality_dropout)
 from medgan.training.tasks.registry import register_task
 from medgan.training.tasks.unpaired.config import CLI_OPTIONS, NAME, UnpairedOptions, check_unpaired_options
 from medgan.training.tasks.unpaired.pool import ImagePool
@@ -155,6 +156,7 @@ class UnpairedTask(TaskBase):
         self.data_b, self.data_a = data, data.other
         self.spec = unpaired_spec(data.other, data)
         self.a_domains = input_names(1 + len(data.other.aligned))
+        check_context_channels(self.spec, self.a_domains, config.data.context, config.data.source)
         self.optional = optional_domains(self.spec, self.a_domains)
         a_channels = sum(self.spec.domain(name).channels for name in self.a_domains)
         options = self.options
