@@ -250,3 +250,17 @@ def test_unet3d_refuses_masks_and_availability_channels(context_run):
     spec = replaced(model.spec, domains=(*model.spec.domains, mask))
     with pytest.raises(ConfigError, match="image inputs only"):
         build_translator(config, spec, ("input", "mask"), "image")
+
+
+def test_unet3d_runs_its_convolutions_in_float32_under_bf16_autocast():
+    """bf16 Conv3d gave a NaN weight gradient on an AMX CPU at the first backward (benchmarks/volume_denoise.py)."""
+    from medgan.networks.translation import UNet3DTranslator
+
+    network = UNet3DTranslator(3, 1, channels=4, depth=2, slab=3)
+    seen = []
+    network.unet.model[0].register_forward_hook(lambda module, args, output: seen.append(output.dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = network(torch.rand(2, 3, 16, 16) * 2 - 1)
+    output.float().mean().backward()
+    assert seen == [torch.float32] and output.dtype == torch.float32
+    assert all(torch.isfinite(p.grad).all() for p in network.parameters() if p.grad is not None)

@@ -118,7 +118,11 @@ class UNet3DTranslator(nn.Module):
         pad_h, pad_w = -height % self.multiple, -width % self.multiple
         padded = F.pad(inputs, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else inputs
         slabs = padded.reshape(count, -1, self.slab, *padded.shape[-2:])[:, :, self.order]  # [N, M, S, H, W]
-        out = self.head(self.unet(slabs))[:, :, self.slab // 2, :height, :width]  # the middle slice
+        # In float32 even under bf16 autocast: on the AMX Xeon, bf16 Conv3d gave a NaN weight gradient in the last
+        # convolution at the first backward pass (measured; the 2D U-Net's bf16 steps are finite), so D's loss
+        # became NaN at step 3.
+        with torch.autocast(device_type=inputs.device.type, enabled=False):
+            out = self.head(self.unet(slabs.float()))[:, :, self.slab // 2, :height, :width]  # the middle slice
         if self.residual:  # as UNetTranslator: in float32, from the first input's own slice
             start = torch.atanh(inputs[:, :1].float().clamp(-0.999, 0.999))
             return torch.tanh(start + out.float())
