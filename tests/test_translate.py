@@ -167,3 +167,31 @@ def test_mr_to_the_same_mr_keeps_each_scans_own_scale_and_t1_to_t2_the_stored_on
     assert np.allclose(tripled, 3.0 * plain, rtol=1e-4, atol=1e-2)
     plain, tripled = results["t2"]  # the stored T2 scale: the same output whatever the T1 scan's brightness
     assert np.allclose(tripled, plain, atol=1e-2) and plain.max() <= 2000.0 + 1e-3
+
+
+def test_inpainting_runs_start_without_the_identity_and_old_runs_keep_theirs(paired_run, tmp_path):
+    """A hole set to background sits where the identity start's tanh is flat (holes were left unfilled): runs with a
+    mask input build G without it and record that; runs saved before the record keep the identity start."""
+    import shutil
+
+    from medgan.checkpoint import load_checkpoint, save_checkpoint
+    from medgan.inference import load_model
+
+    generator = torch.Generator().manual_seed(0)
+    target = torch.rand(16, 1, 32, 32, generator=generator) * 2 - 1
+    hole = torch.zeros_like(target)
+    hole[:, :, 8:20, 8:20] = 1.0
+    data = SliceSet(target, HU, (0.7, 0.7), [f"p{i % 4}" for i in range(16)], [f"f{i}#0" for i in range(16)],
+                    aligned={"input": torch.where(hole > 0, -1.0, target), "mask": hole * 2 - 1},
+                    mappings={"input": HU})
+    train(paired_config(train={"steps": 1, "eval_every": 0}), tmp_path / "inpaint", progress=False, data=data)
+    state = torch.load(tmp_path / "inpaint" / "checkpoints" / "latest.pt", weights_only=False)
+    assert state["inference"]["residual"] is False and not load_model(tmp_path / "inpaint").generator.residual
+    assert load_model(paired_run).generator.residual  # a denoiser keeps the identity start
+    old = tmp_path / "old"
+    shutil.copytree(paired_run, old)
+    for checkpoint in (old / "checkpoints").glob("*.pt"):
+        saved = load_checkpoint(checkpoint)
+        saved["inference"].pop("residual", None)
+        save_checkpoint(checkpoint, saved)
+    assert load_model(old).generator.residual

@@ -118,18 +118,22 @@ def split_domains(stacked: torch.Tensor, spec: DataSpec, domains: tuple[str, ...
 
 
 def build_translator(config: RunConfig, spec: DataSpec, input_domains: tuple[str, ...],
-                     target: str | tuple[str, ...]) -> torch.nn.Module:
+                     target: str | tuple[str, ...], residual: bool | None = None) -> torch.nn.Module:
     """The image-to-image generator named by ``config.model.name`` (e.g. "unet") for the spec's domains.
 
-    The residual (identity) start applies only when the first input is an image: a label map's +/-1 channels
-    sit where tanh is flat, and a U-Net started there did not learn (mask-to-image L1 stayed at 0.227 over 800
-    steps on the phantom; 0.013 without the residual start).
+    The residual (identity) start (``model.residual``) applies only when every input is an image: a label map's
+    +/-1 channels sit where tanh is flat, and a U-Net started there did not learn (mask-to-image L1 stayed at 0.227
+    over 800 steps on the phantom; 0.013 without the residual start); with a hole mask (inpainting) the hole is
+    background, as flat, and a U-Net started there left the holes unfilled (3D holes in brain MR: mean 5 inside
+    them against the truth's 182 after 6 CPU-minutes; benchmarks/volume_inpaint.py). ``residual`` given (a run's
+    recorded choice, ``translator_state``) overrides that rule.
     """
     model = config.model
     targets = (target,) if isinstance(target, str) else tuple(target)
     in_channels = sum(spec.domain(name).channels for name in input_domains)
     in_channels += len(optional_domains(spec, input_domains))
-    residual = model.residual and spec.domain(input_domains[0]).mapping.unit != "label"
+    if residual is None:
+        residual = model.residual and all(spec.domain(name).mapping.unit != "label" for name in input_domains)
     out_channels = sum(spec.domain(name).channels for name in targets)
     network = TRANSLATORS.get(model.name)
     slab = {"slab": 2 * config.data.context + 1} if getattr(network, "takes_slab", False) else {}
@@ -147,7 +151,8 @@ def translator_state(generator: torch.nn.Module, input_domains: tuple[str, ...],
     the neighbouring slices on each side that join each input slice, ``data.context``)."""
     targets = [target] if isinstance(target, str) else list(target)
     return {"kind": KIND, "generator": generator.state_dict(), "inputs": list(input_domains), "target": targets[0],
-            "targets": targets, "optional": list(optional), "context": int(context)}
+            "targets": targets, "optional": list(optional), "context": int(context),
+            "residual": bool(getattr(generator, "residual", False))}
 
 
 class Translator:
@@ -229,7 +234,11 @@ def load_translator(state: RunState, direction: str | None = None) -> Translator
         targets = tuple(str(n) for n in inference.get("targets", [inference["target"]]))
         optional = tuple(str(n) for n in inference.get("optional", []))
         context = int(inference.get("context", state.config.data.context))
-        generator = build_translator(state.config, state.spec, inputs, targets)
+        # Runs saved before the choice was recorded: the identity start whenever the first input was an image.
+        residual = inference.get("residual")
+        if residual is None:
+            residual = state.config.model.residual and state.spec.domain(inputs[0]).mapping.unit != "label"
+        generator = build_translator(state.config, state.spec, inputs, targets, residual=bool(residual))
     except (KeyError, TypeError, ValueError, DataError) as error:
         raise CheckpointError(f"image-to-image inference state is incomplete ({error})", state.path) from None
     load_module_state(generator, inference.get("generator"), state.path, "generator")
