@@ -35,7 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from inversion import cpu_name  # same folder
-from volume_tables import apart, interval_text, only_these, run_arms, zyx  # same folder
+from volume_tables import apart, budget_train, difference_cell, method_rows, only_these, run_arms, zyx  # same folder
 
 from medgan.config import from_dict
 from medgan.data.phantom import ct_rendering_name, phantom_patient_volume, save_patient_volume
@@ -77,8 +77,7 @@ def run_config(args: argparse.Namespace, context: int, data: Path, model: str = 
                  "crop_foreground": False, "context": context},
         "model": {"name": model},
         "paired": {"patch": args.patch},
-        "train": {"steps": 100000, "cpu_minutes": args.cpu_minutes, "eval_every": 0, "sample_every": 100000,
-                  "log_every": 50, "checkpoint_every": 100000, "seed": args.seed, "threads": args.threads},
+        "train": budget_train(args.cpu_minutes, args.seed, args.threads),
     }, base=recipe("pix2pix"))
 
 
@@ -110,21 +109,14 @@ def tables(results: dict) -> str:
     lines = []
     for target_name, found in results.items():
         lines += ["", f"Against the {target_name} scan (body voxels; mean [95% interval] over held-out patients):", "",
-                  "| method | " + " | ".join(title for _, title, _ in SHOWN) + " |", "|---" * (len(SHOWN) + 1) + "|"]
-        for label, entry in found["methods"].items():
-            lines.append(f"| {label} | " + " | ".join(interval_text(entry, key, d) for key, _, d in SHOWN) + " |")
+                  *method_rows(found["methods"], SHOWN)]
         lines += ["", (f"Paired differences against {found['baseline']} (per patient; * = interval excludes 0; "
                        "intervals apart = the two methods' own intervals do not overlap):"), "",
                   "| method - 2D | " + " | ".join(title for _, title, _ in SHOWN[:4]) + " |", "|---" * 5 + "|"]
+        baseline = found["methods"][found["baseline"]]
         for label, measures in found["differences"].items():
-            cells = []
-            for key, _, digits in SHOWN[:4]:
-                difference = measures[key]
-                bounds = difference["difference_interval"]
-                mark = "*" if difference["separated"] else ""
-                gap = ", apart" if apart(found["methods"][label], found["methods"][found["baseline"]], key) else ""
-                cells.append(f"{difference['difference']:+.{digits}f} [{bounds['low']:+.{digits}f}, "
-                             f"{bounds['high']:+.{digits}f}]{mark}{gap}")
+            cells = [difference_cell(measures[key], digits, apart(found["methods"][label], baseline, key))
+                     for key, _, digits in SHOWN[:4]]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

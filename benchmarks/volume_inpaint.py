@@ -35,7 +35,8 @@ from skimage.restoration import inpaint_biharmonic
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from inversion import cpu_name  # same folder
-from volume_tables import arm_label, only_these, run_arms, seed_differences, tables, zyx  # same folder
+from volume_tables import (UNITLESS, arm_label, budget_train, only_these, run_arms, seed_differences,  # same folder
+                           tables, zyx)
 
 from medgan.config import from_dict
 from medgan.data.cohort import HELD_OUT, write_mni_cohort
@@ -43,8 +44,6 @@ from medgan.metrics.volume_translation import volume_translation_metrics
 from medgan.training.tasks import recipe
 from medgan.utils import atomic_path
 
-SHOWN = (("mae", "MAE", 2), ("psnr", "PSNR dB", 2), ("ssim", "SSIM", 4), ("through_plane_mae", "through-plane", 2),
-         ("through_plane_ratio", "through-plane / MAE", 3))
 RADIUS_VOXELS = (4, 8)  # 8-16 mm at 2 mm
 BRAIN_FRACTION = 0.3  # hole centres lie where the volume is above this fraction of its 99th percentile
 
@@ -119,8 +118,7 @@ def run_config(args: argparse.Namespace, context: int, seed: int, data: Path):
                  "fit": "pad", "crop_foreground": False, "context": context},
         "model": {"residual": False},
         "paired": {"patch": args.patch},
-        "train": {"steps": 100000, "cpu_minutes": args.cpu_minutes, "eval_every": 0, "sample_every": 100000,
-                  "log_every": 50, "checkpoint_every": 100000, "seed": seed, "threads": 1},
+        "train": budget_train(args.cpu_minutes, seed),
     }, base=recipe("pix2pix"))
 
 
@@ -173,7 +171,7 @@ def main() -> int:
           f"subjects, {args.holes} 3D holes each ({int(hole.sum())} held-out hole voxels); {args.cpu_minutes:g} "
           f"CPU-minutes per arm; wall {summary['wall_s']:.0f} s; inside the holes, template units (range "
           f"{data_range:.0f})\n")
-    print(tables(methods, differences, SHOWN))
+    print(tables(methods, differences, UNITLESS))
     return 0
 
 

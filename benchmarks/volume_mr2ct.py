@@ -35,7 +35,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from inversion import cpu_name  # same folder
-from volume_tables import arm_label, only_these, run_arms, seed_differences, tables, zyx  # same folder
+from volume_tables import (arm_label, budget_train, only_these, run_arms, seed_differences, tables,  # same folder
+                           zyx)
 
 from medgan.config import from_dict
 from medgan.data.phantom import ct_rendering_name, phantom_patient_volume, save_patient_volume
@@ -89,8 +90,7 @@ def run_config(args: argparse.Namespace, context: int, seed: int, domains: Path)
         "model": {"residual": False},
         "unpaired": {"identity": 0.0},
         "optim": {"schedule": "constant"},
-        "train": {"steps": 100000, "cpu_minutes": args.cpu_minutes, "eval_every": 0, "sample_every": 100000,
-                  "log_every": 50, "checkpoint_every": 100000, "seed": seed, "threads": 1, "batch_size": 4},
+        "train": {**budget_train(args.cpu_minutes, seed), "batch_size": 4},
     }, base=recipe("cyclegan"))
 
 

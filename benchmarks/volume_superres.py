@@ -36,7 +36,8 @@ from scipy.interpolate import interp1d
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from inversion import cpu_name  # same folder
-from volume_tables import arm_label, only_these, run_arms, seed_differences, tables, zyx  # same folder
+from volume_tables import (UNITLESS, arm_label, budget_train, only_these, run_arms, seed_differences,  # same folder
+                           tables, zyx)
 
 from medgan.config import from_dict
 from medgan.data.cohort import HELD_OUT, write_mni_cohort
@@ -44,8 +45,6 @@ from medgan.metrics.volume_translation import volume_translation_metrics
 from medgan.training.tasks import recipe
 from medgan.utils import atomic_path
 
-SHOWN = (("mae", "MAE", 2), ("psnr", "PSNR dB", 2), ("ssim", "SSIM", 4), ("through_plane_mae", "through-plane", 2),
-         ("through_plane_ratio", "through-plane / MAE", 3))
 
 
 def thick_slices(volume: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
@@ -94,8 +93,7 @@ def run_config(args: argparse.Namespace, context: int, seed: int, data: Path):
         "data": {"source": str(data / "thin"), "input": str(data / "thick"), "resolution": args.resolution,
                  "fit": "pad", "crop_foreground": False, "context": context},
         "paired": {"patch": args.patch},
-        "train": {"steps": 100000, "cpu_minutes": args.cpu_minutes, "eval_every": 0, "sample_every": 100000,
-                  "log_every": 50, "checkpoint_every": 100000, "seed": seed, "threads": 1},
+        "train": budget_train(args.cpu_minutes, seed),
     }, base=recipe("pix2pix"))
 
 
@@ -164,7 +162,7 @@ def main() -> int:
     print(f"\nCPU {summary['cpu']}; synthetic MNI152 cohort: {len(train_names)} training / {len(test_names)} held-out "
           f"subjects, 2 mm thin slices from {2 * args.factor} mm thick ones; {args.cpu_minutes:g} CPU-minutes per "
           f"arm; wall {summary['wall_s']:.0f} s; MAE in the template's units (range {data_range:.0f})\n")
-    print(tables(methods, differences, SHOWN))
+    print(tables(methods, differences, UNITLESS))
     if args.figure:
         figure(out, test_names[0], args.seeds[0], args.contexts, args.figure)
     return 0

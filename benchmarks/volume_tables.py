@@ -33,6 +33,10 @@ def apart(first: dict, second: dict, key: str) -> bool:
     return bool(a and b and (a["high"] < b["low"] or b["high"] < a["low"]))
 
 
+UNITLESS = (("mae", "MAE", 2), ("psnr", "PSNR dB", 2), ("ssim", "SSIM", 4), ("through_plane_mae", "through-plane", 2),
+            ("through_plane_ratio", "through-plane / MAE", 3))  # the shown measures, in the data's own units
+
+
 def arm_label(context: int, seed: int) -> str:
     return ("2D" if context == 0 else f"2.5D (context {context})") + f", seed {seed}"
 
@@ -64,23 +68,39 @@ def seed_differences(methods: dict, contexts: list[int], seeds: list[int], subje
     return differences
 
 
-def tables(methods: dict, differences: dict, shown: tuple[tuple[str, str, int], ...]) -> str:
-    """Markdown: every method with intervals, then per 2.5D context the differences per seed and over seeds."""
+def budget_train(cpu_minutes: float, seed: int, threads: int = 1) -> dict:
+    """The ``train`` section of every arm: a CPU-time budget (steps never bind), no in-training scores, samples or
+    intermediate checkpoints."""
+    return {"steps": 100000, "cpu_minutes": cpu_minutes, "eval_every": 0, "sample_every": 100000, "log_every": 50,
+            "checkpoint_every": 100000, "seed": seed, "threads": threads}
+
+
+def method_rows(methods: dict, shown: tuple[tuple[str, str, int], ...]) -> list[str]:
+    """A markdown table of every method's measures with their intervals."""
     lines = ["| method | " + " | ".join(title for _, title, _ in shown) + " |", "|---" * (len(shown) + 1) + "|"]
     for label, entry in methods.items():
         lines.append(f"| {label} | " + " | ".join(interval_text(entry, key, d) for key, _, d in shown) + " |")
+    return lines
+
+
+def difference_cell(difference: dict, digits: int, apart_too: bool) -> str:
+    """``+d [low, high]`` of a ``paired_difference``, ``*`` when its interval excludes 0, ``, apart`` when the two
+    methods' own intervals do not overlap."""
+    bounds = difference["difference_interval"]
+    return (f"{difference['difference']:+.{digits}f} [{bounds['low']:+.{digits}f}, {bounds['high']:+.{digits}f}]"
+            f"{'*' if difference['separated'] else ''}{', apart' if apart_too else ''}")
+
+
+def tables(methods: dict, differences: dict, shown: tuple[tuple[str, str, int], ...]) -> str:
+    """Markdown: every method with intervals, then per 2.5D context the differences per seed and over seeds."""
+    lines = method_rows(methods, shown)
     for name, found in differences.items():
         lines += ["", (f"{name} - 2D, per seed (per subject; * = interval excludes 0; apart = the two arms' own "
                        "intervals do not overlap), and over seeds (95% t):"), "",
                   "| seed | " + " | ".join(title for _, title, _ in shown[:4]) + " |", "|---" * 5 + "|"]
         for seed, measures in found["per_seed"].items():
-            cells = []
-            for key, _, d in shown[:4]:
-                diff, bounds = measures[key], measures[key]["difference_interval"]
-                gap = ", apart" if apart(methods[arm_label(found["context"], seed)], methods[arm_label(0, seed)],
-                                         key) else ""
-                cells.append(f"{diff['difference']:+.{d}f} [{bounds['low']:+.{d}f}, {bounds['high']:+.{d}f}]"
-                             f"{'*' if diff['separated'] else ''}{gap}")
+            arm, flat = methods[arm_label(found["context"], seed)], methods[arm_label(0, seed)]
+            cells = [difference_cell(measures[key], d, apart(arm, flat, key)) for key, _, d in shown[:4]]
             lines.append(f"| {seed} | " + " | ".join(cells) + " |")
         over = found["over_seeds"]
         lines.append("| over seeds | " + " | ".join(

@@ -67,6 +67,11 @@ def _inputs(held: SliceSet, model: Any, where: str) -> dict[str, torch.Tensor]:
     return {domain: held.aligned[name].float() for domain, name in zip(model.input_domains, names)}
 
 
+def _input_slices(data: SliceSet) -> np.ndarray:
+    """The first input modality's slices ``[N, H, W]`` in unit space (2.5D inputs: the slice, not its neighbours)."""
+    return as_stack(data.aligned["input"][:, :1])
+
+
 def _cycle(run_dir: str | Path, direction: str, tiles: dict[str, torch.Tensor], outputs: torch.Tensor,
            first_mapping: IntensityMapping) -> dict[str, np.ndarray]:
     """Per-slice cycle error of held-out inputs through both generators (module docstring)."""
@@ -86,13 +91,12 @@ def _cycle(run_dir: str | Path, direction: str, tiles: dict[str, torch.Tensor], 
 
 def _linear(train: SliceSet, held: SliceSet, target_mapping: IntensityMapping) -> tuple[np.ndarray, dict]:
     """The linear baseline's outputs on ``held`` and its fit on ``train`` (module docstring)."""
-    x_train = as_stack(train.aligned["input"][:, :1])
+    x_train = _input_slices(train)
     y_unit = as_stack(train.images)
     y_train = np.asarray(train.mapping.to_physical(y_unit))
     body, _ = body_mask(y_train, y_unit, train.mapping)
     slope, intercept = fit_linear(x_train, y_train, body)
-    held_input = as_stack(held.aligned["input"][:, :1])  # the slice itself (2.5D inputs: its neighbours follow)
-    predicted = np.clip(slope * held_input + intercept, target_mapping.low, target_mapping.high)
+    predicted = np.clip(slope * _input_slices(held) + intercept, target_mapping.low, target_mapping.high)
     return predicted, {"slope_per_unit": slope, "intercept": intercept, "pixels": int(body.sum()),
                        "slices": len(train), "subjects": len(set(train.subjects))}
 
@@ -103,7 +107,7 @@ def _moments(train: SliceSet, held: SliceSet, target_mapping: IntensityMapping) 
     input's body is its own Otsu foreground, the target's its body mask)."""
     from skimage.filters import threshold_otsu
 
-    x_train = as_stack(train.aligned["input"][:, :1])
+    x_train = _input_slices(train)
     y_unit = as_stack(train.images)
     y_train = np.asarray(train.mapping.to_physical(y_unit))
     y_body, _ = body_mask(y_train, y_unit, train.mapping)
@@ -112,8 +116,7 @@ def _moments(train: SliceSet, held: SliceSet, target_mapping: IntensityMapping) 
     y_mean, y_std = float(y_train[y_body].mean()), float(y_train[y_body].std())
     slope = y_std / max(x_std, 1e-6)
     intercept = y_mean - slope * x_mean
-    held_input = as_stack(held.aligned["input"][:, :1])  # the slice itself (2.5D inputs: its neighbours follow)
-    predicted = np.clip(slope * held_input + intercept, target_mapping.low, target_mapping.high)
+    predicted = np.clip(slope * _input_slices(held) + intercept, target_mapping.low, target_mapping.high)
     return predicted, {"slope_per_unit": slope, "intercept": intercept, "input_body_mean": x_mean,
                        "input_body_std": x_std, "target_body_mean": y_mean, "target_body_std": y_std}
 
@@ -255,7 +258,7 @@ def evaluate_translation(run_dir: str | Path, out: str | Path, direction: str | 
         methods["linear"], fit = _linear(train, held, mapping)
         labels["linear"] = f"best line: {first_input} least-squares fitted on training pairs"
         if hu and held.mappings["input"].unit == "HU":
-            methods["input"] = np.asarray(held.mappings["input"].to_physical(as_stack(held.aligned["input"][:, :1])))
+            methods["input"] = np.asarray(held.mappings["input"].to_physical(_input_slices(held)))
             labels["input"] = "input as it is"
     for index, path in enumerate(compare, start=1):
         methods[f"compare{index}"] = _compare_outputs(path, name, held, config.source)

@@ -58,16 +58,25 @@ class UNetTranslator(nn.Module):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         height, width = inputs.shape[-2:]
-        pad_h, pad_w = -height % self.multiple, -width % self.multiple
-        # Replicate padding: a constant border would be an edge the network has to learn to ignore.
-        padded = F.pad(inputs, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else inputs
-        out = self.head(self.unet(padded))[..., :height, :width]  # (N, C_out, H, W)
-        if self.residual:
-            # In float32: under bf16 autocast an input that is itself a bf16 output (CycleGAN's round trip) holds
-            # 0.999 as 1.0, whose atanh is infinite (NaN losses at the second step, measured).
-            start = torch.atanh(inputs[:, :1].float().clamp(-0.999, 0.999))
-            return torch.tanh(start + out.float())
-        return torch.tanh(out)
+        out = self.head(self.unet(_padded(inputs, self.multiple)))[..., :height, :width]  # (N, C_out, H, W)
+        return _bounded(inputs, out, self.residual)
+
+
+def _padded(inputs: torch.Tensor, multiple: int) -> torch.Tensor:
+    """``inputs`` padded at the bottom and right to a multiple of ``multiple``: replicate padding, as a constant
+    border would be an edge the network has to learn to ignore."""
+    pad_h, pad_w = -inputs.shape[-2] % multiple, -inputs.shape[-1] % multiple
+    return F.pad(inputs, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else inputs
+
+
+def _bounded(inputs: torch.Tensor, out: torch.Tensor, residual: bool) -> torch.Tensor:
+    """tanh of the network's output, added to the first input channel's atanh with ``residual`` (the identity
+    start). In float32: under bf16 autocast an input that is itself a bf16 output (CycleGAN's round trip) holds
+    0.999 as 1.0, whose atanh is infinite (NaN losses at the second step, measured)."""
+    if residual:
+        start = torch.atanh(inputs[:, :1].float().clamp(-0.999, 0.999))
+        return torch.tanh(start + out.float())
+    return torch.tanh(out)
 
 
 def slab_order(slab: int) -> list[int]:
@@ -115,18 +124,14 @@ class UNet3DTranslator(nn.Module):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         count, _, height, width = inputs.shape
-        pad_h, pad_w = -height % self.multiple, -width % self.multiple
-        padded = F.pad(inputs, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else inputs
+        padded = _padded(inputs, self.multiple)
         slabs = padded.reshape(count, -1, self.slab, *padded.shape[-2:])[:, :, self.order]  # [N, M, S, H, W]
         # In float32 even under bf16 autocast: on the AMX Xeon, bf16 Conv3d gave a NaN weight gradient in the last
         # convolution at the first backward pass (measured; the 2D U-Net's bf16 steps are finite), so D's loss
         # became NaN at step 3.
         with torch.autocast(device_type=inputs.device.type, enabled=False):
             out = self.head(self.unet(slabs.float()))[:, :, self.slab // 2, :height, :width]  # the middle slice
-        if self.residual:  # as UNetTranslator: in float32, from the first input's own slice
-            start = torch.atanh(inputs[:, :1].float().clamp(-0.999, 0.999))
-            return torch.tanh(start + out.float())
-        return torch.tanh(out)
+        return _bounded(inputs, out, self.residual)  # the first input's channel 0 is its own slice
 
 
 @PATCH_DISCRIMINATORS.register("patchgan")
