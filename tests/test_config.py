@@ -114,7 +114,7 @@ def test_recipes_belong_to_their_tasks():
     from medgan.training.tasks import RECIPES, recipe, resolve_config
 
     assert RECIPES.get("cyclegan").tasks == ("unpaired",) and recipe("pix2pix").task == "paired"
-    classic = {"mode_seeking": 0.0, "mode_seeking_pool": 1, "spectral": 0.0}
+    classic = {"mode_seeking": 0.0, "mode_seeking_pool": 1, "spectral": 0.0, "spectral_from": 0.0}
     assert recipe("cyclegan").options["pool_size"] == 50 and recipe("dcgan").options == classic
     # A recipe of the noise-to-image family serves both of its tasks, and keeps its section's values.
     assert resolve_config({"task": "conditional"}, "dcgan").options == {**classic, "auxiliary": 1.0}
@@ -122,6 +122,26 @@ def test_recipes_belong_to_their_tasks():
         resolve_config({"task": "unconditional"}, "pix2pix")
     with pytest.raises(ConfigError, match="unknown task 'cyclegan'"):
         resolve_config({"task": "cyclegan"})
+
+
+def test_default_keeps_its_grain_settings_for_2d_dcgan_runs_only():
+    """The default's settings against grain (bilinear resize-convolution into the image, mode seeking on 4x-pooled
+    images, the spectral term) were measured on 2D slices with its dcgan generator: 3D runs and other architectures
+    get the values of before, the liver demo keeps the ones its figures were measured with, the user's win."""
+    from medgan.training.tasks import DEMOS, resolve_config
+
+    def grain(values, recipe="medgan"):
+        config = resolve_config(values, recipe)
+        return config.model.upsample, config.options["mode_seeking_pool"], config.options["spectral"]
+
+    assert grain({}) == grain({"task": "conditional"}) == ("bilinear-output", 4, 0.5)
+    before = ("transposed", 1, 0.0)
+    assert grain({"data": {"source": "mni152-cohort", "dims": 3, "resolution": 32}}) == before
+    assert grain({"model": {"name": "resnet"}}) == before
+    assert grain({"task": "conditional", **DEMOS.get("liver").values}) == before
+    assert grain({}, "standard") == grain({}, "dcgan") == before
+    assert grain({"model": {"name": "resnet"}, "unconditional": {"spectral": 0.2}}) == ("transposed", 1, 0.2)
+    assert grain({"model": {"upsample": "nearest-output"}}) == ("nearest-output", 4, 0.5)
 
 
 @pytest.mark.parametrize("argv, task, message", [

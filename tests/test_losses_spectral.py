@@ -58,6 +58,19 @@ def test_gradient_steps_on_the_fake_remove_grain_and_the_real_gets_none():
     assert float(spectral_matching(fake, real).detach()) < 0.2 * start
 
 
+def test_from_nyquist_leaves_the_coarse_scales_out():
+    real = smooth_images(8, seed=1)
+    columns = torch.arange(32.0)
+    coarse = real + 0.5 * torch.cos(2 * torch.pi * 3 * columns / 32)  # extra power at 3 cycles per image only
+    fine = real + 0.05 * torch.cos(2 * torch.pi * 12 * columns / 32)  # ... at 12 cycles (3/4 of Nyquist) only
+    assert float(spectral_matching(coarse, real)) > 0.1
+    # From half the Nyquist frequency (8 cycles at 32 px) up, the coarse change is invisible, the fine one is not.
+    assert float(spectral_matching(coarse, real, from_nyquist=0.5)) == pytest.approx(0.0, abs=1e-6)
+    assert float(spectral_matching(fine, real, from_nyquist=0.5)) > float(spectral_matching(fine, real))
+    with pytest.raises(ValueError, match="from_nyquist"):
+        spectral_matching(real, real, from_nyquist=1.0)
+
+
 def test_shape_mismatch_is_refused():
     with pytest.raises(ValueError, match="differ in shape"):
         spectral_matching(torch.zeros(2, 1, 32, 32), torch.zeros(2, 1, 16, 16))
@@ -91,5 +104,7 @@ def test_dp_switches_off_a_recipe_spectral_term_and_refuses_the_users():
     check_config(tiny_config({}, conditional={"spectral": 1.0}))  # without DP it is fine
     with pytest.raises(ConfigError, match=r"spectral"):
         check_config(tiny_config({}, conditional={"spectral": -1.0}))
+    with pytest.raises(ConfigError, match=r"spectral_from. must be in \[0, 1\)"):
+        check_config(tiny_config({}, conditional={"spectral_from": 1.0}))
     with pytest.raises(ConfigError, match=r"mode_seeking_pool.*between 1 and data\.resolution \(32\)"):
         TASKS.get("conditional").section(tiny_config({}, conditional={"mode_seeking_pool": 64}))

@@ -59,13 +59,21 @@ def radial_log_power(images: Tensor) -> Tensor:
     return torch.log(profile[1:] + EPSILON)  # radius 0: DC
 
 
-def spectral_matching(fake: Tensor, real: Tensor) -> Tensor:
-    """``mean_r (log Pbar_fake(r) - log Pbar_real(r))^2`` (see the module docstring); ``real`` gets no gradient.
+def spectral_matching(fake: Tensor, real: Tensor, from_nyquist: float = 0.0) -> Tensor:
+    """``mean_r (log Pbar_fake(r) - log Pbar_real(r))^2`` (see the module docstring) over the radii from
+    ``from_nyquist`` times the Nyquist frequency up; ``real`` gets no gradient.
 
     Args:
         fake: generated images [N, C, H, W] in [-1, 1].
         real: real images [M, C, H, W] of the same size and scaling.
+        from_nyquist: 0 compares every radius (1 cycle per image to the corners); 0.5 starts at half the Nyquist
+            frequency (16 cycles per image at 64 px). Above 0 the term leaves the coarse scales, where a batch's
+            power is its anatomy (head size, slice level) rather than its texture, to the discriminator.
     """
     if fake.shape[1:] != real.shape[1:]:
         raise ValueError(f"fake {tuple(fake.shape[1:])} and real {tuple(real.shape[1:])} images differ in shape")
-    return (radial_log_power(fake) - radial_log_power(real.detach())).square().mean()
+    if not 0.0 <= from_nyquist < 1.0:
+        raise ValueError(f"from_nyquist must be in [0, 1), got {from_nyquist}")
+    lowest = max(1, round(from_nyquist * min(fake.shape[-2:]) / 2))  # cycles per image
+    difference = radial_log_power(fake) - radial_log_power(real.detach())  # index r - 1 holds radius r
+    return difference[lowest - 1:].square().mean()

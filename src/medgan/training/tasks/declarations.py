@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from medgan.config import RunConfig
 from medgan.registry import Registry
@@ -88,6 +88,9 @@ class Recipe:
     tasks: tuple[str, ...]  # the tasks it configures; the first is the one it selects without --task
     build: Callable[[], RunConfig]  # the recipe's config (its task's own section as plain values)
     summary: str  # one line for --help and the manual
+    # The recipe's config fitted to the user's values before they apply: a choice the recipe made for one kind of
+    # run (e.g. 2D slices with its own architecture) that it takes back for another. None: the config as built.
+    adapt: Callable[[RunConfig, Mapping[str, Any]], RunConfig] | None = None
 
 
 @dataclass(frozen=True)

@@ -66,10 +66,10 @@ def resolve_config(values: Mapping[str, Any], recipe: str | None = None,
             (privacy.delta, max_grad_norm or unit given while privacy.epsilon and privacy.noise are 0), or a config
             the task cannot train (its ``check_config``).
     """
-    task, name, base = _task_and_base(values, recipe)
     data = values.get("data")
     if isinstance(data, Mapping):  # a prepared cohort: its preprocessing options are the run's
         values = {**values, "data": cache_data_values(data)}
+    task, name, base = _task_and_base(values, recipe)
     values = {**values, "task": name}
     config = from_dict(values, base=base)
     _check_privacy_given(values, config)
@@ -148,7 +148,8 @@ def _task_and_base(values: Mapping[str, Any], recipe: str | None) -> tuple[type,
     chosen = chosen or RECIPES.get(task.default_recipe)
     if name not in chosen.tasks:
         raise ConfigError(f"recipe {recipe!r} configures task {' or '.join(chosen.tasks)}, not {name!r}")
-    return task, name, replace(chosen.build(), task=name)
+    base = replace(chosen.build(), task=name)
+    return task, name, chosen.adapt(base, values) if chosen.adapt is not None else base
 
 
 def _check_privacy_given(values: Mapping[str, Any], config: RunConfig) -> None:

@@ -294,7 +294,7 @@ class NoiseToImageTask(GanState, TaskBase):
                 total = total + self.options.mode_seeking / (ratio + 1e-5)
                 logs["mode_seeking_ratio"] = ratio.item()
         if self.options.spectral > 0:  # never under DP (check_private_config): it reads real images
-            term = spectral_matching(fake, batch.images.to(self.device))
+            term = spectral_matching(fake, batch.images.to(self.device), self.options.spectral_from)
             total = total + self.options.spectral * term
             logs["spectral"] = term.item()
         self.optimizer_g.zero_grad(set_to_none=True)
