@@ -193,10 +193,10 @@ def run_config(dataset: str, name: str, cpu_minutes: float, seed: int, steps: in
     task = values["task"]
     if dataset == "lesions" and base == "medgan":
         values = deep_update(values, DEMOS.get("liver").values)  # portal window, AC head, D 32, its augmentation
-    if name in ON_SESSION10:
-        pass  # today's default with the candidate's changes
-    elif name in ON_SESSION7 or name in ON_SESSION8 or name in ON_SESSION9:
+    if name in CANDIDATES and name not in ON_SESSION10:  # every earlier candidate: before the grain change
         values = deep_update(values, for_task(BEFORE_SESSION10, task))
+    if name in ON_SESSION10 or name in ON_SESSION7 or name in ON_SESSION8 or name in ON_SESSION9:
+        pass  # the default of its day with the candidate's changes
     elif name in ON_SESSION6:
         values = deep_update(values, for_task(BEFORE_SESSION6, task))
     elif name in CANDIDATES:

@@ -313,7 +313,9 @@ def config_page() -> str:
         changed = {key: value for key, value in values.items()
                    if key != "task" and (key.split(".")[0] == config.task or base.get(key) != value)}
         tasks = ", ".join(code(task) for task in entry.tasks)
-        lines += ["", f"### `{name}`", "", f"Tasks: {tasks}. {escape(entry.summary)}", "",
+        fitted = inspect.getdoc(entry.adapt) if entry.adapt is not None else ""
+        fitted = f" {escape(' '.join(fitted.split()))}" if fitted else ""
+        lines += ["", f"### `{name}`", "", f"Tasks: {tasks}. {escape(entry.summary)}{fitted}", "",
                   "| key | value |", "|---|---|"]
         lines += [f"| {code(key)} | {code(show(value))} |" for key, value in sorted(changed.items())]
 

@@ -126,8 +126,8 @@ def test_recipes_belong_to_their_tasks():
 
 def test_default_keeps_its_grain_settings_for_2d_dcgan_runs_only():
     """The default's settings against grain (bilinear resize-convolution into the image, mode seeking on 4x-pooled
-    images, the spectral term) were measured on 2D slices with its dcgan generator: 3D runs and other architectures
-    get the values of before, the liver demo keeps the ones its figures were measured with, the user's win."""
+    images, the spectral term) were measured on 2D slices with its dcgan generator without DP: 3D runs, other
+    architectures and DP runs get the values of before, the liver demo keeps the ones its figures were measured with, the user's win."""
     from medgan.training.tasks import DEMOS, resolve_config
 
     def grain(values, recipe="medgan"):
@@ -138,6 +138,8 @@ def test_default_keeps_its_grain_settings_for_2d_dcgan_runs_only():
     before = ("transposed", 1, 0.0)
     assert grain({"data": {"source": "mni152-cohort", "dims": 3, "resolution": 32}}) == before
     assert grain({"model": {"name": "resnet"}}) == before
+    assert grain({"data": {"source": "mni152-cohort", "dims": "3", "resolution": 32}}) == before  # read as 3
+    assert grain({"privacy": {"noise": 1.0}}) == grain({"privacy": {"epsilon": 8.0}, "train": {"steps": 10}}) == before
     assert grain({"task": "conditional", **DEMOS.get("liver").values}) == before
     assert grain({}, "standard") == grain({}, "dcgan") == before
     assert grain({"model": {"name": "resnet"}, "unconditional": {"spectral": 0.2}}) == ("transposed", 1, 0.2)

@@ -84,13 +84,23 @@ def _medgan() -> RunConfig:
 
 def _fit_medgan(config: RunConfig, values: Mapping[str, Any]) -> RunConfig:
     """The default fitted to the user's values: its settings against grain were measured on 2D slices with its
-    dcgan generator, so a 3D run (``data.dims: 3``; the spectral term is a 2D term) or another architecture
-    (``model.name``; ``model.upsample`` is the dcgan generator's) gets all three back as before issue 25, the
-    settings every 3D and resnet figure was measured with. Values the user gives still apply on top."""
-    data, model = values.get("data"), values.get("model")
-    dims = data.get("dims", config.data.dims) if isinstance(data, Mapping) else config.data.dims
-    name = model.get("name", config.model.name) if isinstance(model, Mapping) else config.model.name
-    if dims == 3 or name != "dcgan":
+    dcgan generator and without DP, so a 3D run (``data.dims: 3``; the spectral term is a 2D term), another
+    architecture (``model.name``; ``model.upsample`` is the dcgan generator's) or a DP run (``privacy.epsilon`` or
+    ``privacy.noise``) gets all three back as before issue 25, the settings every 3D, resnet and DP figure was
+    measured with. Values the user gives still apply on top."""
+    def given(section: str, key: str, default: Any) -> Any:
+        chosen = values.get(section)
+        return chosen.get(key, default) if isinstance(chosen, Mapping) else default
+
+    def number(value: Any) -> float:  # as from_dict will read it ("3" is 3); a bad value is its error to report
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            return 0.0
+
+    private = number(given("privacy", "epsilon", 0.0)) > 0 or number(given("privacy", "noise", 0.0)) > 0
+    volumes = number(given("data", "dims", config.data.dims)) == 3
+    if volumes or private or given("model", "name", config.model.name) != "dcgan":
         before = {key: GRAIN[key][1] for key in ("mode_seeking_pool", "spectral")}
         config = replace(config, model=replace(config.model, upsample=GRAIN["upsample"][1]),
                          options={**config.options, **before})
