@@ -163,6 +163,7 @@ ON_SESSION10 = {
     "grain-s10": {"model": {"upsample": "bilinear-output"}, TASK: {"mode_seeking_pool": 4, "spectral": 0.5}},
 }
 CANDIDATES.update({name: ("medgan", overrides) for name, overrides in ON_SESSION10.items()})
+ON_SESSIONS_7_TO_10 = {*ON_SESSION7, *ON_SESSION8, *ON_SESSION9, *ON_SESSION10}
 BASE_RECIPES = ("medgan", "dcgan", "standard")
 DATASETS = {
     "mni": {"task": "unconditional", "data": {"source": "mni152"}},
@@ -195,11 +196,9 @@ def run_config(dataset: str, name: str, cpu_minutes: float, seed: int, steps: in
         values = deep_update(values, DEMOS.get("liver").values)  # portal window, AC head, D 32, its augmentation
     if name in CANDIDATES and name not in ON_SESSION10:  # every earlier candidate: before the grain change
         values = deep_update(values, for_task(BEFORE_SESSION10, task))
-    if name in ON_SESSION10 or name in ON_SESSION7 or name in ON_SESSION8 or name in ON_SESSION9:
-        pass  # the default of its day with the candidate's changes
-    elif name in ON_SESSION6:
+    if name in ON_SESSION6:
         values = deep_update(values, for_task(BEFORE_SESSION6, task))
-    elif name in CANDIDATES:
+    elif name in CANDIDATES and name not in ON_SESSIONS_7_TO_10:  # those are on the default of their day as it is
         values = deep_update(values, for_task(BEFORE_SESSION5 if name in ON_SESSION5 else BEFORE_SESSION4, task))
     values = deep_update(values, for_task(overrides, task))
     if dataset == "mni" and name in WITHOUT_UNCONDITIONAL_MS:
